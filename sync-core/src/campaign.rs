@@ -1,0 +1,417 @@
+//! Campaigns ("đợt lấy ý kiến"): who is evaluated, where, with which form, and their life cycle.
+
+use std::collections::BTreeSet;
+
+use serde::{Deserialize, Serialize};
+
+use crate::day::Day;
+use crate::form::{Form, FormError, Label};
+use crate::ids::{CampaignId, SubjectId, UnitId};
+use crate::unit::{UnitLevel, UnitTree};
+
+/// A campaign's state. Transitions go forward only: draft → open → closed → published.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CampaignState {
+    /// Being prepared; the form may still change.
+    Draft,
+    /// Collecting; the form is frozen.
+    Open,
+    /// No longer collecting; results are being reviewed.
+    Closed,
+    /// Results are published.
+    Published,
+}
+
+impl CampaignState {
+    /// The state that may follow this one.
+    pub fn next(self) -> Option<CampaignState> {
+        match self {
+            CampaignState::Draft => Some(CampaignState::Open),
+            CampaignState::Open => Some(CampaignState::Closed),
+            CampaignState::Closed => Some(CampaignState::Published),
+            CampaignState::Published => None,
+        }
+    }
+}
+
+/// A cadre being evaluated.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Subject {
+    /// Identifier, unique within the campaign.
+    pub id: SubjectId,
+    /// Full name.
+    pub name: String,
+    /// Position held (for example "Chủ tịch UBND xã").
+    pub position: String,
+    /// The commune where the cadre serves.
+    pub commune: UnitId,
+    /// The hamlet or residential group where the cadre lives.
+    pub home_hamlet: UnitId,
+}
+
+/// A hamlet in scope, with the number of voters expected to take part.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HamletScope {
+    /// The hamlet or residential group.
+    pub hamlet: UnitId,
+    /// Voters expected, for participation.
+    pub expected_voters: u32,
+}
+
+/// When collection runs, inclusive.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Schedule {
+    /// First day of collection.
+    pub opens_on: Day,
+    /// Last day of collection.
+    pub closes_on: Day,
+}
+
+/// A share of "low" answers that triggers consequences: crossed when
+/// `low / total > numerator / denominator` (or `>=` when `inclusive`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Threshold {
+    /// What crossing it means, for display.
+    pub label: Label,
+    /// Numerator of the share.
+    pub numerator: u32,
+    /// Denominator of the share.
+    pub denominator: u32,
+    /// `true` for "at least", `false` for "more than".
+    pub inclusive: bool,
+}
+
+impl Threshold {
+    /// Whether `low` answers out of `total` cross the threshold. Exact integer arithmetic: no
+    /// rounding decides a cadre's fate.
+    pub fn crossed(&self, low: u64, total: u64) -> bool {
+        if total == 0 {
+            return false;
+        }
+        let lhs = u128::from(low) * u128::from(self.denominator);
+        let rhs = u128::from(self.numerator) * u128::from(total);
+        if self.inclusive { lhs >= rhs } else { lhs > rhs }
+    }
+
+    /// The two thresholds of the rules in force: more than 1/2 and at least 2/3 "low".
+    pub fn defaults() -> Vec<Threshold> {
+        vec![
+            Threshold {
+                label: Label::new("Trên 1/2 tín nhiệm thấp", "More than 1/2 low"),
+                numerator: 1,
+                denominator: 2,
+                inclusive: false,
+            },
+            Threshold {
+                label: Label::new("Từ 2/3 trở lên tín nhiệm thấp", "At least 2/3 low"),
+                numerator: 2,
+                denominator: 3,
+                inclusive: true,
+            },
+        ]
+    }
+}
+
+fn default_thresholds() -> Vec<Threshold> {
+    Threshold::defaults()
+}
+
+/// A campaign.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Campaign {
+    /// Identifier.
+    pub id: CampaignId,
+    /// Name, for display.
+    pub name: Label,
+    /// The form, frozen once open.
+    pub form: Form,
+    /// The cadres evaluated.
+    pub subjects: Vec<Subject>,
+    /// The hamlets where opinions are collected.
+    pub hamlets: Vec<HamletScope>,
+    /// When collection runs.
+    pub schedule: Schedule,
+    /// Thresholds flagged per subject.
+    #[serde(default = "default_thresholds")]
+    pub thresholds: Vec<Threshold>,
+    /// Life-cycle state.
+    pub state: CampaignState,
+}
+
+/// What is wrong with a campaign, or with a change asked of it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CampaignError {
+    /// The campaign has no name.
+    #[error("campaign has no Vietnamese name")]
+    NoName,
+    /// The form is invalid.
+    #[error("form: {0}")]
+    Form(#[from] FormError),
+    /// No subject is evaluated.
+    #[error("campaign evaluates no subject")]
+    NoSubject,
+    /// No hamlet is in scope.
+    #[error("campaign has no hamlet in scope")]
+    NoHamlet,
+    /// Two subjects share an id.
+    #[error("subject {0} appears twice")]
+    DuplicateSubject(SubjectId),
+    /// A subject lacks its name or position.
+    #[error("subject {0} needs a name and a position")]
+    IncompleteSubject(SubjectId),
+    /// A hamlet appears twice in scope.
+    #[error("hamlet {0} is in scope twice")]
+    DuplicateHamlet(UnitId),
+    /// A hamlet in scope expects no voter.
+    #[error("hamlet {0} expects no voter")]
+    NoVoters(UnitId),
+    /// A unit named by the campaign is missing from the tree, or of the wrong level.
+    #[error("{role} {unit} is not a {expected:?} of the unit tree")]
+    WrongUnit {
+        /// How the campaign uses the unit ("hamlet in scope", "home hamlet of subject X", ...).
+        role: String,
+        /// The unit.
+        unit: UnitId,
+        /// The level it should have.
+        expected: UnitLevel,
+    },
+    /// The schedule ends before it starts.
+    #[error("schedule closes on {closes_on} before it opens on {opens_on}")]
+    Schedule {
+        /// Opening day.
+        opens_on: Day,
+        /// Closing day.
+        closes_on: Day,
+    },
+    /// A threshold that is not a share between 0 and 1.
+    #[error("threshold {index} ({numerator}/{denominator}) must be a share above 0 and at most 1")]
+    Threshold {
+        /// Position in the list, from 0.
+        index: usize,
+        /// Its numerator.
+        numerator: u32,
+        /// Its denominator.
+        denominator: u32,
+    },
+    /// A state change that the life cycle does not allow.
+    #[error("a campaign cannot go from {from:?} to {to:?}")]
+    Transition {
+        /// Current state.
+        from: CampaignState,
+        /// State asked for.
+        to: CampaignState,
+    },
+    /// The form is frozen once the campaign opens.
+    #[error("the form cannot change: the campaign is {0:?}")]
+    FormFrozen(CampaignState),
+    /// A new form must carry a higher version.
+    #[error("new form version {new} must be greater than {old}")]
+    FormVersion {
+        /// Current version.
+        old: u32,
+        /// Version given.
+        new: u32,
+    },
+}
+
+impl Campaign {
+    /// The ids of the subjects, in order.
+    pub fn subject_ids(&self) -> Vec<SubjectId> {
+        self.subjects.iter().map(|s| s.id.clone()).collect()
+    }
+
+    /// Whether `hamlet` is in scope.
+    pub fn has_hamlet(&self, hamlet: &UnitId) -> bool {
+        self.hamlets.iter().any(|h| &h.hamlet == hamlet)
+    }
+
+    /// Checks the campaign; with a unit tree, also that every unit it names exists at the right
+    /// level.
+    pub fn validate(&self, units: Option<&UnitTree>) -> Result<(), CampaignError> {
+        if self.name.vi.trim().is_empty() {
+            return Err(CampaignError::NoName);
+        }
+        self.form.validate()?;
+        if self.subjects.is_empty() {
+            return Err(CampaignError::NoSubject);
+        }
+        if self.hamlets.is_empty() {
+            return Err(CampaignError::NoHamlet);
+        }
+        let mut seen = BTreeSet::new();
+        for s in &self.subjects {
+            if !seen.insert(&s.id) {
+                return Err(CampaignError::DuplicateSubject(s.id.clone()));
+            }
+            if s.name.trim().is_empty() || s.position.trim().is_empty() {
+                return Err(CampaignError::IncompleteSubject(s.id.clone()));
+            }
+        }
+        let mut seen = BTreeSet::new();
+        for h in &self.hamlets {
+            if !seen.insert(&h.hamlet) {
+                return Err(CampaignError::DuplicateHamlet(h.hamlet.clone()));
+            }
+            if h.expected_voters == 0 {
+                return Err(CampaignError::NoVoters(h.hamlet.clone()));
+            }
+        }
+        if self.schedule.closes_on < self.schedule.opens_on {
+            return Err(CampaignError::Schedule {
+                opens_on: self.schedule.opens_on,
+                closes_on: self.schedule.closes_on,
+            });
+        }
+        for (index, t) in self.thresholds.iter().enumerate() {
+            if t.numerator == 0 || t.denominator == 0 || t.numerator > t.denominator {
+                return Err(CampaignError::Threshold { index, numerator: t.numerator, denominator: t.denominator });
+            }
+        }
+        if let Some(tree) = units {
+            let expect = |role: String, unit: &UnitId, level: UnitLevel| match tree.get(unit) {
+                Some(u) if u.level == level => Ok(()),
+                _ => Err(CampaignError::WrongUnit { role, unit: unit.clone(), expected: level }),
+            };
+            for h in &self.hamlets {
+                expect("hamlet in scope".into(), &h.hamlet, UnitLevel::Hamlet)?;
+            }
+            for s in &self.subjects {
+                expect(format!("commune of subject {}", s.id), &s.commune, UnitLevel::Commune)?;
+                expect(format!("home hamlet of subject {}", s.id), &s.home_hamlet, UnitLevel::Hamlet)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Moves the campaign to `to`, if the life cycle allows it. Opening checks the campaign.
+    pub fn transition(&mut self, to: CampaignState, units: Option<&UnitTree>) -> Result<(), CampaignError> {
+        if self.state.next() != Some(to) {
+            return Err(CampaignError::Transition { from: self.state, to });
+        }
+        if to == CampaignState::Open {
+            self.validate(units)?;
+        }
+        self.state = to;
+        Ok(())
+    }
+
+    /// Replaces the form, while the campaign is a draft, by one with a higher version.
+    pub fn replace_form(&mut self, form: Form) -> Result<(), CampaignError> {
+        if self.state != CampaignState::Draft {
+            return Err(CampaignError::FormFrozen(self.state));
+        }
+        if form.version <= self.form.version {
+            return Err(CampaignError::FormVersion { old: self.form.version, new: form.version });
+        }
+        form.validate()?;
+        self.form = form;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::fixtures::{campaign, unit_tree};
+
+    fn id(s: &str) -> UnitId {
+        UnitId::new(s).expect("valid")
+    }
+
+    #[test]
+    fn default_thresholds_follow_the_rules_in_force() {
+        let [half, two_thirds] = Threshold::defaults().try_into().expect("two defaults");
+        assert!(!half.crossed(5, 10), "exactly 1/2 is not more than 1/2");
+        assert!(half.crossed(6, 10));
+        assert!(two_thirds.crossed(2, 3), "exactly 2/3 is at least 2/3");
+        assert!(!two_thirds.crossed(66, 100));
+        assert!(two_thirds.crossed(67, 100));
+        assert!(!half.crossed(0, 0), "no answers cross nothing");
+    }
+
+    #[test]
+    fn life_cycle_goes_forward_only() {
+        let tree = unit_tree();
+        let mut c = campaign();
+        assert_eq!(
+            c.transition(CampaignState::Closed, Some(&tree)),
+            Err(CampaignError::Transition { from: CampaignState::Draft, to: CampaignState::Closed })
+        );
+        c.transition(CampaignState::Open, Some(&tree)).expect("open");
+        let mut form = c.form.clone();
+        form.version += 1;
+        assert_eq!(c.replace_form(form), Err(CampaignError::FormFrozen(CampaignState::Open)));
+        c.transition(CampaignState::Closed, Some(&tree)).expect("close");
+        c.transition(CampaignState::Published, Some(&tree)).expect("publish");
+        assert_eq!(
+            c.transition(CampaignState::Open, Some(&tree)),
+            Err(CampaignError::Transition { from: CampaignState::Published, to: CampaignState::Open })
+        );
+    }
+
+    #[test]
+    fn a_draft_form_is_replaced_only_by_a_newer_version() {
+        let mut c = campaign();
+        let same = c.form.clone();
+        assert_eq!(c.replace_form(same), Err(CampaignError::FormVersion { old: 1, new: 1 }));
+        let mut newer = c.form.clone();
+        newer.version = 2;
+        c.replace_form(newer).expect("newer version");
+        assert_eq!(c.form.version, 2);
+    }
+
+    fn check(edit: impl FnOnce(&mut Campaign), expected: CampaignError) {
+        let mut c = campaign();
+        edit(&mut c);
+        assert_eq!(c.validate(Some(&unit_tree())), Err(expected));
+    }
+
+    #[test]
+    fn every_validation_error_says_where() {
+        assert_eq!(campaign().validate(Some(&unit_tree())), Ok(()));
+        check(|c| c.name.vi.clear(), CampaignError::NoName);
+        check(|c| c.form.questions.clear(), CampaignError::Form(FormError::NoQuestion));
+        check(|c| c.subjects.clear(), CampaignError::NoSubject);
+        check(|c| c.hamlets.clear(), CampaignError::NoHamlet);
+        check(
+            |c| {
+                let s = c.subjects[0].clone();
+                c.subjects.push(s)
+            },
+            CampaignError::DuplicateSubject(SubjectId::new("ong-an").expect("valid")),
+        );
+        check(
+            |c| c.subjects[0].position.clear(),
+            CampaignError::IncompleteSubject(SubjectId::new("ong-an").expect("valid")),
+        );
+        check(
+            |c| {
+                let h = c.hamlets[0].clone();
+                c.hamlets.push(h)
+            },
+            CampaignError::DuplicateHamlet(id("thon-dong")),
+        );
+        check(|c| c.hamlets[0].expected_voters = 0, CampaignError::NoVoters(id("thon-dong")));
+        check(
+            |c| c.schedule.closes_on = c.schedule.opens_on.plus_days(-1),
+            CampaignError::Schedule {
+                opens_on: campaign().schedule.opens_on,
+                closes_on: campaign().schedule.opens_on.plus_days(-1),
+            },
+        );
+        check(|c| c.thresholds[1].numerator = 4, CampaignError::Threshold { index: 1, numerator: 4, denominator: 3 });
+        check(
+            |c| c.hamlets[0].hamlet = id("xa-a"),
+            CampaignError::WrongUnit { role: "hamlet in scope".into(), unit: id("xa-a"), expected: UnitLevel::Hamlet },
+        );
+        check(
+            |c| c.subjects[0].home_hamlet = id("nowhere"),
+            CampaignError::WrongUnit {
+                role: "home hamlet of subject ong-an".into(),
+                unit: id("nowhere"),
+                expected: UnitLevel::Hamlet,
+            },
+        );
+    }
+}

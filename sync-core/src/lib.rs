@@ -1,0 +1,66 @@
+//! Hamlet's sync core: the domain, the Automerge documents, and the projection to rows.
+//!
+//! This crate performs no I/O: it starts no thread, opens no file or socket, and reads no clock
+//! or random source. Days and actor ids come in as arguments, so that the server, the relay and
+//! the phone all run the same code, and tests can replay anything.
+//!
+//! - [`mod@unit`], [`form`], [`campaign`]: the domain and its validation.
+//! - [`ledger`]: the hamlet ledger, one Automerge document per campaign × hamlet.
+//! - [`campaign_doc`]: the campaign document devices read.
+//! - [`docid`]: automerge-repo compatible document ids, derived from what a document is about.
+//! - [`projection`]: from a ledger to the rows the server stores.
+//!
+//! # Example
+//!
+//! Two collectors record offline in the same hamlet; their ledgers merge without losing either.
+//!
+//! ```
+//! use std::collections::BTreeMap;
+//! use automerge::ActorId;
+//! use hamlet_sync_core::{fixtures, AnswerKey, AnswerValue, Level, Ledger, NewResponse, Day};
+//!
+//! let campaign = fixtures::open_campaign();
+//! let hamlet = fixtures::hamlet("thon-dong");
+//! let today: Day = "2025-06-02".parse()?;
+//! let mut phone_a = Ledger::create(&campaign.id, &hamlet, ActorId::random());
+//! let mut phone_b = Ledger::create(&campaign.id, &hamlet, ActorId::random());
+//!
+//! for (phone, id) in [(&mut phone_a, "r-1"), (&mut phone_b, "r-2")] {
+//!     let key = AnswerKey::for_subject(fixtures::question("tin-nhiem"), fixtures::subject("ong-an"));
+//!     let response = NewResponse {
+//!         id: id.parse()?,
+//!         collector: "collector-1".parse()?,
+//!         answers: BTreeMap::from([(key, AnswerValue::Level(Level::TinNhiem))]),
+//!     };
+//!     phone.record(&campaign, &response, today)?;
+//! }
+//!
+//! phone_a.doc_mut().merge(&mut phone_b.doc().clone())?;
+//! assert_eq!(phone_a.responses()?.len(), 2);
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+
+#![deny(missing_docs)]
+
+pub mod campaign;
+pub mod campaign_doc;
+pub mod day;
+pub mod docid;
+pub mod fixtures;
+pub mod form;
+pub mod ids;
+pub mod ledger;
+pub mod projection;
+pub mod unit;
+
+pub use campaign::{Campaign, CampaignError, CampaignState, HamletScope, Schedule, Subject, Threshold};
+pub use day::Day;
+pub use docid::DocumentId;
+pub use form::{AnswerError, AnswerKey, AnswerValue, Form, Label, Level, LevelSet, Question, QuestionKind};
+pub use ids::{CampaignId, PersonId, QuestionId, ResponseId, SubjectId, TallyId, UnitId};
+pub use ledger::{EditOutcome, Ledger, LedgerError, NewResponse, Status, Tally};
+pub use projection::{Projection, project, project_since};
+pub use unit::{Unit, UnitLevel, UnitTree};
+
+/// The Automerge version this crate writes with, re-exported so that callers use the same one.
+pub use automerge;

@@ -1,0 +1,394 @@
+//! The projection: from a ledger to the rows the district server stores and aggregates.
+//!
+//! A pure function of the ledger and its campaign. [`project`] lists every row;
+//! [`project_since`] lists only the rows of the responses and tallies touched by the changes
+//! between two sets of heads, found from Automerge's patches rather than by re-reading
+//! everything.
+//!
+//! # Contract for storage
+//!
+//! Rows belong to an [`Entity`] (a response, a tally, or the ledger itself). For a
+//! [`Projection`] with `full == true`, replace every row of the ledger; otherwise, for each
+//! entity in `entities`, delete all of that entity's rows and insert those given. Both are
+//! idempotent: applying a projection twice gives the same tables, and an entity listed with no
+//! rows has gone.
+//!
+//! # What is counted
+//!
+//! A draft's answers are listed with `counted = false`. A submitted response's *sealed* answers
+//! are listed with `counted = true`; edits made after the seal are flagged
+//! ([`FlagKind::EditedAfterSeal`]) and never counted. A voided response keeps its rows, all with
+//! `counted = false`. Values that do not fit the form are not listed as answers but flagged.
+
+use std::collections::BTreeSet;
+
+use automerge::{ChangeHash, PatchAction, Prop, ROOT, ReadDoc};
+use serde::{Deserialize, Serialize};
+
+use crate::campaign::Campaign;
+use crate::day::Day;
+use crate::form::{AnswerKey, AnswerValue, Level};
+use crate::ids::{CampaignId, QuestionId, ResponseId, SubjectId, TallyId, UnitId};
+use crate::ledger::{Ballots, Conflict, ConflictValue, CountKey, Ledger, LedgerError, Scalar, Status};
+
+/// What a row belongs to.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(tag = "kind", content = "id", rename_all = "snake_case")]
+pub enum Entity {
+    /// The ledger as a whole (its skeleton, keys that are not valid ids).
+    Ledger,
+    /// One response.
+    Response(ResponseId),
+    /// One meeting tally.
+    Tally(TallyId),
+}
+
+/// A response's row.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ResponseRow {
+    /// The response.
+    pub response: ResponseId,
+    /// Life-cycle state.
+    pub status: Status,
+    /// Form version it answers.
+    pub form_version: Option<i64>,
+    /// Day recorded.
+    pub recorded_on: Option<Day>,
+    /// Collector who recorded it.
+    pub collector: Option<String>,
+    /// Day submitted.
+    pub submitted_on: Option<Day>,
+    /// Who submitted.
+    pub submitted_by: Option<String>,
+    /// Day voided.
+    pub voided_on: Option<Day>,
+    /// Who voided.
+    pub voided_by: Option<String>,
+    /// Why.
+    pub void_reason: Option<String>,
+}
+
+/// One answer of a response.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AnswerRow {
+    /// The response.
+    pub response: ResponseId,
+    /// The question.
+    pub question: QuestionId,
+    /// The subject, for per-subject questions.
+    pub subject: Option<SubjectId>,
+    /// The value.
+    pub value: AnswerValue,
+    /// Whether it counts in results: sealed, and the response not voided.
+    pub counted: bool,
+}
+
+/// A meeting tally's row.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TallyRow {
+    /// The tally.
+    pub tally: TallyId,
+    /// Day entered or corrected.
+    pub recorded_on: Option<Day>,
+    /// Collector.
+    pub collector: Option<String>,
+    /// Ballot counts.
+    pub ballots: Ballots,
+}
+
+/// One count of a tally.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TallyCountRow {
+    /// The tally.
+    pub tally: TallyId,
+    /// The rating question.
+    pub question: QuestionId,
+    /// The subject.
+    pub subject: SubjectId,
+    /// The level.
+    pub level: Level,
+    /// How many ballots gave this level.
+    pub count: u32,
+}
+
+/// A conflict, attached to its entity.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ConflictRow {
+    /// Where it is.
+    pub entity: Entity,
+    /// Keys from the root.
+    pub path: Vec<String>,
+    /// Every value, the one shown first.
+    pub values: Vec<ConflictValue>,
+}
+
+/// Something district staff should review.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum FlagKind {
+    /// An answer changed after the response was submitted: not counted.
+    EditedAfterSeal {
+        /// The answer key.
+        key: String,
+        /// The sealed, counted value.
+        sealed: Option<Scalar>,
+        /// The value now in the document.
+        current: Option<Scalar>,
+    },
+    /// A stored answer that does not fit the form.
+    InvalidAnswer {
+        /// The answer key.
+        key: String,
+        /// Why.
+        reason: String,
+    },
+    /// A response recorded on another form version than the campaign's.
+    FormVersion {
+        /// Version in the response.
+        found: Option<i64>,
+        /// The campaign's version.
+        expected: u32,
+    },
+    /// A tally count that cannot be read or does not fit the form.
+    InvalidCount {
+        /// The count key.
+        key: String,
+        /// Why.
+        reason: String,
+    },
+    /// A tally whose figures do not add up.
+    TallyInconsistent {
+        /// Why.
+        reason: String,
+    },
+    /// A response or tally key that is not a valid id.
+    MalformedKey {
+        /// "responses" or "tallies".
+        collection: String,
+        /// The key.
+        key: String,
+    },
+}
+
+/// A flag, attached to its entity.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct FlagRow {
+    /// What it concerns.
+    pub entity: Entity,
+    /// What it is.
+    #[serde(flatten)]
+    pub kind: FlagKind,
+}
+
+/// Rows of every table.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Rows {
+    /// Responses.
+    pub responses: Vec<ResponseRow>,
+    /// Answers.
+    pub answers: Vec<AnswerRow>,
+    /// Tallies.
+    pub tallies: Vec<TallyRow>,
+    /// Tally counts.
+    pub tally_counts: Vec<TallyCountRow>,
+    /// Conflicts.
+    pub conflicts: Vec<ConflictRow>,
+    /// Flags.
+    pub flags: Vec<FlagRow>,
+}
+
+/// The rows of a ledger, or of the part of it that changed.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Projection {
+    /// The ledger's campaign.
+    pub campaign: CampaignId,
+    /// The ledger's hamlet.
+    pub hamlet: UnitId,
+    /// `true` when `rows` are every row of the ledger.
+    pub full: bool,
+    /// The entities whose rows are replaced.
+    pub entities: BTreeSet<Entity>,
+    /// The new rows of those entities.
+    pub rows: Rows,
+}
+
+/// Every row of the ledger.
+pub fn project(campaign: &Campaign, ledger: &Ledger) -> Result<Projection, LedgerError> {
+    let mut entities: BTreeSet<Entity> = BTreeSet::from([Entity::Ledger]);
+    entities.extend(ledger.response_ids().0.into_iter().map(Entity::Response));
+    entities.extend(ledger.tally_ids().into_iter().map(Entity::Tally));
+    build(campaign, ledger, true, entities)
+}
+
+/// The rows of the entities touched by the changes between `before` and the ledger's heads.
+pub fn project_since(campaign: &Campaign, ledger: &Ledger, before: &[ChangeHash]) -> Result<Projection, LedgerError> {
+    let after = ledger.doc().get_heads();
+    let mut entities = BTreeSet::new();
+    for patch in ledger.doc().diff(before, &after) {
+        if patch.obj == ROOT {
+            // The skeleton itself changed: only the first sync of a ledger does this.
+            return project(campaign, ledger);
+        }
+        let collection = match patch.path.first() {
+            Some((_, Prop::Map(name))) => name.as_str(),
+            _ => return project(campaign, ledger),
+        };
+        let key = match (patch.path.get(1), &patch.action) {
+            (Some((_, Prop::Map(key))), _) => key.clone(),
+            (None, PatchAction::PutMap { key, .. } | PatchAction::DeleteMap { key }) => key.clone(),
+            (None, PatchAction::Conflict { prop: Prop::Map(key) }) => key.clone(),
+            _ => return project(campaign, ledger),
+        };
+        entities.insert(entity_of(collection, &key));
+    }
+    build(campaign, ledger, false, entities)
+}
+
+fn entity_of(collection: &str, key: &str) -> Entity {
+    match collection {
+        "responses" => ResponseId::new(key).map_or(Entity::Ledger, Entity::Response),
+        "tallies" => TallyId::new(key).map_or(Entity::Ledger, Entity::Tally),
+        _ => Entity::Ledger,
+    }
+}
+
+fn build(
+    campaign: &Campaign,
+    ledger: &Ledger,
+    full: bool,
+    entities: BTreeSet<Entity>,
+) -> Result<Projection, LedgerError> {
+    let mut rows = Rows::default();
+    for entity in &entities {
+        match entity {
+            Entity::Ledger => ledger_rows(ledger, &mut rows)?,
+            Entity::Response(id) => response_rows(campaign, ledger, id, &mut rows)?,
+            Entity::Tally(id) => tally_rows(campaign, ledger, id, &mut rows)?,
+        }
+    }
+    Ok(Projection { campaign: ledger.campaign().clone(), hamlet: ledger.hamlet().clone(), full, entities, rows })
+}
+
+fn attach(entity: &Entity, conflicts: Vec<Conflict>, rows: &mut Rows) {
+    rows.conflicts.extend(conflicts.into_iter().map(|c| ConflictRow {
+        entity: entity.clone(),
+        path: c.path,
+        values: c.values,
+    }));
+}
+
+fn ledger_rows(ledger: &Ledger, rows: &mut Rows) -> Result<(), LedgerError> {
+    // Conflicts on the skeleton's own keys (only a client that ignores the schema makes them).
+    let root_conflicts = ledger.conflicts()?.into_iter().filter(|c| c.path.len() == 1).collect();
+    attach(&Entity::Ledger, root_conflicts, rows);
+    let flag = |collection: &str, key: String| FlagRow {
+        entity: Entity::Ledger,
+        kind: FlagKind::MalformedKey { collection: collection.into(), key },
+    };
+    rows.flags.extend(ledger.response_ids().1.into_iter().map(|k| flag("responses", k)));
+    let tallies = ledger.doc().get(ROOT, "tallies")?.map(|(_, id)| id);
+    if let Some(tallies) = tallies {
+        let bad = ledger.doc().keys(&tallies).filter(|k| TallyId::new(k.as_str()).is_err());
+        rows.flags.extend(bad.map(|k| flag("tallies", k)).collect::<Vec<_>>());
+    }
+    Ok(())
+}
+
+fn response_rows(campaign: &Campaign, ledger: &Ledger, id: &ResponseId, rows: &mut Rows) -> Result<(), LedgerError> {
+    let Some(view) = ledger.response(id)? else { return Ok(()) };
+    let entity = Entity::Response(id.clone());
+    let status = view.status();
+    let flag = |kind| FlagRow { entity: entity.clone(), kind };
+    if view.form_version != Some(i64::from(campaign.form.version)) {
+        rows.flags.push(flag(FlagKind::FormVersion { found: view.form_version, expected: campaign.form.version }));
+    }
+    let (answers, counted) = match &view.seal {
+        Some(seal) => (&seal.answers, status == Status::Submitted),
+        None => (&view.answers, false),
+    };
+    let subjects = campaign.subject_ids();
+    for (key, scalar) in answers {
+        let read = key
+            .parse::<AnswerKey>()
+            .map_err(|e| e.to_string())
+            .and_then(|k| campaign.form.check_key(&subjects, &k).map(|q| (k, q)).map_err(|e| e.to_string()))
+            .and_then(|(k, q)| {
+                let value = scalar.to_answer(&q.kind).ok_or_else(|| format!("{scalar:?} does not fit the question"))?;
+                campaign.form.check_answer(&subjects, &k, &value).map_err(|e| e.to_string())?;
+                Ok((k, value))
+            });
+        match read {
+            Ok((k, value)) => rows.answers.push(AnswerRow {
+                response: id.clone(),
+                question: k.question,
+                subject: k.subject,
+                value,
+                counted,
+            }),
+            Err(reason) => rows.flags.push(flag(FlagKind::InvalidAnswer { key: key.clone(), reason })),
+        }
+    }
+    for (key, sealed, current) in view.edits_after_seal() {
+        rows.flags.push(flag(FlagKind::EditedAfterSeal { key, sealed, current }));
+    }
+    attach(&entity, ledger.conflicts_of("responses", id.as_str())?, rows);
+    let (seal, void) = (view.seal.as_ref(), view.void.as_ref());
+    rows.responses.push(ResponseRow {
+        response: id.clone(),
+        status,
+        form_version: view.form_version,
+        recorded_on: view.recorded_on,
+        collector: view.collector,
+        submitted_on: seal.and_then(|s| s.on),
+        submitted_by: seal.and_then(|s| s.by.clone()),
+        voided_on: void.and_then(|v| v.on),
+        voided_by: void.and_then(|v| v.by.clone()),
+        void_reason: void.and_then(|v| v.reason.clone()),
+    });
+    Ok(())
+}
+
+fn tally_rows(campaign: &Campaign, ledger: &Ledger, id: &TallyId, rows: &mut Rows) -> Result<(), LedgerError> {
+    let Some(view) = ledger.tally(id)? else { return Ok(()) };
+    let entity = Entity::Tally(id.clone());
+    let mut counts = std::collections::BTreeMap::new();
+    for (key, scalar) in &view.counts {
+        let count = match scalar {
+            Scalar::Int(n) => u32::try_from(*n).ok(),
+            Scalar::Uint(n) => u32::try_from(*n).ok(),
+            Scalar::F64(f) if f.fract() == 0.0 && *f >= 0.0 && *f <= f64::from(u32::MAX) => Some(*f as u32),
+            _ => None,
+        };
+        match (CountKey::decode(key), count) {
+            (Some(k), Some(n)) => {
+                counts.insert(k, n);
+            }
+            (k, _) => rows.flags.push(FlagRow {
+                entity: entity.clone(),
+                kind: FlagKind::InvalidCount {
+                    key: key.clone(),
+                    reason: if k.is_none() { "not question/subject/level" } else { "not a count" }.into(),
+                },
+            }),
+        }
+    }
+    if let Err(e) = crate::ledger::check_tally(campaign, &view.ballots, &counts) {
+        rows.flags
+            .push(FlagRow { entity: entity.clone(), kind: FlagKind::TallyInconsistent { reason: e.to_string() } });
+    }
+    rows.tally_counts.extend(counts.into_iter().map(|(k, count)| TallyCountRow {
+        tally: id.clone(),
+        question: k.question,
+        subject: k.subject,
+        level: k.level,
+        count,
+    }));
+    attach(&entity, ledger.conflicts_of("tallies", id.as_str())?, rows);
+    rows.tallies.push(TallyRow {
+        tally: id.clone(),
+        recorded_on: view.recorded_on,
+        collector: view.collector,
+        ballots: view.ballots,
+    });
+    Ok(())
+}

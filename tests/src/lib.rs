@@ -1,0 +1,3 @@
+//! End-to-end tests across Hamlet's crates, and the load generator. The tests live in `tests/`.
+
+#![deny(missing_docs)]
