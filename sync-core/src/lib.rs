@@ -51,7 +51,9 @@ pub mod form;
 pub mod ids;
 pub mod ledger;
 pub mod projection;
+pub mod session;
 pub mod unit;
+pub mod wire;
 
 pub use campaign::{Campaign, CampaignError, CampaignState, HamletScope, Schedule, Subject, Threshold};
 pub use day::Day;
