@@ -1,8 +1,18 @@
-//! Hamlet's district server.
+//! Hamlet's district server: the automerge-repo sync endpoint over durable storage.
 //!
-//! Today it holds the demo district that the README's run command shows; the sync endpoint,
-//! storage and dashboard are built on it next (see ARCHITECTURE.md).
+//! - [`app`]: routes and the server's life cycle ([`app::Server`]).
+//! - [`connection`]: one WebSocket connection.
+//! - [`hub`]: connected peers and one task per document in use.
+//! - [`store`]: documents as append-only chunks in SQLite or PostgreSQL, with group commit.
+//! - [`config`], [`metrics`]: flags and counters.
+//! - [`demo`]: the example district.
 
 #![deny(missing_docs)]
 
+pub mod app;
+pub mod config;
+pub mod connection;
 pub mod demo;
+pub mod hub;
+pub mod metrics;
+pub mod store;

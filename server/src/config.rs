@@ -1,0 +1,96 @@
+//! The server's configuration: one struct, every field a flag with an environment variable.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::Args;
+
+/// How `hamlet-server serve` runs. Defaults run on a fresh machine.
+#[derive(Args, Debug, Clone)]
+pub struct ServeConfig {
+    /// Address to listen on.
+    #[arg(long, env = "HAMLET_LISTEN", default_value = "127.0.0.1:8080")]
+    pub listen: SocketAddr,
+
+    /// Folder for the embedded SQLite database, created if missing. Ignored with --database-url.
+    #[arg(long, env = "HAMLET_DATA_DIR", default_value = "./data")]
+    pub data_dir: PathBuf,
+
+    /// Database URL: `sqlite:PATH` or `postgres://…`. Default: SQLite in DATA_DIR/hamlet.db.
+    #[arg(long, env = "HAMLET_DATABASE_URL")]
+    pub database_url: Option<String>,
+
+    /// Largest protocol message accepted, in bytes.
+    #[arg(long, env = "HAMLET_MAX_MESSAGE_BYTES", default_value_t = 16 * 1024 * 1024)]
+    pub max_message_bytes: usize,
+
+    /// Largest document accepted (bytes of its stored chunks).
+    #[arg(long, env = "HAMLET_MAX_DOCUMENT_BYTES", default_value_t = 64 * 1024 * 1024)]
+    pub max_document_bytes: usize,
+
+    /// Seconds between WebSocket pings; a peer silent for two intervals is dropped.
+    #[arg(long, env = "HAMLET_PING_SECONDS", default_value_t = 5)]
+    pub ping_seconds: u64,
+
+    /// Seconds to finish in-flight work at shutdown before exiting anyway.
+    #[arg(long, env = "HAMLET_SHUTDOWN_SECONDS", default_value_t = 10)]
+    pub shutdown_seconds: u64,
+
+    /// Most writes grouped into one database transaction.
+    #[arg(long, env = "HAMLET_MAX_BATCH", default_value_t = 256)]
+    pub max_batch: usize,
+
+    /// Chunks a document may accumulate before it is compacted into one snapshot.
+    #[arg(long, env = "HAMLET_COMPACT_AFTER", default_value_t = 64)]
+    pub compact_after: usize,
+}
+
+impl ServeConfig {
+    /// The database URL to open.
+    pub fn database_url(&self) -> String {
+        match &self.database_url {
+            Some(url) => url.clone(),
+            None => format!("sqlite:{}", self.data_dir.join("hamlet.db").display()),
+        }
+    }
+
+    /// The ping interval.
+    pub fn ping_interval(&self) -> Duration {
+        Duration::from_secs(self.ping_seconds.max(1))
+    }
+
+    /// The limits the sync endpoint enforces.
+    pub fn limits(&self) -> Limits {
+        Limits {
+            max_message_bytes: self.max_message_bytes,
+            max_document_bytes: self.max_document_bytes,
+            ping_interval: self.ping_interval(),
+            compact_after: self.compact_after.max(2),
+        }
+    }
+}
+
+/// Limits and intervals of the sync endpoint.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// Largest message accepted.
+    pub max_message_bytes: usize,
+    /// Largest document accepted.
+    pub max_document_bytes: usize,
+    /// Interval between pings.
+    pub ping_interval: Duration,
+    /// Chunks before compaction.
+    pub compact_after: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_message_bytes: 16 * 1024 * 1024,
+            max_document_bytes: 64 * 1024 * 1024,
+            ping_interval: Duration::from_secs(5),
+            compact_after: 64,
+        }
+    }
+}

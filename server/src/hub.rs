@@ -1,0 +1,497 @@
+//! The hub: which peers are connected, and one task per document in use.
+//!
+//! Every message about a document goes through that document's task, in the order its
+//! connection received it, so the messages of one (peer, document) are processed strictly in
+//! order. A document task applies what it received, stores it through the group committer,
+//! and only after the commit sends the replies: a peer is never told its changes arrived before
+//! they are durable.
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use hamlet_sync_core::DocumentId;
+use hamlet_sync_core::automerge::Automerge;
+use hamlet_sync_core::session::{DocumentSync, Identity, Outgoing, Peer, encode_heads};
+use hamlet_sync_core::wire::{self, Message};
+use tokio::sync::mpsc;
+
+use crate::config::Limits;
+use crate::metrics::{ErrorKind, Metrics};
+use crate::store::{ChunkKind, Committer, Store, StoreError, Write, Written};
+
+/// How long a document stays in memory with no peer before its task ends.
+const IDLE: Duration = Duration::from_secs(30);
+/// Most commands a document task takes in one round (one commit).
+const ROUND: usize = 128;
+/// Ephemeral (session, count) pairs remembered per document, to drop duplicates.
+const EPHEMERAL_MEMORY: usize = 1024;
+
+/// What a connection task is asked to do.
+#[derive(Debug)]
+pub enum Outbound {
+    /// Send this encoded message.
+    Frame(Vec<u8>),
+    /// Close the connection with this reason (another socket joined as the same peer).
+    Close(String),
+}
+
+/// A command for a document task.
+#[derive(Debug)]
+enum DocCommand {
+    Sync { peer: Peer, conn: u64, data: Vec<u8>, is_request: bool },
+    Ephemeral { from: String, message: Message, dedup: (String, u64) },
+    PeerGone { peer: Peer, conn: u64 },
+}
+
+struct PeerHandle {
+    conn: u64,
+    tx: mpsc::UnboundedSender<Outbound>,
+}
+
+/// Shared by every connection and document task.
+pub struct Hub {
+    store: Store,
+    committer: Committer,
+    identity: Identity,
+    limits: Limits,
+    metrics: Arc<Metrics>,
+    docs: Mutex<HashMap<DocumentId, mpsc::UnboundedSender<DocCommand>>>,
+    peers: Mutex<HashMap<String, PeerHandle>>,
+    next_conn: AtomicU64,
+}
+
+impl std::fmt::Debug for Hub {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Hub").field("identity", &self.identity).finish_non_exhaustive()
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    // A panic while holding one of these short locks leaves plain maps behind: keep serving.
+    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+impl Hub {
+    /// A hub over `store`, committing through `committer`.
+    pub fn new(
+        store: Store,
+        committer: Committer,
+        identity: Identity,
+        limits: Limits,
+        metrics: Arc<Metrics>,
+    ) -> Arc<Hub> {
+        Arc::new(Hub {
+            store,
+            committer,
+            identity,
+            limits,
+            metrics,
+            docs: Mutex::new(HashMap::new()),
+            peers: Mutex::new(HashMap::new()),
+            next_conn: AtomicU64::new(1),
+        })
+    }
+
+    /// The server's identity on the wire.
+    pub fn identity(&self) -> &Identity {
+        &self.identity
+    }
+
+    /// The limits in force.
+    pub fn limits(&self) -> Limits {
+        self.limits
+    }
+
+    /// The counters.
+    pub fn metrics(&self) -> &Metrics {
+        &self.metrics
+    }
+
+    /// The store.
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// A fresh connection number.
+    pub fn next_connection(&self) -> u64 {
+        self.next_conn.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// Binds `peer_id` to connection `conn`. A previous connection of the same peer is told to
+    /// close: the newest socket wins.
+    pub fn register(&self, peer_id: &str, conn: u64, tx: mpsc::UnboundedSender<Outbound>) {
+        let old = lock(&self.peers).insert(peer_id.to_owned(), PeerHandle { conn, tx });
+        if let Some(old) = old.filter(|o| o.conn != conn) {
+            let _ = old.tx.send(Outbound::Close("replaced by a newer connection of the same peer".into()));
+        }
+    }
+
+    /// Forgets connection `conn` of `peer`, and tells the documents it synced.
+    pub fn unregister(self: &Arc<Self>, peer: &Peer, conn: u64, documents: impl IntoIterator<Item = DocumentId>) {
+        {
+            let mut peers = lock(&self.peers);
+            if peers.get(&peer.peer_id).is_some_and(|h| h.conn == conn) {
+                peers.remove(&peer.peer_id);
+            }
+        }
+        for document in documents {
+            self.dispatch(document, DocCommand::PeerGone { peer: peer.clone(), conn });
+        }
+    }
+
+    /// Hands a `request` or `sync` to the document's task.
+    pub fn sync(self: &Arc<Self>, document: DocumentId, peer: &Peer, conn: u64, data: Vec<u8>, is_request: bool) {
+        self.dispatch(document, DocCommand::Sync { peer: peer.clone(), conn, data, is_request });
+    }
+
+    /// Hands an ephemeral message to the document's task, to relay.
+    pub fn ephemeral(self: &Arc<Self>, document: DocumentId, from: &str, message: Message, dedup: (String, u64)) {
+        self.dispatch(document, DocCommand::Ephemeral { from: from.to_owned(), message, dedup });
+    }
+
+    /// Sends `message` to `peer` if it is connected.
+    fn send(&self, peer: &str, message: &Message) {
+        let bytes = wire::encode(message);
+        let len = bytes.len();
+        if let Some(handle) = lock(&self.peers).get(peer)
+            && handle.tx.send(Outbound::Frame(bytes)).is_ok()
+        {
+            self.metrics.message_out(len);
+        }
+    }
+
+    fn dispatch(self: &Arc<Self>, document: DocumentId, command: DocCommand) {
+        let mut docs = lock(&self.docs);
+        let command = match docs.get(&document) {
+            Some(tx) => match tx.send(command) {
+                Ok(()) => return,
+                // The task ended (idle); start a new one with the command.
+                Err(mpsc::error::SendError(command)) => command,
+            },
+            None => command,
+        };
+        let (tx, rx) = mpsc::unbounded_channel();
+        // The receiver is alive: it was just made.
+        let _ = tx.send(command);
+        docs.insert(document, tx);
+        tokio::spawn(DocumentTask::run(self.clone(), document, rx));
+    }
+
+    /// Ends every document task once it has finished what it holds (used at shutdown).
+    pub fn close_documents(&self) {
+        lock(&self.docs).clear();
+    }
+
+    /// Documents held in memory now.
+    pub fn documents_in_memory(&self) -> usize {
+        lock(&self.docs).len()
+    }
+}
+
+/// What a document task keeps between rounds.
+struct DocumentTask {
+    hub: Arc<Hub>,
+    id: DocumentId,
+    session: DocumentSync,
+    /// Chunk ids the in-memory document was built from (what a compaction may delete).
+    chunks: Vec<i64>,
+    stored_bytes: usize,
+    /// The connection each peer of the session syncs through.
+    conns: HashMap<String, (u64, Peer)>,
+    seen_ephemeral: VecDeque<(String, u64)>,
+    seen_set: HashSet<(String, u64)>,
+}
+
+impl DocumentTask {
+    async fn load(hub: Arc<Hub>, id: DocumentId) -> Result<DocumentTask, StoreError> {
+        let stored = hub.store.load(&id.to_string()).await?;
+        let mut doc = Automerge::new();
+        let mut chunks = Vec::with_capacity(stored.len());
+        let mut stored_bytes = 0;
+        for chunk in stored {
+            // A chunk that does not load is kept in the database for inspection and skipped
+            // here, so one bad chunk cannot make a whole document unavailable.
+            if let Err(e) = doc.load_incremental(&chunk.data) {
+                tracing::error!(document = %id, chunk = chunk.id, error = %e, "stored chunk does not load");
+            }
+            stored_bytes += chunk.data.len();
+            chunks.push(chunk.id);
+        }
+        hub.metrics.document_loaded();
+        Ok(DocumentTask {
+            hub,
+            id,
+            session: DocumentSync::new(id, doc),
+            chunks,
+            stored_bytes,
+            conns: HashMap::new(),
+            seen_ephemeral: VecDeque::new(),
+            seen_set: HashSet::new(),
+        })
+    }
+
+    async fn run(hub: Arc<Hub>, id: DocumentId, mut rx: mpsc::UnboundedReceiver<DocCommand>) {
+        let mut task = match DocumentTask::load(hub.clone(), id).await {
+            Ok(task) => task,
+            Err(e) => {
+                tracing::error!(document = %id, error = %e, "cannot load document");
+                hub.metrics.error(ErrorKind::Storage);
+                DocumentTask::refuse_all(&hub, id, &mut rx, "the server cannot read this document now; retry later");
+                return;
+            }
+        };
+        loop {
+            let first = match tokio::time::timeout(IDLE, rx.recv()).await {
+                Ok(Some(command)) => command,
+                Ok(None) => break,
+                Err(_) if task.conns.is_empty() => {
+                    // Idle with no peer: leave memory, unless a command slipped in meanwhile.
+                    let mut docs = lock(&hub.docs);
+                    if rx.is_empty() {
+                        docs.remove(&id);
+                        break;
+                    }
+                    continue;
+                }
+                Err(_) => continue,
+            };
+            let mut round = vec![first];
+            while round.len() < ROUND {
+                match rx.try_recv() {
+                    Ok(command) => round.push(command),
+                    Err(_) => break,
+                }
+            }
+            task.round(round).await;
+        }
+        // Whatever arrived after the map entry was removed goes to a fresh task.
+        rx.close();
+        while let Ok(command) = rx.try_recv() {
+            hub.dispatch(id, command);
+        }
+    }
+
+    fn refuse_all(hub: &Arc<Hub>, id: DocumentId, rx: &mut mpsc::UnboundedReceiver<DocCommand>, reason: &str) {
+        lock(&hub.docs).remove(&id);
+        rx.close();
+        while let Ok(command) = rx.try_recv() {
+            if let DocCommand::Sync { peer, .. } = command {
+                hub.send(&peer.peer_id, &error(&hub.identity, &peer.peer_id, reason));
+            }
+        }
+    }
+
+    /// Processes a round of commands: apply, store once, then reply.
+    async fn round(&mut self, commands: Vec<DocCommand>) {
+        let mut writes = Vec::new();
+        let mut senders: Vec<String> = Vec::new();
+        for command in commands {
+            match command {
+                DocCommand::Sync { peer, conn, data, is_request } => {
+                    self.ensure_peer(&peer, conn).await;
+                    match self.session.receive(&peer.peer_id, &data, is_request) {
+                        Ok(_) => {
+                            if !senders.contains(&peer.peer_id) {
+                                senders.push(peer.peer_id.clone());
+                            }
+                        }
+                        Err(e) => {
+                            tracing::warn!(document = %self.id, peer = %peer.peer_id, error = %e, "sync message refused");
+                            self.hub.metrics.error(ErrorKind::InvalidSync);
+                            self.hub.send(&peer.peer_id, &error(&self.hub.identity, &peer.peer_id, &e.to_string()));
+                            // The document may hold part of the message: start again from storage.
+                            self.reload().await;
+                        }
+                    }
+                }
+                DocCommand::Ephemeral { from, message, dedup } => self.relay(&from, message, dedup),
+                DocCommand::PeerGone { peer, conn } => {
+                    if self.conns.get(&peer.peer_id).is_some_and(|(c, _)| *c == conn) {
+                        if let (Some(storage), Some(state)) =
+                            (peer.durable_storage_id(), self.session.encoded_state(&peer.peer_id))
+                        {
+                            writes.push(Write::SyncState {
+                                document: self.id.to_string(),
+                                storage_id: storage.to_owned(),
+                                state,
+                            });
+                        }
+                        self.session.remove_peer(&peer.peer_id);
+                        self.conns.remove(&peer.peer_id);
+                    }
+                }
+            }
+        }
+        let unsaved = self.session.unsaved();
+        if let Some(u) = &unsaved {
+            if self.stored_bytes + u.chunk.len() > self.hub.limits.max_document_bytes {
+                self.hub.metrics.error(ErrorKind::DocumentTooLarge);
+                let reason = format!(
+                    "document {} would exceed the size limit of {} bytes; its new changes were not stored",
+                    self.id, self.hub.limits.max_document_bytes
+                );
+                tracing::warn!(document = %self.id, "document over the size limit");
+                for peer in &senders {
+                    self.hub.send(peer, &error(&self.hub.identity, peer, &reason));
+                }
+                self.reload().await;
+                return;
+            }
+            writes.push(Write::Chunk {
+                document: self.id.to_string(),
+                kind: ChunkKind::Incremental,
+                data: u.chunk.clone(),
+                heads: encode_heads(&u.heads),
+            });
+        }
+        for peer in &senders {
+            if let Some((_, p)) = self.conns.get(peer)
+                && let (Some(storage), Some(state)) = (p.durable_storage_id(), self.session.encoded_state(peer))
+            {
+                writes.push(Write::SyncState { document: self.id.to_string(), storage_id: storage.to_owned(), state });
+            }
+        }
+        if !writes.is_empty() {
+            let started = Instant::now();
+            match self.hub.committer.commit(writes).await {
+                Ok(written) => {
+                    self.hub.metrics.committed(started.elapsed());
+                    if let Some(u) = unsaved {
+                        self.stored_bytes += u.chunk.len();
+                        self.chunks.extend(written.iter().filter_map(|w| match w {
+                            Written::Chunk { id } => Some(*id),
+                            _ => None,
+                        }));
+                        self.session.saved(u.heads);
+                    }
+                }
+                Err(e) => {
+                    tracing::error!(document = %self.id, error = %e, "commit failed");
+                    self.hub.metrics.error(ErrorKind::Storage);
+                    for peer in &senders {
+                        let reason = "the server could not store these changes; they will be sent again";
+                        self.hub.send(peer, &error(&self.hub.identity, peer, reason));
+                    }
+                    self.reload().await;
+                    return;
+                }
+            }
+        }
+        if self.chunks.len() > self.hub.limits.compact_after {
+            self.compact().await;
+        }
+        for (peer, out) in self.session.outgoing() {
+            let message = match out {
+                Outgoing::Sync(data) => Message::Sync(wire::DocMessage {
+                    sender_id: self.hub.identity.peer_id.clone(),
+                    target_id: peer.clone(),
+                    document_id: self.id.to_string(),
+                    data,
+                }),
+                Outgoing::Unavailable => Message::DocUnavailable {
+                    sender_id: self.hub.identity.peer_id.clone(),
+                    target_id: peer.clone(),
+                    document_id: self.id.to_string(),
+                },
+            };
+            self.hub.send(&peer, &message);
+        }
+    }
+
+    /// Adds `peer` to the session on its first message through connection `conn`, with the
+    /// sync state saved for its storage if there is one.
+    async fn ensure_peer(&mut self, peer: &Peer, conn: u64) {
+        if self.conns.get(&peer.peer_id).is_some_and(|(c, _)| *c == conn) {
+            return;
+        }
+        let saved = match peer.durable_storage_id() {
+            Some(storage) => self.hub.store.load_sync_state(&self.id.to_string(), storage).await.unwrap_or_else(|e| {
+                tracing::warn!(document = %self.id, error = %e, "cannot read saved sync state; starting afresh");
+                None
+            }),
+            None => None,
+        };
+        self.session.add_peer(&peer.peer_id, saved.as_deref());
+        self.conns.insert(peer.peer_id.clone(), (conn, peer.clone()));
+    }
+
+    /// Drops the in-memory document and loads it again from storage; peers start their sync
+    /// afresh, which costs a round trip and loses nothing.
+    async fn reload(&mut self) {
+        match DocumentTask::load(self.hub.clone(), self.id).await {
+            Ok(fresh) => {
+                self.session = fresh.session;
+                self.chunks = fresh.chunks;
+                self.stored_bytes = fresh.stored_bytes;
+                for peer in self.conns.keys() {
+                    self.session.add_peer(peer, None);
+                }
+            }
+            Err(e) => {
+                tracing::error!(document = %self.id, error = %e, "cannot reload document");
+                self.hub.metrics.error(ErrorKind::Storage);
+            }
+        }
+    }
+
+    /// Replaces the chunks this task loaded or wrote by one snapshot. Chunks another process
+    /// appended meanwhile are not in `replaces`, so they stay.
+    async fn compact(&mut self) {
+        let snapshot = self.session.doc().save();
+        let len = snapshot.len();
+        let write = Write::Compact {
+            document: self.id.to_string(),
+            snapshot,
+            heads: encode_heads(&self.session.doc().get_heads()),
+            replaces: self.chunks.clone(),
+        };
+        match self.hub.committer.commit(vec![write]).await {
+            Ok(written) => {
+                if let Some(Written::Compacted { id }) = written.first() {
+                    self.chunks = vec![*id];
+                    self.stored_bytes = len;
+                }
+            }
+            Err(e) => {
+                // Typically another process compacted first: nothing is lost, but our list of
+                // chunks is stale, so read the document again before compacting later.
+                tracing::info!(document = %self.id, error = %e, "compaction skipped; reloading");
+                self.reload().await;
+            }
+        }
+    }
+
+    fn relay(&mut self, from: &str, message: Message, dedup: (String, u64)) {
+        if !self.seen_set.insert(dedup.clone()) {
+            return;
+        }
+        self.seen_ephemeral.push_back(dedup);
+        if self.seen_ephemeral.len() > EPHEMERAL_MEMORY
+            && let Some(old) = self.seen_ephemeral.pop_front()
+        {
+            self.seen_set.remove(&old);
+        }
+        let Message::Ephemeral { sender_id, document_id, session_id, count, data, .. } = message else { return };
+        for peer in self.session.peers().filter(|p| *p != from) {
+            let forwarded = Message::Ephemeral {
+                sender_id: sender_id.clone(),
+                target_id: peer.to_owned(),
+                document_id: document_id.clone(),
+                session_id: session_id.clone(),
+                count,
+                data: data.clone(),
+            };
+            self.hub.send(peer, &forwarded);
+        }
+    }
+}
+
+fn error(identity: &Identity, peer: &str, message: &str) -> Message {
+    Message::Error {
+        sender_id: Some(identity.peer_id.clone()),
+        target_id: Some(peer.to_owned()),
+        message: message.to_owned(),
+    }
+}

@@ -1,0 +1,275 @@
+//! A real server on port 0 and a small automerge-repo client speaking to it over a real socket.
+
+#![allow(dead_code, clippy::expect_used, clippy::unwrap_used)]
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use clap::Parser;
+use futures_util::{SinkExt, StreamExt};
+use hamlet_server::app::{Server, ServerError};
+use hamlet_server::config::ServeConfig;
+use hamlet_sync_core::DocumentId;
+use hamlet_sync_core::automerge::sync::{self, SyncDoc};
+use hamlet_sync_core::automerge::{Automerge, ChangeHash};
+use hamlet_sync_core::wire::{self, DocMessage, Message, PeerMetadata};
+use tokio::net::TcpStream;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+use tokio_tungstenite::tungstenite::Message as Frame;
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+
+#[derive(Parser)]
+struct Args {
+    #[command(flatten)]
+    serve: ServeConfig,
+}
+
+/// Server flags as on the command line, defaults for the rest.
+pub fn config(database_url: &str, extra: &[&str]) -> ServeConfig {
+    let mut argv = vec!["hamlet-server", "--database-url", database_url];
+    argv.extend_from_slice(extra);
+    Args::parse_from(argv).serve
+}
+
+/// A server running in this process.
+pub struct Running {
+    pub addr: SocketAddr,
+    stop: Option<oneshot::Sender<()>>,
+    handle: JoinHandle<Result<(), ServerError>>,
+}
+
+impl Running {
+    pub fn url(&self) -> String {
+        format!("ws://{}/sync", self.addr)
+    }
+
+    pub async fn http_get(&self, path: &str) -> (u16, String) {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let mut stream = TcpStream::connect(self.addr).await.unwrap();
+        let request = format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+        stream.write_all(request.as_bytes()).await.unwrap();
+        let mut response = String::new();
+        stream.read_to_string(&mut response).await.unwrap();
+        let status = response.split(' ').nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
+        let body = response.split_once("\r\n\r\n").map(|(_, b)| b.to_owned()).unwrap_or_default();
+        (status, body)
+    }
+
+    /// Asks the server to stop and waits for it.
+    pub async fn stop(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        tokio::time::timeout(Duration::from_secs(15), &mut self.handle)
+            .await
+            .expect("server stops in time")
+            .expect("server task")
+            .expect("server ran");
+    }
+}
+
+pub async fn start(config: ServeConfig) -> Running {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let server = Server::open(config).await.expect("server opens its database");
+    let (stop, stopped) = oneshot::channel::<()>();
+    let handle = tokio::spawn(server.run(listener, async move {
+        let _ = stopped.await;
+    }));
+    Running { addr, stop: Some(stop), handle }
+}
+
+/// An automerge-repo peer over a real WebSocket.
+pub struct Client {
+    ws: WebSocketStream<MaybeTlsStream<TcpStream>>,
+    pub peer_id: String,
+    pub server_id: String,
+    pub server_storage_id: Option<String>,
+}
+
+pub const WAIT: Duration = Duration::from_secs(5);
+
+impl Client {
+    /// Connects and completes the handshake.
+    pub async fn join(url: &str, peer_id: &str, storage_id: Option<&str>) -> Client {
+        let mut client = Client::connect(url, peer_id).await;
+        client
+            .send(&Message::Join {
+                sender_id: peer_id.into(),
+                peer_metadata: Some(PeerMetadata {
+                    storage_id: storage_id.map(String::from),
+                    is_ephemeral: storage_id.is_none(),
+                }),
+                supported_protocol_versions: Some(vec!["1".into()]),
+            })
+            .await;
+        match client.recv().await {
+            Some(Message::Peer { sender_id, peer_metadata, selected_protocol_version, .. }) => {
+                assert_eq!(selected_protocol_version, "1");
+                client.server_id = sender_id;
+                client.server_storage_id = peer_metadata.storage_id;
+            }
+            other => panic!("expected peer, got {other:?}"),
+        }
+        client
+    }
+
+    /// Connects without joining.
+    pub async fn connect(url: &str, peer_id: &str) -> Client {
+        let (ws, _) = tokio_tungstenite::connect_async(url).await.expect("websocket connects");
+        Client { ws, peer_id: peer_id.into(), server_id: String::new(), server_storage_id: None }
+    }
+
+    pub async fn send(&mut self, message: &Message) {
+        self.send_raw(wire::encode(message)).await;
+    }
+
+    pub async fn send_raw(&mut self, bytes: Vec<u8>) {
+        self.ws.send(Frame::Binary(bytes.into())).await.expect("send");
+    }
+
+    pub async fn send_text(&mut self, text: &str) {
+        self.ws.send(Frame::Text(text.into())).await.expect("send");
+    }
+
+    /// The next protocol message, `None` on close or after `WAIT`.
+    pub async fn recv(&mut self) -> Option<Message> {
+        self.recv_within(WAIT).await
+    }
+
+    pub async fn recv_within(&mut self, wait: Duration) -> Option<Message> {
+        loop {
+            match tokio::time::timeout(wait, self.ws.next()).await {
+                Ok(Some(Ok(Frame::Binary(bytes)))) => {
+                    return Some(wire::decode(&bytes).expect("server sends valid messages"));
+                }
+                Ok(Some(Ok(Frame::Close(_)))) | Ok(None) | Ok(Some(Err(_))) | Err(_) => return None,
+                Ok(Some(Ok(_))) => continue,
+            }
+        }
+    }
+
+    /// Whether the server closes the connection (reading and dropping anything before).
+    pub async fn closed(&mut self) -> bool {
+        loop {
+            match tokio::time::timeout(WAIT, self.ws.next()).await {
+                Ok(Some(Ok(Frame::Close(_)))) | Ok(None) | Ok(Some(Err(_))) => return true,
+                Ok(Some(Ok(_))) => continue,
+                Err(_) => return false,
+            }
+        }
+    }
+
+    pub fn doc_message(&self, document: DocumentId, data: Vec<u8>) -> DocMessage {
+        DocMessage {
+            sender_id: self.peer_id.clone(),
+            target_id: self.server_id.clone(),
+            document_id: document.to_string(),
+            data,
+        }
+    }
+
+    /// Syncs `doc` with the server until the server holds everything we hold and we hold
+    /// everything it sent. Returns the bytes the server sent.
+    pub async fn sync(&mut self, document: DocumentId, doc: &mut Automerge, state: &mut sync::State) -> usize {
+        self.sync_with(document, doc, state, false).await.expect("sync completes")
+    }
+
+    /// As [`Client::sync`]; `Err` with what the server said if it answered with an error or
+    /// `doc-unavailable`, or went silent.
+    pub async fn sync_with(
+        &mut self,
+        document: DocumentId,
+        doc: &mut Automerge,
+        state: &mut sync::State,
+        request: bool,
+    ) -> Result<usize, String> {
+        let mut received = 0;
+        let mut first = true;
+        for _ in 0..100 {
+            if let Some(message) = doc.generate_sync_message(state) {
+                let m = self.doc_message(document, message.encode());
+                self.send(&if first && request { Message::Request(m) } else { Message::Sync(m) }).await;
+                first = false;
+            }
+            if acknowledged(doc, state) && state.their_heads.is_some() {
+                return Ok(received);
+            }
+            match self.recv().await {
+                Some(Message::Sync(m)) => {
+                    received += m.data.len();
+                    let message = sync::Message::decode(&m.data).map_err(|e| e.to_string())?;
+                    doc.receive_sync_message(state, message).map_err(|e| e.to_string())?;
+                }
+                Some(other) => return Err(format!("{other:?}")),
+                None => return Err("server went silent".into()),
+            }
+        }
+        Err("no convergence in 100 rounds".into())
+    }
+}
+
+/// Whether the peer's last known heads are ours: it holds (durably) everything we hold.
+pub fn acknowledged(doc: &Automerge, state: &sync::State) -> bool {
+    let mut ours: Vec<ChangeHash> = doc.get_heads();
+    let mut theirs = state.their_heads.clone().unwrap_or_default();
+    ours.sort();
+    theirs.sort();
+    ours == theirs
+}
+
+/// The `hamlet-server` binary running as a child process, for tests that kill it.
+pub struct Process {
+    pub child: std::process::Child,
+    pub addr: SocketAddr,
+}
+
+impl Process {
+    /// Starts `hamlet-server serve` on a free loopback port with `extra` flags, and waits until
+    /// it answers.
+    pub fn spawn(extra: &[&str]) -> Process {
+        use std::io::BufRead;
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_hamlet-server"))
+            .args(["serve", "--listen", "127.0.0.1:0"])
+            .args(extra)
+            .env("RUST_LOG", "warn")
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .expect("server starts");
+        let stdout = child.stdout.take().expect("stdout");
+        let mut line = String::new();
+        std::io::BufReader::new(stdout).read_line(&mut line).expect("server prints its address");
+        let addr = line
+            .trim()
+            .rsplit("http://")
+            .next()
+            .and_then(|a| a.parse().ok())
+            .unwrap_or_else(|| panic!("unexpected first line {line:?}"));
+        Process { child, addr }
+    }
+
+    pub fn url(&self) -> String {
+        format!("ws://{}/sync", self.addr)
+    }
+
+    /// SIGKILL: no chance to flush anything.
+    pub fn kill(mut self) {
+        self.child.kill().expect("kill");
+        self.child.wait().expect("reaped");
+    }
+
+    /// SIGTERM, and the exit status.
+    pub fn terminate(mut self) -> std::process::ExitStatus {
+        let pid = self.child.id().to_string();
+        std::process::Command::new("kill").args(["-TERM", &pid]).status().expect("kill -TERM");
+        self.child.wait().expect("exits")
+    }
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
