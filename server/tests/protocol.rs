@@ -334,3 +334,41 @@ async fn shutdown_closes_sockets_with_a_close_frame() {
     })
     .await;
 }
+
+/// Two server processes share one database (PostgreSQL in production; the SQLite file works
+/// the same way on one machine): clients writing the same document through each lose nothing.
+#[tokio::test]
+async fn two_servers_sharing_a_database_lose_nothing() {
+    for db in support::databases().await {
+        let first = start(config(db.url(), &[])).await;
+        let second = start(config(db.url(), &[])).await;
+        let mut base = doc_with(3);
+        let mut setup = Client::join(&first.url(), "setup", None).await;
+        setup.sync(id(50), &mut base, &mut sync::State::new()).await;
+
+        // Each server holds the document in memory; each receives different changes.
+        let (mut doc_a, mut doc_b) = (base.fork(), base.fork());
+        let mut a = Client::join(&first.url(), "a", None).await;
+        let mut b = Client::join(&second.url(), "b", None).await;
+        for i in 0..20 {
+            doc_a.transact::<_, _, AutomergeError>(|tx| tx.put(ROOT, format!("a{i}"), i)).map_err(|f| f.error).unwrap();
+            doc_b.transact::<_, _, AutomergeError>(|tx| tx.put(ROOT, format!("b{i}"), i)).map_err(|f| f.error).unwrap();
+            let (mut sa, mut sb) = (sync::State::new(), sync::State::new());
+            tokio::join!(a.sync(id(50), &mut doc_a, &mut sa), b.sync(id(50), &mut doc_b, &mut sb));
+        }
+        first.stop().await;
+        second.stop().await;
+
+        let third = start(config(db.url(), &["--compact-after", "2"])).await;
+        let mut reader = Client::join(&third.url(), "reader", None).await;
+        let mut merged = Automerge::new();
+        reader.sync_with(id(50), &mut merged, &mut sync::State::new(), true).await.expect("fetched");
+        for (doc, name) in [(&doc_a, "a"), (&doc_b, "b")] {
+            for h in doc.get_heads() {
+                assert!(merged.get_change_by_hash(&h).is_some(), "{}: changes through server {name} lost", db.name);
+            }
+        }
+        assert_eq!(merged.keys(ROOT).count(), 3 + 40, "{}", db.name);
+        third.stop().await;
+    }
+}
