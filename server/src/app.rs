@@ -5,44 +5,148 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use axum::Router;
-use axum::extract::{State, WebSocketUpgrade};
+use axum::extract::{DefaultBodyLimit, State, WebSocketUpgrade};
 use axum::http::{StatusCode, header};
+use axum::middleware::{from_fn, from_fn_with_state};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{delete, get, post, put};
+use axum::{Extension, Router};
 use hamlet_sync_core::session::Identity;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
+use crate::access::SyncAccess;
+use crate::auth::Accounts;
+use crate::auth::http::{self as auth, ApiError, Principal};
+use crate::auth::limiter::FailureLimiter;
 use crate::config::{Limits, ServeConfig};
 use crate::hub::Hub;
 use crate::metrics::Metrics;
 use crate::store::{Committer, Store, StoreError};
 
+/// Largest request body the HTTP API reads.
+const MAX_BODY_BYTES: usize = 2 << 20;
+
 /// What the handlers share.
 #[derive(Clone, Debug)]
 pub struct AppState {
-    hub: Arc<Hub>,
-    shutdown: watch::Receiver<bool>,
+    pub(crate) hub: Arc<Hub>,
+    pub(crate) shutdown: watch::Receiver<bool>,
+    pub(crate) accounts: Accounts,
+    pub(crate) limiter: Arc<FailureLimiter>,
+    pub(crate) secure_cookies: bool,
+    pub(crate) enrollment_ttl: Duration,
+    pub(crate) open_sync: bool,
 }
 
-/// The routes: `/sync` (WebSocket), `/healthz`, `/readyz`, `/metrics`.
+impl AppState {
+    /// The hub.
+    pub fn hub(&self) -> &Arc<Hub> {
+        &self.hub
+    }
+
+    /// The store.
+    pub fn store(&self) -> &Store {
+        self.hub.store()
+    }
+
+    /// The accounts.
+    pub fn accounts(&self) -> &Accounts {
+        &self.accounts
+    }
+}
+
+/// The routes. Public: `/sync` (WebSocket; a token, or `--insecure-open-sync`), `/healthz`,
+/// `/readyz`, `/metrics`, `/login`, `/api/enroll`. The rest require a role.
 pub fn router(state: AppState) -> Router {
-    Router::new()
+    let public = Router::new()
         .route("/sync", get(sync))
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(ready))
         .route("/metrics", get(metrics))
+        .route("/login", get(auth::login_form))
+        .route("/logout", post(auth::logout));
+    // Guessing is slowed per address here, and per account inside the handlers.
+    let limited = Router::new()
+        .route("/login", post(auth::login))
+        .route("/api/session", post(auth::api_session))
+        .route("/api/enroll", post(auth::enroll))
+        .route_layer(from_fn_with_state(state.clone(), auth::limit_failures_by_address));
+    let signed_in = Router::new().route("/api/me", get(auth::me)).route_layer(from_fn(auth::require_signed_in));
+    let staff = Router::new()
+        .route("/password", get(auth::password_form).post(auth::change_password))
+        .route_layer(from_fn(auth::require_staff));
+    let devices = Router::new()
+        .route("/api/device/actors", post(auth::add_actors))
+        .route("/api/device/assignments", get(auth::device_assignments))
+        .route_layer(from_fn(auth::require_device));
+    let admin = Router::new()
+        .route("/api/people", get(auth::list_people).post(auth::create_person))
+        .route("/api/people/{id}/assignments", put(auth::set_assignments))
+        .route("/api/people/{id}/enrollment-codes", post(auth::create_code))
+        .route("/api/devices", get(auth::list_devices))
+        .route("/api/devices/{id}/revoke", post(auth::revoke_device))
+        .route("/api/tokens", post(auth::create_token))
+        .route("/api/tokens/{id}", delete(auth::revoke_token))
+        .route("/admin/people", get(auth::people_page))
+        .route("/admin/people/{id}/enroll", post(auth::enroll_page))
+        .route("/admin/devices", get(auth::devices_page))
+        .route("/admin/devices/{id}/revoke", post(auth::revoke_device_form))
+        .route_layer(from_fn(auth::require_admin));
+    Router::new()
+        .merge(public)
+        .merge(limited)
+        .merge(signed_in)
+        .merge(staff)
+        .merge(devices)
+        .merge(admin)
+        .layer(from_fn_with_state(state.clone(), auth::authenticate))
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(state)
 }
 
-async fn sync(ws: WebSocketUpgrade, State(state): State<AppState>) -> Response {
+/// `GET /sync`: the WebSocket, for a device token (`Authorization: Bearer` or `?token=`), a
+/// staff session (read only), or anyone in `--insecure-open-sync` mode.
+async fn sync(
+    ws: WebSocketUpgrade,
+    State(state): State<AppState>,
+    principal: Option<Extension<Principal>>,
+) -> Response {
+    let access = match principal.map(|p| p.0) {
+        Some(Principal::Device { device, person }) => {
+            match SyncAccess::for_device(&state.accounts, &device, &person).await {
+                Ok(access) => {
+                    if let Err(e) = state.accounts.touch_device(&device).await {
+                        tracing::warn!(error = %e, "cannot record the device's sync time");
+                    }
+                    access
+                }
+                Err(e) => return ApiError::from(e).into_response(),
+            }
+        }
+        Some(Principal::Staff { person, csrf }) if csrf.is_none() || !person.must_change_password => {
+            SyncAccess::ReadOnly { person: person.id }
+        }
+        Some(Principal::Staff { .. }) => {
+            return ApiError::new(
+                StatusCode::FORBIDDEN,
+                "password_change_required",
+                "change your one-time password first",
+            )
+            .into_response();
+        }
+        None if state.open_sync => SyncAccess::Open,
+        None => {
+            return ApiError::new(StatusCode::UNAUTHORIZED, "unauthenticated", "a device token is required to sync")
+                .into_response();
+        }
+    };
     let limit = state.hub.limits().max_message_bytes;
     // The socket layer accepts twice the protocol limit, so that a message just over it is
     // answered with an `error` saying why rather than a bare disconnection.
-    ws.max_message_size(limit.saturating_mul(2))
-        .max_frame_size(limit.saturating_mul(2))
-        .on_upgrade(move |socket| crate::connection::serve(state.hub, socket, state.shutdown))
+    ws.max_message_size(limit.saturating_mul(2)).max_frame_size(limit.saturating_mul(2)).on_upgrade(move |socket| {
+        crate::connection::serve(state.hub, socket, state.shutdown, Arc::new(access), state.accounts)
+    })
 }
 
 async fn ready(State(state): State<AppState>) -> Response {
@@ -68,6 +172,9 @@ pub enum ServerError {
     /// The socket failed.
     #[error("network: {0}")]
     Io(#[from] std::io::Error),
+    /// The configuration is refused.
+    #[error("configuration: {0}")]
+    Config(String),
 }
 
 /// A server ready to run: its store is open and migrated.
@@ -81,8 +188,19 @@ pub struct Server {
 impl Server {
     /// Opens the database named by `config` and applies migrations.
     pub async fn open(config: ServeConfig) -> Result<Server, ServerError> {
-        if config.database_url.is_none() {
-            std::fs::create_dir_all(&config.data_dir)?;
+        if config.insecure_open_sync {
+            if !config.listen.ip().is_loopback() {
+                return Err(ServerError::Config(format!(
+                    "--insecure-open-sync lets anyone read and write every document: it is refused on {}, only on loopback",
+                    config.listen
+                )));
+            }
+            tracing::warn!(
+                "INSECURE OPEN SYNC: any client may read and write any document; for tests and benchmarks only"
+            );
+        }
+        if config.database.database_url.is_none() {
+            std::fs::create_dir_all(&config.database.data_dir)?;
         }
         let store = Store::open(&config.database_url()).await?;
         let storage_id = store.storage_id().await?;
@@ -107,12 +225,21 @@ impl Server {
         let limits: Limits = self.config.limits();
         let (committer, writer) = Committer::spawn(self.store.clone(), self.config.max_batch);
         let metrics = Arc::new(Metrics::default());
-        let hub = Hub::new(self.store.clone(), committer, self.identity, limits, metrics.clone());
+        let accounts = Accounts::new(self.store.clone(), Duration::from_secs(self.config.session_hours.max(1) * 3600));
+        let hub = Hub::new(self.store.clone(), committer, self.identity, limits, metrics.clone(), accounts.clone());
         let (stop_tx, stop_rx) = watch::channel(false);
-        let app = router(AppState { hub: hub.clone(), shutdown: stop_rx });
+        let app = router(AppState {
+            hub: hub.clone(),
+            shutdown: stop_rx,
+            accounts,
+            limiter: Arc::new(FailureLimiter::new(self.config.max_failures, Duration::from_secs(600))),
+            secure_cookies: self.config.secure_cookies,
+            enrollment_ttl: Duration::from_secs(self.config.enrollment_hours.max(1) * 3600),
+            open_sync: self.config.insecure_open_sync,
+        });
         let addr: Option<SocketAddr> = listener.local_addr().ok();
         tracing::info!(address = ?addr, backend = ?self.store.backend(), "serving");
-        axum::serve(listener, app)
+        axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())
             .with_graceful_shutdown(async move {
                 shutdown.await;
                 tracing::info!("shutting down");

@@ -6,13 +6,9 @@ use std::time::Duration;
 
 use clap::Args;
 
-/// How `hamlet-server serve` runs. Defaults run on a fresh machine.
+/// Where the data lives; shared by every subcommand that opens the database.
 #[derive(Args, Debug, Clone)]
-pub struct ServeConfig {
-    /// Address to listen on.
-    #[arg(long, env = "HAMLET_LISTEN", default_value = "127.0.0.1:8080")]
-    pub listen: SocketAddr,
-
+pub struct DatabaseConfig {
     /// Folder for the embedded SQLite database, created if missing. Ignored with --database-url.
     #[arg(long, env = "HAMLET_DATA_DIR", default_value = "./data")]
     pub data_dir: PathBuf,
@@ -20,6 +16,28 @@ pub struct ServeConfig {
     /// Database URL: `sqlite:PATH` or `postgres://…`. Default: SQLite in DATA_DIR/hamlet.db.
     #[arg(long, env = "HAMLET_DATABASE_URL")]
     pub database_url: Option<String>,
+}
+
+impl DatabaseConfig {
+    /// The database URL to open.
+    pub fn url(&self) -> String {
+        match &self.database_url {
+            Some(url) => url.clone(),
+            None => format!("sqlite:{}", self.data_dir.join("hamlet.db").display()),
+        }
+    }
+}
+
+/// How `hamlet-server serve` runs. Defaults run on a fresh machine.
+#[derive(Args, Debug, Clone)]
+pub struct ServeConfig {
+    /// Address to listen on.
+    #[arg(long, env = "HAMLET_LISTEN", default_value = "127.0.0.1:8080")]
+    pub listen: SocketAddr,
+
+    /// The database.
+    #[command(flatten)]
+    pub database: DatabaseConfig,
 
     /// Largest protocol message accepted, in bytes.
     #[arg(long, env = "HAMLET_MAX_MESSAGE_BYTES", default_value_t = 16 * 1024 * 1024)]
@@ -44,15 +62,38 @@ pub struct ServeConfig {
     /// Chunks a document may accumulate before it is compacted into one snapshot.
     #[arg(long, env = "HAMLET_COMPACT_AFTER", default_value_t = 64)]
     pub compact_after: usize,
+
+    /// DEVELOPMENT ONLY: let any client sync any document without a token. Refused unless
+    /// listening on loopback; for protocol tests and benchmarks.
+    #[arg(long, env = "HAMLET_INSECURE_OPEN_SYNC")]
+    pub insecure_open_sync: bool,
+
+    /// Mark the session cookie `Secure` (set when the server is reached over HTTPS, through a
+    /// TLS-terminating proxy).
+    #[arg(long, env = "HAMLET_SECURE_COOKIES")]
+    pub secure_cookies: bool,
+
+    /// Hours a staff session lasts.
+    #[arg(long, env = "HAMLET_SESSION_HOURS", default_value_t = 12)]
+    pub session_hours: u64,
+
+    /// Hours an enrollment code stays valid.
+    #[arg(long, env = "HAMLET_ENROLLMENT_HOURS", default_value_t = 72)]
+    pub enrollment_hours: u64,
+
+    /// Sign-in or enrollment failures allowed per account and per address in ten minutes.
+    #[arg(long, env = "HAMLET_MAX_FAILURES", default_value_t = 10)]
+    pub max_failures: usize,
+
+    /// Protocol messages a device may send per second (sustained; bursts up to ten times that).
+    #[arg(long, env = "HAMLET_DEVICE_MESSAGES_PER_SECOND", default_value_t = 200)]
+    pub device_messages_per_second: u32,
 }
 
 impl ServeConfig {
     /// The database URL to open.
     pub fn database_url(&self) -> String {
-        match &self.database_url {
-            Some(url) => url.clone(),
-            None => format!("sqlite:{}", self.data_dir.join("hamlet.db").display()),
-        }
+        self.database.url()
     }
 
     /// The ping interval.
@@ -67,6 +108,7 @@ impl ServeConfig {
             max_document_bytes: self.max_document_bytes,
             ping_interval: self.ping_interval(),
             compact_after: self.compact_after.max(2),
+            device_messages_per_second: self.device_messages_per_second.max(1),
         }
     }
 }
@@ -82,6 +124,8 @@ pub struct Limits {
     pub ping_interval: Duration,
     /// Chunks before compaction.
     pub compact_after: usize,
+    /// Sustained message rate allowed per device.
+    pub device_messages_per_second: u32,
 }
 
 impl Default for Limits {
@@ -91,6 +135,7 @@ impl Default for Limits {
             max_document_bytes: 64 * 1024 * 1024,
             ping_interval: Duration::from_secs(5),
             compact_after: 64,
+            device_messages_per_second: 200,
         }
     }
 }

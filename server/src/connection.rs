@@ -5,7 +5,7 @@
 
 use std::collections::HashSet;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use axum::extract::ws::{CloseFrame, Message as Frame, WebSocket, close_code};
 use hamlet_sync_core::DocumentId;
@@ -13,11 +13,50 @@ use hamlet_sync_core::session::{Connection, Event};
 use hamlet_sync_core::wire::{self, Message};
 use tokio::sync::{mpsc, watch};
 
+use crate::access::SyncAccess;
+use crate::auth::Accounts;
 use crate::hub::{Hub, Outbound};
 use crate::metrics::ErrorKind;
 
+/// A token bucket: `rate` messages a second, bursts up to ten seconds' worth.
+#[derive(Debug)]
+struct RateLimit {
+    rate: f64,
+    tokens: f64,
+    last: Instant,
+}
+
+impl RateLimit {
+    fn new(rate: u32) -> Self {
+        RateLimit { rate: f64::from(rate), tokens: f64::from(rate) * 10.0, last: Instant::now() }
+    }
+
+    fn allow(&mut self) -> bool {
+        let now = Instant::now();
+        self.tokens = (self.tokens + now.duration_since(self.last).as_secs_f64() * self.rate).min(self.rate * 10.0);
+        self.last = now;
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
+}
+
+/// How often a device's connection checks that the device was not revoked (by any server
+/// sharing the database); a revocation on this server closes the connection at once.
+const REVOCATION_CHECK: Duration = Duration::from_secs(5);
+
 /// Serves one upgraded socket until it closes, the peer falls silent, or the server shuts down.
-pub async fn serve(hub: Arc<Hub>, mut socket: WebSocket, mut shutdown: watch::Receiver<bool>) {
+/// `access` says what the connection may read and write.
+pub async fn serve(
+    hub: Arc<Hub>,
+    mut socket: WebSocket,
+    mut shutdown: watch::Receiver<bool>,
+    access: Arc<SyncAccess>,
+    accounts: Accounts,
+) {
     let metrics = hub.clone();
     metrics.metrics().connection_opened();
     let conn_id = hub.next_connection();
@@ -28,6 +67,8 @@ pub async fn serve(hub: Arc<Hub>, mut socket: WebSocket, mut shutdown: watch::Re
     let mut ping = tokio::time::interval(limits.ping_interval);
     ping.tick().await;
     let mut last_heard = Instant::now();
+    let mut last_checked = Instant::now();
+    let mut rate = access.device_id().map(|_| RateLimit::new(limits.device_messages_per_second));
 
     loop {
         tokio::select! {
@@ -52,6 +93,12 @@ pub async fn serve(hub: Arc<Hub>, mut socket: WebSocket, mut shutdown: watch::Re
                     Frame::Close(_) => break,
                 };
                 hub.metrics().message_in(bytes.len());
+                if rate.as_mut().is_some_and(|r| !r.allow()) {
+                    hub.metrics().error(ErrorKind::RateLimited);
+                    tracing::warn!(conn = conn_id, who = %access.who(), "device over its message rate");
+                    close_with_error(&hub, &conn, &mut socket, "too many messages; slow down and reconnect").await;
+                    break;
+                }
                 if bytes.len() > limits.max_message_bytes {
                     hub.metrics().error(ErrorKind::MessageTooLarge);
                     let reason = format!(
@@ -65,7 +112,8 @@ pub async fn serve(hub: Arc<Hub>, mut socket: WebSocket, mut shutdown: watch::Re
                 }
                 match conn.receive(&bytes) {
                     Ok(event) => {
-                        if !handle(&hub, &conn, conn_id, event, &out_tx, &mut socket, &mut documents).await {
+                        let context = Context { hub: &hub, conn: &conn, conn_id, access: &access, accounts: &accounts };
+                        if !handle(&context, event, &out_tx, &mut socket, &mut documents).await {
                             break;
                         }
                     }
@@ -99,6 +147,15 @@ pub async fn serve(hub: Arc<Hub>, mut socket: WebSocket, mut shutdown: watch::Re
                     tracing::info!(conn = conn_id, "dropping a silent peer");
                     break;
                 }
+                if let Some(device) = access.device_id()
+                    && last_checked.elapsed() >= REVOCATION_CHECK
+                {
+                    last_checked = Instant::now();
+                    if matches!(accounts.device_active(device).await, Ok(false)) {
+                        close(&mut socket, close_code::POLICY, "device revoked").await;
+                        break;
+                    }
+                }
                 if socket.send(Frame::Ping(Default::default())).await.is_err() {
                     break;
                 }
@@ -112,33 +169,64 @@ pub async fn serve(hub: Arc<Hub>, mut socket: WebSocket, mut shutdown: watch::Re
     if let Some(peer) = conn.peer() {
         hub.unregister(peer, conn_id, documents);
     }
+    if let Some(device) = access.device_id()
+        && let Err(e) = accounts.touch_device(device).await
+    {
+        tracing::warn!(error = %e, "cannot record the device's sync time");
+    }
     metrics.metrics().connection_closed();
+}
+
+/// What [`handle`] needs to know about the connection.
+struct Context<'a> {
+    hub: &'a Arc<Hub>,
+    conn: &'a Connection,
+    conn_id: u64,
+    access: &'a SyncAccess,
+    accounts: &'a Accounts,
 }
 
 /// Acts on one event; returns whether the connection stays open.
 async fn handle(
-    hub: &Arc<Hub>,
-    conn: &Connection,
-    conn_id: u64,
+    cx: &Context<'_>,
     event: Event,
     out_tx: &mpsc::UnboundedSender<Outbound>,
     socket: &mut WebSocket,
     documents: &mut HashSet<DocumentId>,
 ) -> bool {
-    let Some(peer) = conn.peer() else { return true };
+    let hub = cx.hub;
+    let Some(peer) = cx.conn.peer() else { return true };
     match event {
         Event::Joined { peer, reply } => {
-            hub.register(&peer.peer_id, conn_id, out_tx.clone());
-            tracing::debug!(conn = conn_id, peer = %peer.peer_id, "joined");
+            hub.register(&peer.peer_id, cx.conn_id, out_tx.clone(), cx.access.device_id());
+            tracing::debug!(conn = cx.conn_id, peer = %peer.peer_id, "joined");
             return send(hub, socket, &reply).await;
         }
         Event::Sync { document, data, is_request } => {
+            if !cx.access.can_read(&document) {
+                // Exactly what a document that does not exist gets.
+                hub.metrics().error(ErrorKind::Forbidden);
+                let who = cx.access.who();
+                tracing::info!(document = %document, who = %who, "document denied");
+                if let Err(e) = cx.accounts.audit(&who, "document.denied", &document.to_string(), "").await {
+                    tracing::error!(error = %e, "cannot write the audit log");
+                }
+                let unavailable = Message::DocUnavailable {
+                    sender_id: hub.identity().peer_id.clone(),
+                    target_id: peer.peer_id.clone(),
+                    document_id: document.to_string(),
+                };
+                return send(hub, socket, &unavailable).await;
+            }
             documents.insert(document);
-            hub.sync(document, peer, conn_id, data, is_request);
+            let rule = cx.access.write_rule(&document);
+            hub.sync(document, peer, cx.conn_id, data, is_request, rule, cx.access.who());
         }
-        Event::Ephemeral { document, message, dedup } => hub.ephemeral(document, &peer.peer_id, message, dedup),
+        Event::Ephemeral { document, message, dedup } if cx.access.can_read(&document) => {
+            hub.ephemeral(document, &peer.peer_id, message, dedup)
+        }
         Event::Leave => return false,
-        Event::Unavailable { .. } | Event::Subscription { .. } | Event::Nothing => {}
+        Event::Ephemeral { .. } | Event::Unavailable { .. } | Event::Subscription { .. } | Event::Nothing => {}
     }
     true
 }

@@ -17,6 +17,8 @@ use hamlet_sync_core::session::{DocumentSync, Identity, Outgoing, Peer, encode_h
 use hamlet_sync_core::wire::{self, Message};
 use tokio::sync::mpsc;
 
+use crate::access::{WriteRule, check_changes};
+use crate::auth::Accounts;
 use crate::config::Limits;
 use crate::metrics::{ErrorKind, Metrics};
 use crate::store::{ChunkKind, Committer, Store, StoreError, Write, Written};
@@ -40,7 +42,7 @@ pub enum Outbound {
 /// A command for a document task.
 #[derive(Debug)]
 enum DocCommand {
-    Sync { peer: Peer, conn: u64, data: Vec<u8>, is_request: bool },
+    Sync { peer: Peer, conn: u64, data: Vec<u8>, is_request: bool, rule: WriteRule, who: String },
     Ephemeral { from: String, message: Message, dedup: (String, u64) },
     PeerGone { peer: Peer, conn: u64 },
 }
@@ -48,6 +50,7 @@ enum DocCommand {
 struct PeerHandle {
     conn: u64,
     tx: mpsc::UnboundedSender<Outbound>,
+    device: Option<String>,
 }
 
 /// Shared by every connection and document task.
@@ -60,6 +63,7 @@ pub struct Hub {
     docs: Mutex<HashMap<DocumentId, mpsc::UnboundedSender<DocCommand>>>,
     peers: Mutex<HashMap<String, PeerHandle>>,
     next_conn: AtomicU64,
+    accounts: Accounts,
 }
 
 impl std::fmt::Debug for Hub {
@@ -81,6 +85,7 @@ impl Hub {
         identity: Identity,
         limits: Limits,
         metrics: Arc<Metrics>,
+        accounts: Accounts,
     ) -> Arc<Hub> {
         Arc::new(Hub {
             store,
@@ -91,6 +96,7 @@ impl Hub {
             docs: Mutex::new(HashMap::new()),
             peers: Mutex::new(HashMap::new()),
             next_conn: AtomicU64::new(1),
+            accounts,
         })
     }
 
@@ -121,10 +127,18 @@ impl Hub {
 
     /// Binds `peer_id` to connection `conn`. A previous connection of the same peer is told to
     /// close: the newest socket wins.
-    pub fn register(&self, peer_id: &str, conn: u64, tx: mpsc::UnboundedSender<Outbound>) {
-        let old = lock(&self.peers).insert(peer_id.to_owned(), PeerHandle { conn, tx });
+    pub fn register(&self, peer_id: &str, conn: u64, tx: mpsc::UnboundedSender<Outbound>, device: Option<&str>) {
+        let handle = PeerHandle { conn, tx, device: device.map(str::to_owned) };
+        let old = lock(&self.peers).insert(peer_id.to_owned(), handle);
         if let Some(old) = old.filter(|o| o.conn != conn) {
             let _ = old.tx.send(Outbound::Close("replaced by a newer connection of the same peer".into()));
+        }
+    }
+
+    /// Closes every connection of `device` (it was revoked).
+    pub fn close_device(&self, device: &str) {
+        for handle in lock(&self.peers).values().filter(|h| h.device.as_deref() == Some(device)) {
+            let _ = handle.tx.send(Outbound::Close("device revoked".into()));
         }
     }
 
@@ -142,8 +156,20 @@ impl Hub {
     }
 
     /// Hands a `request` or `sync` to the document's task.
-    pub fn sync(self: &Arc<Self>, document: DocumentId, peer: &Peer, conn: u64, data: Vec<u8>, is_request: bool) {
-        self.dispatch(document, DocCommand::Sync { peer: peer.clone(), conn, data, is_request });
+    /// `rule` says how the changes it brings are checked; `who` names the connection in the
+    /// audit trail.
+    #[allow(clippy::too_many_arguments)]
+    pub fn sync(
+        self: &Arc<Self>,
+        document: DocumentId,
+        peer: &Peer,
+        conn: u64,
+        data: Vec<u8>,
+        is_request: bool,
+        rule: WriteRule,
+        who: String,
+    ) {
+        self.dispatch(document, DocCommand::Sync { peer: peer.clone(), conn, data, is_request, rule, who });
     }
 
     /// Hands an ephemeral message to the document's task, to relay.
@@ -289,9 +315,20 @@ impl DocumentTask {
         let mut senders: Vec<String> = Vec::new();
         for command in commands {
             match command {
-                DocCommand::Sync { peer, conn, data, is_request } => {
+                DocCommand::Sync { peer, conn, data, is_request, rule, who } => {
                     self.ensure_peer(&peer, conn).await;
+                    let heads_before = self.session.doc().get_heads();
                     match self.session.receive(&peer.peer_id, &data, is_request) {
+                        Ok(true) if rule != WriteRule::Any => {
+                            let added = self.session.doc().get_changes(&heads_before);
+                            if let Err(refusal) = check_changes(&self.hub.accounts, &rule, &added).await {
+                                self.refuse(&peer, &who, &refusal.to_string()).await;
+                                continue;
+                            }
+                            if !senders.contains(&peer.peer_id) {
+                                senders.push(peer.peer_id.clone());
+                            }
+                        }
                         Ok(_) => {
                             if !senders.contains(&peer.peer_id) {
                                 senders.push(peer.peer_id.clone());
@@ -398,6 +435,21 @@ impl DocumentTask {
             };
             self.hub.send(&peer, &message);
         }
+    }
+
+    /// Refuses a message whose changes break the access rules: the peer is told, the event is
+    /// audited, and the document is read again from storage, so nothing of the message stays.
+    /// (Unstored changes from other peers in this round go too; they were not acknowledged, so
+    /// their peers send them again.)
+    async fn refuse(&mut self, peer: &Peer, who: &str, reason: &str) {
+        tracing::warn!(document = %self.id, peer = %peer.peer_id, who, reason, "changes refused");
+        self.hub.metrics.error(ErrorKind::Forbidden);
+        let message = format!("changes refused, nothing of this message was stored: {reason}");
+        self.hub.send(&peer.peer_id, &error(&self.hub.identity, &peer.peer_id, &message));
+        if let Err(e) = self.hub.accounts.audit(who, "sync.refused", &self.id.to_string(), reason).await {
+            tracing::error!(error = %e, "cannot write the audit log");
+        }
+        self.reload().await;
     }
 
     /// Adds `peer` to the session on its first message through connection `conn`, with the

@@ -9,7 +9,9 @@
 
 #![deny(missing_docs)]
 
+pub mod access;
 pub mod app;
+pub mod auth;
 pub mod config;
 pub mod connection;
 pub mod demo;

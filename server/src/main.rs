@@ -3,8 +3,10 @@
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use hamlet_server::app::Server;
-use hamlet_server::config::ServeConfig;
+use hamlet_server::auth::{Accounts, Role};
+use hamlet_server::config::{DatabaseConfig, ServeConfig};
 use hamlet_server::demo;
+use hamlet_server::store::Store;
 use hamlet_sync_core::{Day, LevelSet, fixtures};
 
 #[derive(Parser, Debug)]
@@ -18,6 +20,12 @@ struct Cli {
 enum Command {
     /// Run the sync server.
     Serve(ServeConfig),
+    /// Manage staff accounts.
+    Admin {
+        /// What to do.
+        #[command(subcommand)]
+        action: AdminAction,
+    },
     /// Simulate collectors recording offline on several phones, merge their ledgers, and print
     /// the results per cadre.
     Demo {
@@ -30,9 +38,28 @@ enum Command {
     },
 }
 
+#[derive(Subcommand, Debug)]
+enum AdminAction {
+    /// Create a staff account and print its one-time password (to change at first sign-in).
+    Create {
+        /// Sign-in name.
+        name: String,
+        /// `admin` (manages campaigns, units, people, devices) or `viewer` (reads and exports).
+        #[arg(long, default_value = "admin")]
+        role: String,
+        /// Name shown; defaults to the sign-in name.
+        #[arg(long)]
+        display_name: Option<String>,
+        /// The database.
+        #[command(flatten)]
+        database: DatabaseConfig,
+    },
+}
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
@@ -48,8 +75,32 @@ async fn main() -> anyhow::Result<()> {
             server.run(listener, shutdown_signal()).await?;
             Ok(())
         }
+        Command::Admin { action } => admin(action).await,
         Command::Demo { phones, responses } => print_demo(phones, responses),
     }
+}
+
+async fn admin(action: AdminAction) -> anyhow::Result<()> {
+    match action {
+        AdminAction::Create { name, role, display_name, database } => {
+            if database.database_url.is_none() {
+                std::fs::create_dir_all(&database.data_dir).context("creating the data folder")?;
+            }
+            let store = Store::open(&database.url()).await.context("opening the database")?;
+            let accounts = Accounts::new(store.clone(), std::time::Duration::from_secs(3600));
+            let role = Role::parse(&role).filter(|r| r.is_staff()).context("--role must be admin or viewer")?;
+            let password = accounts
+                .create_person(&name, display_name.as_deref().unwrap_or(&name), role)
+                .await?
+                .context("staff accounts get a password")?;
+            accounts.audit("command-line", "person.create", &name, role.as_str()).await?;
+            println!("Created {} account {name}.", role.as_str());
+            println!("One-time password: {password}");
+            println!("It must be changed at the first sign-in.");
+            store.close().await;
+        }
+    }
+    Ok(())
 }
 
 /// Completes on Ctrl-C or SIGTERM.

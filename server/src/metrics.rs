@@ -21,14 +21,20 @@ pub enum ErrorKind {
     InvalidSync,
     /// The database failed.
     Storage,
+    /// Changes or documents the connection may not touch.
+    Forbidden,
+    /// A device over its message rate.
+    RateLimited,
 }
 
-const KINDS: [(ErrorKind, &str); 5] = [
+const KINDS: [(ErrorKind, &str); 7] = [
     (ErrorKind::Protocol, "protocol"),
     (ErrorKind::MessageTooLarge, "message_too_large"),
     (ErrorKind::DocumentTooLarge, "document_too_large"),
     (ErrorKind::InvalidSync, "invalid_sync"),
     (ErrorKind::Storage, "storage"),
+    (ErrorKind::Forbidden, "forbidden"),
+    (ErrorKind::RateLimited, "rate_limited"),
 ];
 
 /// The server's counters.

@@ -56,3 +56,97 @@ fn the_javascript_client_writes_and_a_fresh_one_reads_after_a_kill() {
     node("read.mjs", &[&server.url(), written]);
     assert!(server.terminate().success(), "SIGTERM exits 0");
 }
+
+fn node_output(args: &[&str]) -> String {
+    let output = Command::new("node").args(args).current_dir(js_dir()).output().expect("node runs");
+    let text = format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
+    assert!(output.status.success(), "node {args:?} failed:\n{text}");
+    eprintln!("{}", text.trim());
+    text
+}
+
+/// A collector's phone written in JavaScript from `docs/schema.md` alone: it builds ledgers
+/// offline, enrolls with a one-time code, syncs with its device token; the server (killed and
+/// restarted in between) serves them back, and the district projection counts its responses.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_javascript_collector_enrolls_and_syncs_ledgers_with_a_token() {
+    if !ready() {
+        return;
+    }
+    let data = tempfile::tempdir().unwrap();
+    let data_dir = data.path().to_str().unwrap().to_owned();
+    let out = data.path().join("ledgers.json");
+    let out = out.to_str().unwrap().to_owned();
+
+    // The first admin comes from the command line, with a one-time password.
+    let created = Command::new(env!("CARGO_BIN_EXE_hamlet-server"))
+        .args(["admin", "create", "boss", "--data-dir", &data_dir])
+        .output()
+        .expect("admin create runs");
+    assert!(created.status.success(), "{}", String::from_utf8_lossy(&created.stderr));
+    let printed = String::from_utf8_lossy(&created.stdout).into_owned();
+    let password = printed
+        .lines()
+        .find_map(|l| l.strip_prefix("One-time password: "))
+        .unwrap_or_else(|| panic!("no password in {printed:?}"))
+        .to_owned();
+
+    let server = Process::spawn_secure(&["--data-dir", &data_dir]);
+    let base = format!("http://{}", server.addr);
+    let body = serde_json::json!({ "name": "boss", "password": password }).to_string();
+    let session = client::http(server.addr, "POST", "/api/session", &[], Some(&body)).await;
+    assert_eq!(session.status, 200, "{session:?}");
+    let cookie = format!("hamlet_session={}", session.cookie("hamlet_session").unwrap());
+    let csrf = session.json()["csrf"].as_str().unwrap().to_owned();
+    let admin = [("Cookie", cookie.as_str()), ("X-CSRF-Token", csrf.as_str())];
+    // Nothing else is allowed until the one-time password is changed.
+    let blocked = client::http(server.addr, "GET", "/api/people", &admin, None).await;
+    assert_eq!((blocked.status, blocked.json()["code"].as_str()), (403, Some("password_change_required")));
+    let form = format!(
+        "csrf={csrf}&current={password}&new=m%E1%BA%ADt+kh%E1%BA%A9u+m%E1%BB%9Bi&confirm=m%E1%BA%ADt+kh%E1%BA%A9u+m%E1%BB%9Bi"
+    );
+    let changed = client::http(
+        server.addr,
+        "POST",
+        "/password",
+        &[("Cookie", &cookie), ("Content-Type", "application/x-www-form-urlencoded")],
+        Some(&form),
+    )
+    .await;
+    assert_eq!(changed.status, 303, "{changed:?}");
+
+    let person = r#"{"id":"js-collector","display_name":"Chị Lan","role":"collector"}"#;
+    assert_eq!(client::http(server.addr, "POST", "/api/people", &admin, Some(person)).await.status, 201);
+    let assign = r#"{"campaign":"tin-nhiem-2025","hamlets":["thon-dong","thon-tay"]}"#;
+    let assigned = client::http(server.addr, "PUT", "/api/people/js-collector/assignments", &admin, Some(assign)).await;
+    assert_eq!(assigned.status, 200, "{assigned:?}");
+    let code = client::http(server.addr, "POST", "/api/people/js-collector/enrollment-codes", &admin, Some("{}")).await;
+    let code = code.json()["code"].as_str().unwrap().to_owned();
+
+    node_output(&["ledger.mjs", "write", &base, &code, "tin-nhiem-2025", "thon-dong,thon-tay", "6", &out]);
+    server.kill();
+    let server = Process::spawn_secure(&["--data-dir", &data_dir]);
+    node_output(&["ledger.mjs", "read", &format!("http://{}", server.addr), &out]);
+    assert!(server.terminate().success());
+
+    // What the JavaScript phone wrote reads as valid ledgers, counted as the schema says.
+    let store = hamlet_server::store::Store::open(&format!("sqlite:{data_dir}/hamlet.db")).await.unwrap();
+    let campaign = hamlet_sync_core::fixtures::open_campaign();
+    for hamlet in ["thon-dong", "thon-tay"] {
+        let id = hamlet_sync_core::DocumentId::for_ledger(&campaign.id, &hamlet.parse().unwrap());
+        let mut doc = hamlet_sync_core::automerge::Automerge::new();
+        for chunk in store.load(&id.to_string()).await.unwrap() {
+            doc.load_incremental(&chunk.data).unwrap();
+        }
+        let ledger = hamlet_sync_core::Ledger::from_doc(doc).expect("a valid ledger");
+        let canonical = hamlet_sync_core::Ledger::skeleton(&campaign.id, &hamlet.parse().unwrap()).get_heads();
+        let changes = ledger.doc().get_changes(&[]);
+        assert!(changes.iter().any(|c| canonical.contains(&c.hash())), "the JavaScript skeleton is the canonical one");
+        let rows = hamlet_sync_core::project(&campaign, &ledger).unwrap().rows;
+        assert_eq!(rows.responses.len(), 6, "{hamlet}");
+        assert_eq!(rows.answers.iter().filter(|a| a.counted).count(), 3 * 4, "3 sealed responses x 4 answers");
+        assert!(rows.flags.is_empty(), "{:?}", rows.flags);
+        assert!(rows.conflicts.is_empty(), "{:?}", rows.conflicts);
+    }
+    store.close().await;
+}

@@ -766,8 +766,17 @@ impl Ledger {
         })
     }
 
+    /// Reads a value as a scalar. A text object (what JavaScript's Automerge makes of a plain
+    /// string) reads as its string, so a client that forgot `ImmutableString` is still read.
+    fn read(&self, value: Value<'_>, id: &ObjId) -> Scalar {
+        match value {
+            Value::Object(ObjType::Text) => Scalar::Str(self.doc.text(id).unwrap_or_default()),
+            other => Scalar::from_value(&other),
+        }
+    }
+
     fn scalar_at(&self, obj: &ObjId, key: &str) -> Result<Option<Scalar>, AutomergeError> {
-        Ok(self.doc.get(obj, key)?.map(|(v, _)| Scalar::from_value(&v)))
+        Ok(self.doc.get(obj, key)?.map(|(v, id)| self.read(v, &id)))
     }
 
     fn text_at(&self, obj: &ObjId, key: &str) -> Result<Option<String>, AutomergeError> {
@@ -789,7 +798,10 @@ impl Ledger {
         obj.map(|o| {
             self.doc
                 .map_range(o, ..)
-                .map(|item| (item.key.to_string(), Scalar::from_value(&item.value.into_value())))
+                .map(|item| {
+                    let id = item.id();
+                    (item.key.to_string(), self.read(item.value.into_value(), &id))
+                })
                 .collect()
         })
         .unwrap_or_default()

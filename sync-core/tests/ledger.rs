@@ -224,3 +224,13 @@ fn documents_that_are_not_ledgers_are_refused() {
     assert!(matches!(Ledger::from_doc(doc), Err(LedgerError::NotALedger(_))));
     assert!(matches!(Ledger::load(b"not automerge", actor(1)), Err(LedgerError::Automerge(_))));
 }
+
+/// The skeleton's hash is fixed by the schema: a client in another language (the JavaScript
+/// interoperability test builds it from docs/schema.md) must produce exactly this change.
+#[test]
+fn the_skeleton_hash_is_fixed() {
+    let campaign = fixtures::campaign().id;
+    let heads = Ledger::skeleton(&campaign, &fixtures::hamlet("thon-dong")).get_heads();
+    assert_eq!(heads.len(), 1);
+    assert_eq!(heads[0].to_string(), "bed032215d5de6c8e34cd9fb22674e9693612edab76028254eefc831fa9e1e35");
+}

@@ -164,3 +164,32 @@ fn values_written_by_a_careless_client_are_flagged_not_counted() {
     assert_eq!(numbers, [&AnswerValue::Number(4)], "JavaScript numbers arrive as floats");
     assert_eq!(rows.answers.len(), 3, "two valid ratings and the household size");
 }
+
+/// JavaScript's Automerge turns a plain string into a text object unless it is wrapped in
+/// `ImmutableString`; such answers are read as their text rather than lost.
+#[test]
+fn answers_written_as_text_objects_are_read_as_strings() {
+    use hamlet_sync_core::automerge::ObjType;
+    let campaign = fixtures::open_campaign();
+    let mut l = ledger(1);
+    l.record(&campaign, &response("r1", Level::TinNhiem), today()).unwrap();
+    let responses = l.doc().get(hamlet_sync_core::automerge::ROOT, "responses").unwrap().unwrap().1;
+    let r1 = l.doc().get(&responses, "r1").unwrap().unwrap().1;
+    let answers = l.doc().get(&r1, "answers").unwrap().unwrap().1;
+    l.doc_mut()
+        .transact::<_, _, hamlet_sync_core::automerge::AutomergeError>(|tx| {
+            let text = tx.put_object(&answers, "tin-nhiem/ong-an", ObjType::Text)?;
+            tx.splice_text(&text, 0, 0, "tin_nhiem_thap")?;
+            Ok(())
+        })
+        .unwrap();
+    let rows = project(&campaign, &l).unwrap().rows;
+    let ong_an: Vec<&AnswerValue> = rows
+        .answers
+        .iter()
+        .filter(|a| a.subject.as_ref().is_some_and(|s| s.as_str() == "ong-an"))
+        .map(|a| &a.value)
+        .collect();
+    assert_eq!(ong_an, [&AnswerValue::Level(Level::TinNhiemThap)]);
+    assert!(rows.flags.is_empty(), "{:?}", rows.flags);
+}

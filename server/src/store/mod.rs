@@ -317,6 +317,33 @@ fn query_error(context: &'static str) -> impl FnOnce(sqlx::Error) -> StoreError 
     move |source| StoreError::Query { context, source }
 }
 
+/// A borrowed connection pool, for modules that run their own queries (see the crate-internal `on_pool!` macro).
+#[derive(Debug, Clone, Copy)]
+pub enum PoolRef<'a> {
+    /// SQLite.
+    Sqlite(&'a SqlitePool),
+    /// PostgreSQL.
+    Postgres(&'a PgPool),
+}
+
+/// Runs `$body` with `$pool` bound to the store's pool, once per backend, so that one query
+/// text (with `$1` placeholders, which both databases accept) serves both:
+/// `on_pool!(store, pool => sqlx::query(SQL).bind(x).execute(pool).await)`.
+macro_rules! on_pool {
+    ($store:expr, $pool:ident => $body:expr) => {
+        match $store.pool() {
+            $crate::store::PoolRef::Sqlite($pool) => $body,
+            $crate::store::PoolRef::Postgres($pool) => $body,
+        }
+    };
+}
+pub(crate) use on_pool;
+
+/// Wraps a sqlx error with what was being done, for modules that run their own queries.
+pub fn query_failed(context: &'static str) -> impl FnOnce(sqlx::Error) -> StoreError {
+    query_error(context)
+}
+
 #[derive(Debug, Clone)]
 enum Pool {
     Sqlite(SqlitePool),
@@ -371,6 +398,14 @@ impl Store {
                 Err(source) if attempt >= 3 => return Err(StoreError::Migrate { url: shown.to_owned(), source }),
                 Err(_) => tokio::time::sleep(Duration::from_millis(50 * attempt)).await,
             }
+        }
+    }
+
+    /// The connection pool, for modules that run their own queries (see the crate-internal `on_pool!` macro).
+    pub fn pool(&self) -> PoolRef<'_> {
+        match &self.pool {
+            Pool::Sqlite(pool) => PoolRef::Sqlite(pool),
+            Pool::Postgres(pool) => PoolRef::Postgres(pool),
         }
     }
 
@@ -520,18 +555,35 @@ impl Store {
 }
 
 /// The embedded migrations of `backend`.
-fn migrator(backend: Backend) -> Migrator {
-    let sql = match backend {
-        Backend::Sqlite => include_str!("../../migrations/sqlite/0001_documents.sql"),
-        Backend::Postgres => include_str!("../../migrations/postgres/0001_documents.sql"),
-    };
-    Migrator::with_migrations(vec![Migration::new(
+/// Every migration, in order: version, description, SQLite text, PostgreSQL text.
+const MIGRATIONS: &[(i64, &str, &str, &str)] = &[
+    (
         1,
-        Cow::Borrowed("documents"),
-        MigrationType::Simple,
-        sql.into_sql_str(),
-        false,
-    )])
+        "documents",
+        include_str!("../../migrations/sqlite/0001_documents.sql"),
+        include_str!("../../migrations/postgres/0001_documents.sql"),
+    ),
+    (
+        3,
+        "accounts",
+        include_str!("../../migrations/sqlite/0003_accounts.sql"),
+        include_str!("../../migrations/postgres/0003_accounts.sql"),
+    ),
+];
+
+fn migrator(backend: Backend) -> Migrator {
+    Migrator::with_migrations(
+        MIGRATIONS
+            .iter()
+            .map(|(version, description, sqlite, postgres)| {
+                let sql = match backend {
+                    Backend::Sqlite => *sqlite,
+                    Backend::Postgres => *postgres,
+                };
+                Migration::new(*version, Cow::Borrowed(*description), MigrationType::Simple, sql.into_sql_str(), false)
+            })
+            .collect(),
+    )
 }
 
 async fn open_sqlite(url: &str, shown: &str) -> Result<SqlitePool, StoreError> {

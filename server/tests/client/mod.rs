@@ -25,11 +25,44 @@ struct Args {
     serve: ServeConfig,
 }
 
-/// Server flags as on the command line, defaults for the rest.
+/// Server flags as on the command line, defaults for the rest, in the open-sync mode the
+/// protocol tests use (any client may sync any document).
 pub fn config(database_url: &str, extra: &[&str]) -> ServeConfig {
+    let mut argv = vec!["hamlet-server", "--database-url", database_url, "--insecure-open-sync"];
+    argv.extend_from_slice(extra);
+    Args::parse_from(argv).serve
+}
+
+/// Server flags as in production: syncing needs a device token.
+pub fn secure_config(database_url: &str, extra: &[&str]) -> ServeConfig {
     let mut argv = vec!["hamlet-server", "--database-url", database_url];
     argv.extend_from_slice(extra);
     Args::parse_from(argv).serve
+}
+
+/// An HTTP answer.
+#[derive(Debug)]
+pub struct Reply {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: String,
+}
+
+impl Reply {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+    }
+
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_str(&self.body).unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.body))
+    }
+
+    /// The value of the cookie this answer sets.
+    pub fn cookie(&self, name: &str) -> Option<String> {
+        self.headers.iter().filter(|(k, _)| k.eq_ignore_ascii_case("set-cookie")).find_map(|(_, v)| {
+            v.split(';').next()?.split_once('=').filter(|(k, _)| *k == name).map(|(_, v)| v.to_owned())
+        })
+    }
 }
 
 /// A server running in this process.
@@ -44,16 +77,14 @@ impl Running {
         format!("ws://{}/sync", self.addr)
     }
 
+    /// Sends one HTTP/1.1 request and reads the whole answer.
+    pub async fn request(&self, method: &str, path: &str, headers: &[(&str, &str)], body: Option<&str>) -> Reply {
+        http(self.addr, method, path, headers, body).await
+    }
+
     pub async fn http_get(&self, path: &str) -> (u16, String) {
-        use tokio::io::{AsyncReadExt, AsyncWriteExt};
-        let mut stream = TcpStream::connect(self.addr).await.unwrap();
-        let request = format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
-        stream.write_all(request.as_bytes()).await.unwrap();
-        let mut response = String::new();
-        stream.read_to_string(&mut response).await.unwrap();
-        let status = response.split(' ').nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
-        let body = response.split_once("\r\n\r\n").map(|(_, b)| b.to_owned()).unwrap_or_default();
-        (status, body)
+        let reply = self.request("GET", path, &[], None).await;
+        (reply.status, reply.body)
     }
 
     /// Asks the server to stop and waits for it.
@@ -80,6 +111,47 @@ pub async fn start(config: ServeConfig) -> Running {
     Running { addr, stop: Some(stop), handle }
 }
 
+/// Sends one HTTP/1.1 request to `addr` and reads the whole answer.
+pub async fn http(addr: SocketAddr, method: &str, path: &str, headers: &[(&str, &str)], body: Option<&str>) -> Reply {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = TcpStream::connect(addr).await.unwrap();
+    let mut request = format!("{method} {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n");
+    for (k, v) in headers {
+        request.push_str(&format!("{k}: {v}\r\n"));
+    }
+    let body = body.unwrap_or("");
+    if !body.is_empty() && !headers.iter().any(|(k, _)| k.eq_ignore_ascii_case("content-type")) {
+        request.push_str("Content-Type: application/json\r\n");
+    }
+    request.push_str(&format!("Content-Length: {}\r\n\r\n{body}", body.len()));
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut raw = Vec::new();
+    stream.read_to_end(&mut raw).await.unwrap();
+    let text = String::from_utf8_lossy(&raw).into_owned();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    let mut lines = head.lines();
+    let status = lines.next().and_then(|l| l.split(' ').nth(1)).and_then(|s| s.parse().ok()).unwrap_or(0);
+    let headers = lines.filter_map(|l| l.split_once(": ")).map(|(k, v)| (k.to_owned(), v.to_owned())).collect();
+    // Bodies may come chunked; the tests read JSON and small pages, so undo the chunking.
+    let body =
+        if text.to_ascii_lowercase().contains("transfer-encoding: chunked") { dechunk(body) } else { body.to_owned() };
+    Reply { status, headers, body }
+}
+
+fn dechunk(body: &str) -> String {
+    let mut out = String::new();
+    let mut rest = body;
+    while let Some((size, tail)) = rest.split_once("\r\n") {
+        let Ok(n) = usize::from_str_radix(size.trim(), 16) else { break };
+        if n == 0 || tail.len() < n {
+            break;
+        }
+        out.push_str(&tail[..n]);
+        rest = tail[n..].trim_start_matches("\r\n");
+    }
+    out
+}
+
 /// An automerge-repo peer over a real WebSocket.
 pub struct Client {
     ws: WebSocketStream<MaybeTlsStream<TcpStream>>,
@@ -93,7 +165,12 @@ pub const WAIT: Duration = Duration::from_secs(5);
 impl Client {
     /// Connects and completes the handshake.
     pub async fn join(url: &str, peer_id: &str, storage_id: Option<&str>) -> Client {
-        let mut client = Client::connect(url, peer_id).await;
+        Client::join_with(url, peer_id, storage_id, None).await
+    }
+
+    /// Connects with a bearer token (if any) and completes the handshake.
+    pub async fn join_with(url: &str, peer_id: &str, storage_id: Option<&str>, token: Option<&str>) -> Client {
+        let mut client = Client::connect_with(url, peer_id, token).await.expect("websocket connects");
         client
             .send(&Message::Join {
                 sender_id: peer_id.into(),
@@ -117,8 +194,23 @@ impl Client {
 
     /// Connects without joining.
     pub async fn connect(url: &str, peer_id: &str) -> Client {
-        let (ws, _) = tokio_tungstenite::connect_async(url).await.expect("websocket connects");
-        Client { ws, peer_id: peer_id.into(), server_id: String::new(), server_storage_id: None }
+        Client::connect_with(url, peer_id, None).await.expect("websocket connects")
+    }
+
+    /// Connects without joining, with a bearer token; the HTTP status if the upgrade is refused.
+    pub async fn connect_with(url: &str, peer_id: &str, token: Option<&str>) -> Result<Client, u16> {
+        use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+        let mut request = url.into_client_request().unwrap();
+        if let Some(token) = token {
+            request.headers_mut().insert("Authorization", format!("Bearer {token}").parse().unwrap());
+        }
+        match tokio_tungstenite::connect_async(request).await {
+            Ok((ws, _)) => {
+                Ok(Client { ws, peer_id: peer_id.into(), server_id: String::new(), server_storage_id: None })
+            }
+            Err(tokio_tungstenite::tungstenite::Error::Http(response)) => Err(response.status().as_u16()),
+            Err(e) => panic!("websocket: {e}"),
+        }
     }
 
     pub async fn send(&mut self, message: &Message) {
@@ -226,9 +318,16 @@ pub struct Process {
 }
 
 impl Process {
-    /// Starts `hamlet-server serve` on a free loopback port with `extra` flags, and waits until
-    /// it answers.
+    /// Starts `hamlet-server serve --insecure-open-sync` on a free loopback port with `extra`
+    /// flags, and waits until it answers.
     pub fn spawn(extra: &[&str]) -> Process {
+        let mut flags = vec!["--insecure-open-sync"];
+        flags.extend_from_slice(extra);
+        Process::spawn_secure(&flags)
+    }
+
+    /// Starts `hamlet-server serve` (tokens required) on a free loopback port.
+    pub fn spawn_secure(extra: &[&str]) -> Process {
         use std::io::BufRead;
         let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_hamlet-server"))
             .args(["serve", "--listen", "127.0.0.1:0"])
@@ -238,8 +337,11 @@ impl Process {
             .spawn()
             .expect("server starts");
         let stdout = child.stdout.take().expect("stdout");
+        let mut reader = std::io::BufReader::new(stdout);
         let mut line = String::new();
-        std::io::BufReader::new(stdout).read_line(&mut line).expect("server prints its address");
+        reader.read_line(&mut line).expect("server prints its address");
+        // Keep reading what the server prints, so that it never writes into a closed pipe.
+        std::thread::spawn(move || std::io::copy(&mut reader, &mut std::io::sink()));
         let addr = line
             .trim()
             .rsplit("http://")

@@ -1,0 +1,1027 @@
+//! Authentication over HTTP: who is asking (bearer token or session cookie), role guards, CSRF
+//! protection, sign-in pages, the people/device/token API, enrollment, and brute-force limits.
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use axum::Json;
+use axum::body::Body;
+use axum::extract::{ConnectInfo, Form, Path, Query, Request, State};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
+use axum::middleware::Next;
+use axum::response::{Html, IntoResponse, Redirect, Response};
+use hamlet_sync_core::{CampaignId, DocumentId};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+
+use super::accounts::{AccountError, MIN_PASSWORD_CHARS, Person, Role};
+use crate::app::AppState;
+
+/// The session cookie's name.
+pub const SESSION_COOKIE: &str = "hamlet_session";
+/// Largest form body the CSRF check reads.
+const MAX_FORM_BYTES: usize = 1 << 20;
+
+/// Who is asking; put into the request's extensions by [`authenticate`].
+#[derive(Clone, Debug)]
+pub enum Principal {
+    /// A staff member, by session cookie (`csrf` is then the session's CSRF token) or API token.
+    Staff {
+        /// Who.
+        person: Person,
+        /// The session's CSRF token; `None` for bearer tokens, which browsers do not send on
+        /// their own and so need no CSRF protection.
+        csrf: Option<String>,
+    },
+    /// An enrolled device.
+    Device {
+        /// The device id.
+        device: String,
+        /// Its person.
+        person: Person,
+    },
+}
+
+impl Principal {
+    /// The person.
+    pub fn person(&self) -> &Person {
+        match self {
+            Principal::Staff { person, .. } | Principal::Device { person, .. } => person,
+        }
+    }
+}
+
+/// A JSON error with a stable code and a message for people.
+#[derive(Debug)]
+pub struct ApiError {
+    status: StatusCode,
+    code: &'static str,
+    message: String,
+    retry_after: Option<Duration>,
+}
+
+impl ApiError {
+    /// An error with this status, code and message.
+    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+        ApiError { status, code, message: message.into(), retry_after: None }
+    }
+
+    fn internal(context: &str, error: impl std::fmt::Display) -> Self {
+        tracing::error!(error = %error, "{context}");
+        ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "something went wrong on the server")
+    }
+
+    fn too_many(wait: Duration) -> Self {
+        let mut e = ApiError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "too_many_attempts",
+            format!("too many failed attempts; try again in {} seconds", wait.as_secs().max(1)),
+        );
+        e.retry_after = Some(wait);
+        e
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let mut response = (self.status, Json(json!({ "code": self.code, "message": self.message }))).into_response();
+        if let Some(wait) = self.retry_after
+            && let Ok(v) = HeaderValue::from_str(&wait.as_secs().max(1).to_string())
+        {
+            response.headers_mut().insert(header::RETRY_AFTER, v);
+        }
+        response
+    }
+}
+
+impl From<AccountError> for ApiError {
+    fn from(e: AccountError) -> Self {
+        match e {
+            AccountError::BadCredentials => ApiError::new(StatusCode::UNAUTHORIZED, "bad_credentials", e.to_string()),
+            AccountError::Exists(_) => ApiError::new(StatusCode::CONFLICT, "exists", e.to_string()),
+            AccountError::NotFound(_) => ApiError::new(StatusCode::NOT_FOUND, "not_found", e.to_string()),
+            AccountError::Invalid(_) => ApiError::new(StatusCode::BAD_REQUEST, "invalid", e.to_string()),
+            AccountError::UnknownCode => ApiError::new(StatusCode::UNAUTHORIZED, "unknown_code", e.to_string()),
+            AccountError::ExpiredCode => ApiError::new(StatusCode::GONE, "expired_code", e.to_string()),
+            AccountError::UsedCode => ApiError::new(StatusCode::GONE, "used_code", e.to_string()),
+            AccountError::ActorTaken(_) => ApiError::new(StatusCode::CONFLICT, "actor_taken", e.to_string()),
+            AccountError::Store(_) | AccountError::Random(_) => ApiError::internal("account operation failed", e),
+        }
+    }
+}
+
+fn bearer(headers: &HeaderMap) -> Option<String> {
+    let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
+    let token = value.strip_prefix("Bearer ").or_else(|| value.strip_prefix("bearer "))?;
+    Some(token.trim().to_owned())
+}
+
+fn query_token(request: &Request) -> Option<String> {
+    let query = request.uri().query()?;
+    serde_urlencoded::from_str::<Vec<(String, String)>>(query)
+        .ok()?
+        .into_iter()
+        .find(|(k, _)| k == "token")
+        .map(|(_, v)| v)
+}
+
+/// The value of cookie `name`.
+pub fn cookie(headers: &HeaderMap, name: &str) -> Option<String> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(k, _)| *k == name)
+        .map(|(_, v)| v.to_owned())
+}
+
+/// Middleware: resolves the principal from `Authorization: Bearer`, `?token=` (on the sync
+/// endpoint, where browsers cannot set headers) or the session cookie. A token that is given but
+/// not valid is refused with 401; no credentials at all leave the request anonymous for the
+/// route guards to judge.
+pub async fn authenticate(State(state): State<AppState>, mut request: Request, next: Next) -> Response {
+    let token = bearer(request.headers())
+        .or_else(|| (request.uri().path() == "/sync").then(|| query_token(&request)).flatten());
+    let principal = match token {
+        Some(token) => match resolve_token(&state, &token).await {
+            Ok(Some(p)) => Some(p),
+            Ok(None) => {
+                return ApiError::new(
+                    StatusCode::UNAUTHORIZED,
+                    "invalid_token",
+                    "the token is not valid or was revoked",
+                )
+                .into_response();
+            }
+            Err(e) => return e.into_response(),
+        },
+        None => match cookie(request.headers(), SESSION_COOKIE) {
+            Some(session) => match state.accounts.session(&session).await {
+                Ok(found) => found.map(|(person, csrf)| Principal::Staff { person, csrf: Some(csrf) }),
+                Err(e) => return ApiError::from(e).into_response(),
+            },
+            None => None,
+        },
+    };
+    if let Some(p) = principal {
+        request.extensions_mut().insert(p);
+    }
+    next.run(request).await
+}
+
+async fn resolve_token(state: &AppState, token: &str) -> Result<Option<Principal>, ApiError> {
+    if let Some(person) = state.accounts.api_token(token).await? {
+        return Ok(Some(Principal::Staff { person, csrf: None }));
+    }
+    Ok(state.accounts.device_by_token(token).await?.map(|(device, person)| Principal::Device { device, person }))
+}
+
+fn wants_html(request: &Request) -> bool {
+    !request.uri().path().starts_with("/api/")
+        && request
+            .headers()
+            .get(header::ACCEPT)
+            .and_then(|v| v.to_str().ok())
+            .is_none_or(|a| a.contains("text/html") || a.contains("*/*"))
+}
+
+async fn guard(request: Request, next: Next, allowed: &[Role]) -> Response {
+    let html = wants_html(&request);
+    let path = request.uri().path().to_owned();
+    let principal = request.extensions().get::<Principal>().cloned();
+    match principal {
+        None if html => Redirect::to(&format!("/login?next={}", urlencode(&path))).into_response(),
+        None => {
+            ApiError::new(StatusCode::UNAUTHORIZED, "unauthenticated", "sign in or give a bearer token").into_response()
+        }
+        Some(p) if !allowed.contains(&p.person().role) => ApiError::new(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            format!("the {} role cannot do this", p.person().role.as_str()),
+        )
+        .into_response(),
+        // A one-time password must be replaced before the session does anything else. (API
+        // tokens, made by an admin for a program, are not sessions and are not held back.)
+        Some(Principal::Staff { person, csrf: Some(_) }) if person.must_change_password && path != "/password" => {
+            if html {
+                Redirect::to("/password").into_response()
+            } else {
+                ApiError::new(StatusCode::FORBIDDEN, "password_change_required", "change your one-time password first")
+                    .into_response()
+            }
+        }
+        Some(Principal::Staff { csrf: Some(expected), .. }) if !is_safe(request.method()) => {
+            match csrf_checked(request, &expected).await {
+                Ok(request) => next.run(request).await,
+                Err(response) => response,
+            }
+        }
+        Some(_) => next.run(request).await,
+    }
+}
+
+fn is_safe(method: &Method) -> bool {
+    matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS)
+}
+
+/// Lets an unsafe request of a cookie session through only with the session's CSRF token, in
+/// the `X-CSRF-Token` header or a `csrf` form field.
+async fn csrf_checked(request: Request, expected: &str) -> Result<Request, Response> {
+    let refused =
+        || ApiError::new(StatusCode::FORBIDDEN, "csrf", "missing or wrong CSRF token; reload the page").into_response();
+    if let Some(given) = request.headers().get("x-csrf-token").and_then(|v| v.to_str().ok()) {
+        return if given == expected { Ok(request) } else { Err(refused()) };
+    }
+    let is_form = request
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|c| c.starts_with("application/x-www-form-urlencoded"));
+    if !is_form {
+        return Err(refused());
+    }
+    let (parts, body) = request.into_parts();
+    let bytes = axum::body::to_bytes(body, MAX_FORM_BYTES).await.map_err(|_| {
+        ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "too_large", "the form is too large").into_response()
+    })?;
+    let fields: Vec<(String, String)> = serde_urlencoded::from_bytes(&bytes).unwrap_or_default();
+    if fields.iter().any(|(k, v)| k == "csrf" && v == expected) {
+        Ok(Request::from_parts(parts, Body::from(bytes)))
+    } else {
+        Err(refused())
+    }
+}
+
+/// Guard: admins only.
+pub async fn require_admin(request: Request, next: Next) -> Response {
+    guard(request, next, &[Role::Admin]).await
+}
+
+/// Guard: staff (admins and viewers).
+pub async fn require_staff(request: Request, next: Next) -> Response {
+    guard(request, next, &[Role::Admin, Role::Viewer]).await
+}
+
+/// Guard: enrolled devices (collectors and relays).
+pub async fn require_device(request: Request, next: Next) -> Response {
+    guard(request, next, &[Role::Collector, Role::Relay]).await
+}
+
+/// Guard: anyone signed in.
+pub async fn require_signed_in(request: Request, next: Next) -> Response {
+    guard(request, next, &[Role::Admin, Role::Viewer, Role::Collector, Role::Relay]).await
+}
+
+fn client_address(request: &Request) -> String {
+    request.extensions().get::<ConnectInfo<SocketAddr>>().map_or_else(|| "unknown".into(), |c| c.0.ip().to_string())
+}
+
+/// The client's IP address, as text ("unknown" when the server was not given it).
+#[derive(Debug, Clone)]
+pub struct ClientAddress(pub String);
+
+impl<S: Send + Sync> axum::extract::FromRequestParts<S> for ClientAddress {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut axum::http::request::Parts, _: &S) -> Result<Self, Self::Rejection> {
+        Ok(ClientAddress(
+            parts
+                .extensions
+                .get::<ConnectInfo<SocketAddr>>()
+                .map_or_else(|| "unknown".into(), |c| c.0.ip().to_string()),
+        ))
+    }
+}
+
+/// Middleware (a tower layer on the sign-in and enrollment routes): an address that failed too
+/// often in the window gets 429 with `Retry-After`; failures are counted from the responses.
+pub async fn limit_failures_by_address(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    let key = format!("address:{}", client_address(&request));
+    if let Err(wait) = state.limiter.check(&key, Instant::now()) {
+        if request.uri().path() == "/login" {
+            // The sign-in form answers in words, in the page's language.
+            let lang = language(request.headers(), None);
+            let message =
+                t(lang, "Quá nhiều lần thử sai. Vui lòng thử lại sau.", "Too many failed attempts. Try again later.");
+            let mut response =
+                (StatusCode::TOO_MANY_REQUESTS, Html(login_page(lang, "/", Some(message)))).into_response();
+            if let Ok(v) = HeaderValue::from_str(&wait.as_secs().max(1).to_string()) {
+                response.headers_mut().insert(header::RETRY_AFTER, v);
+            }
+            return response;
+        }
+        return ApiError::too_many(wait).into_response();
+    }
+    let response = next.run(request).await;
+    if matches!(response.status(), StatusCode::UNAUTHORIZED | StatusCode::GONE | StatusCode::BAD_REQUEST) {
+        state.limiter.fail(&key, Instant::now());
+    }
+    response
+}
+
+fn urlencode(s: &str) -> String {
+    serde_urlencoded::to_string([("x", s)]).map(|e| e[2..].to_owned()).unwrap_or_default()
+}
+
+fn session_cookie(state: &AppState, token: &str, max_age: Duration) -> HeaderValue {
+    let secure = if state.secure_cookies { "; Secure" } else { "" };
+    let value =
+        format!("{SESSION_COOKIE}={token}; HttpOnly; SameSite=Strict; Path=/; Max-Age={}{secure}", max_age.as_secs());
+    HeaderValue::from_str(&value).unwrap_or_else(|_| HeaderValue::from_static("hamlet_session=; Max-Age=0"))
+}
+
+async fn audit(state: &AppState, actor: &str, action: &str, target: &str, detail: &str) {
+    if let Err(e) = state.accounts.audit(actor, action, target, detail).await {
+        tracing::error!(error = %e, action, "cannot write the audit log");
+    }
+}
+
+/// Debug output of forms that hold secrets names the type and nothing else.
+macro_rules! redacted_debug {
+    ($($t:ty),*) => {$(
+        impl std::fmt::Debug for $t {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(concat!(stringify!($t), " { .. }"))
+            }
+        }
+    )*};
+}
+redacted_debug!(LoginForm, SessionRequest, PasswordForm, EnrollBody);
+
+// ----- Sign-in -------------------------------------------------------------------------------
+
+/// The page language: `?lang=`, else `Accept-Language`, else Vietnamese.
+pub fn language(headers: &HeaderMap, lang: Option<&str>) -> &'static str {
+    match lang {
+        Some("en") => "en",
+        Some("vi") => "vi",
+        _ => {
+            let accept = headers.get(header::ACCEPT_LANGUAGE).and_then(|v| v.to_str().ok()).unwrap_or("");
+            if accept.trim_start().starts_with("en") { "en" } else { "vi" }
+        }
+    }
+}
+
+fn t(lang: &str, vi: &'static str, en: &'static str) -> &'static str {
+    if lang == "en" { en } else { vi }
+}
+
+/// Escapes text for HTML.
+pub fn escape(s: &str) -> String {
+    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;").replace('\'', "&#39;")
+}
+
+fn page(lang: &str, title: &str, body: &str) -> String {
+    format!(
+        "<!doctype html><html lang=\"{lang}\"><head><meta charset=\"utf-8\"><meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
+         <title>{title} — Hamlet</title><style>body{{font-family:system-ui,sans-serif;max-width:40rem;margin:2rem auto;padding:0 1rem;color:#1a1a1a}}\
+         label{{display:block;margin:.8rem 0 .2rem}}input,select{{font-size:1rem;padding:.4rem;width:100%;box-sizing:border-box}}\
+         button{{margin-top:1rem;font-size:1rem;padding:.5rem 1.2rem;background:#0b5394;color:#fff;border:0;border-radius:4px}}\
+         .error{{color:#a40000;font-weight:600}}table{{border-collapse:collapse;width:100%}}th,td{{text-align:left;padding:.3rem;border-bottom:1px solid #ccc}}\
+         code{{font-size:1.4rem;letter-spacing:.1rem}}</style></head><body><main>{body}</main></body></html>",
+        title = escape(title)
+    )
+}
+
+/// Query of the sign-in page.
+#[derive(Debug, Deserialize)]
+pub struct LoginQuery {
+    next: Option<String>,
+    lang: Option<String>,
+}
+
+fn login_page(lang: &str, next: &str, error: Option<&str>) -> String {
+    let error = error.map(|e| format!("<p class=\"error\" role=\"alert\">{}</p>", escape(e))).unwrap_or_default();
+    let other = if lang == "en" { "vi" } else { "en" };
+    page(
+        lang,
+        t(lang, "Đăng nhập", "Sign in"),
+        &format!(
+            "<h1>{h}</h1>{error}<form method=\"post\" action=\"/login\"><input type=\"hidden\" name=\"next\" value=\"{next}\">\
+             <input type=\"hidden\" name=\"lang\" value=\"{lang}\">\
+             <label for=\"name\">{user}</label><input id=\"name\" name=\"name\" autocomplete=\"username\" required>\
+             <label for=\"password\">{pw}</label><input id=\"password\" name=\"password\" type=\"password\" autocomplete=\"current-password\" required>\
+             <button type=\"submit\">{h}</button></form><p><a href=\"/login?lang={other}\">{switch}</a></p>",
+            h = t(lang, "Đăng nhập", "Sign in"),
+            user = t(lang, "Tên đăng nhập", "User name"),
+            pw = t(lang, "Mật khẩu", "Password"),
+            switch = t(lang, "English", "Tiếng Việt"),
+            next = escape(next),
+        ),
+    )
+}
+
+/// `GET /login`.
+pub async fn login_form(headers: HeaderMap, Query(q): Query<LoginQuery>) -> Html<String> {
+    let lang = language(&headers, q.lang.as_deref());
+    Html(login_page(lang, q.next.as_deref().unwrap_or("/"), None))
+}
+
+/// The sign-in form.
+#[derive(Deserialize)]
+pub struct LoginForm {
+    name: String,
+    password: String,
+    next: Option<String>,
+    lang: Option<String>,
+}
+
+/// Where to go after signing in: only paths on this server.
+fn safe_next(next: Option<&str>) -> String {
+    match next {
+        Some(n) if n.starts_with('/') && !n.starts_with("//") && !n.contains('\\') => n.to_owned(),
+        _ => "/".to_owned(),
+    }
+}
+
+async fn sign_in(
+    state: &AppState,
+    address: &str,
+    name: &str,
+    password: &str,
+) -> Result<(Person, String, String), ApiError> {
+    let account_key = format!("account:{}", name.to_lowercase());
+    if let Err(wait) = state.limiter.check(&account_key, Instant::now()) {
+        audit(state, name, "sign-in.blocked", name, &format!("from {address}")).await;
+        return Err(ApiError::too_many(wait));
+    }
+    match state.accounts.sign_in(name, password).await {
+        Ok(signed) => {
+            audit(state, name, "sign-in", name, &format!("from {address}")).await;
+            Ok(signed)
+        }
+        Err(AccountError::BadCredentials) => {
+            state.limiter.fail(&account_key, Instant::now());
+            audit(state, name, "sign-in.failed", name, &format!("from {address}")).await;
+            Err(AccountError::BadCredentials.into())
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// `POST /login`.
+pub async fn login(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    ClientAddress(address): ClientAddress,
+    Form(form): Form<LoginForm>,
+) -> Response {
+    let lang = language(&headers, form.lang.as_deref());
+    let next = safe_next(form.next.as_deref());
+    match sign_in(&state, &address, form.name.trim(), &form.password).await {
+        Ok((person, token, _)) => {
+            let target = if person.must_change_password { "/password".to_owned() } else { next };
+            let mut response = Redirect::to(&target).into_response();
+            response
+                .headers_mut()
+                .insert(header::SET_COOKIE, session_cookie(&state, &token, state.accounts.session_ttl()));
+            response
+        }
+        Err(e) => {
+            let message = match e.code {
+                "bad_credentials" => t(lang, "Sai tên đăng nhập hoặc mật khẩu.", "Wrong user name or password."),
+                "too_many_attempts" => t(
+                    lang,
+                    "Quá nhiều lần thử sai. Vui lòng thử lại sau.",
+                    "Too many failed attempts. Try again later.",
+                ),
+                _ => t(lang, "Không đăng nhập được. Vui lòng thử lại.", "Could not sign in. Please try again."),
+            };
+            let mut response = (e.status, Html(login_page(lang, &next, Some(message)))).into_response();
+            if let Some(wait) = e.retry_after
+                && let Ok(v) = HeaderValue::from_str(&wait.as_secs().max(1).to_string())
+            {
+                response.headers_mut().insert(header::RETRY_AFTER, v);
+            }
+            response
+        }
+    }
+}
+
+/// JSON sign-in.
+#[derive(Deserialize)]
+pub struct SessionRequest {
+    name: String,
+    password: String,
+}
+
+/// `POST /api/session`: signs in for scripts and tests; answers the CSRF token to send back in
+/// `X-CSRF-Token`, and sets the session cookie.
+pub async fn api_session(
+    State(state): State<AppState>,
+    ClientAddress(address): ClientAddress,
+    Json(body): Json<SessionRequest>,
+) -> Result<Response, ApiError> {
+    let (person, token, csrf) = sign_in(&state, &address, body.name.trim(), &body.password).await?;
+    let mut response = Json(json!({ "person": person, "csrf": csrf })).into_response();
+    response.headers_mut().insert(header::SET_COOKIE, session_cookie(&state, &token, state.accounts.session_ttl()));
+    Ok(response)
+}
+
+/// `POST /logout`.
+pub async fn logout(State(state): State<AppState>, headers: HeaderMap) -> Response {
+    if let Some(token) = cookie(&headers, SESSION_COOKIE) {
+        if let Ok(Some((person, _))) = state.accounts.session(&token).await {
+            audit(&state, &person.id, "sign-out", &person.id, "").await;
+        }
+        if let Err(e) = state.accounts.sign_out(&token).await {
+            return ApiError::from(e).into_response();
+        }
+    }
+    let mut response = Redirect::to("/login").into_response();
+    response.headers_mut().insert(header::SET_COOKIE, session_cookie(&state, "", Duration::ZERO));
+    response
+}
+
+fn password_page(lang: &str, csrf: &str, forced: bool, error: Option<&str>) -> String {
+    let error = error.map(|e| format!("<p class=\"error\" role=\"alert\">{}</p>", escape(e))).unwrap_or_default();
+    let note = if forced {
+        format!(
+            "<p>{}</p>",
+            t(
+                lang,
+                "Đây là lần đăng nhập đầu tiên: hãy đặt mật khẩu mới.",
+                "This is your first sign-in: choose a new password."
+            )
+        )
+    } else {
+        String::new()
+    };
+    page(
+        lang,
+        t(lang, "Đổi mật khẩu", "Change password"),
+        &format!(
+            "<h1>{h}</h1>{note}{error}<form method=\"post\" action=\"/password\"><input type=\"hidden\" name=\"csrf\" value=\"{csrf}\">\
+             <label for=\"current\">{cur}</label><input id=\"current\" name=\"current\" type=\"password\" autocomplete=\"current-password\" required>\
+             <label for=\"new\">{new} ({min} {chars})</label><input id=\"new\" name=\"new\" type=\"password\" autocomplete=\"new-password\" minlength=\"{min}\" required>\
+             <label for=\"confirm\">{again}</label><input id=\"confirm\" name=\"confirm\" type=\"password\" autocomplete=\"new-password\" required>\
+             <button type=\"submit\">{h}</button></form>",
+            h = t(lang, "Đổi mật khẩu", "Change password"),
+            cur = t(lang, "Mật khẩu hiện tại", "Current password"),
+            new = t(lang, "Mật khẩu mới", "New password"),
+            chars = t(lang, "ký tự trở lên", "characters or more"),
+            again = t(lang, "Nhập lại mật khẩu mới", "New password again"),
+            min = MIN_PASSWORD_CHARS,
+            csrf = escape(csrf),
+        ),
+    )
+}
+
+fn staff(principal: Option<axum::Extension<Principal>>) -> Option<(Person, String)> {
+    match principal.map(|p| p.0) {
+        Some(Principal::Staff { person, csrf }) => Some((person, csrf.unwrap_or_default())),
+        _ => None,
+    }
+}
+
+/// `GET /password`.
+pub async fn password_form(headers: HeaderMap, principal: Option<axum::Extension<Principal>>) -> Response {
+    let lang = language(&headers, None);
+    match staff(principal) {
+        Some((person, csrf)) => Html(password_page(lang, &csrf, person.must_change_password, None)).into_response(),
+        None => Redirect::to("/login?next=/password").into_response(),
+    }
+}
+
+/// The password form.
+#[derive(Deserialize)]
+pub struct PasswordForm {
+    current: String,
+    new: String,
+    confirm: String,
+}
+
+/// `POST /password`.
+pub async fn change_password(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    principal: Option<axum::Extension<Principal>>,
+    Form(form): Form<PasswordForm>,
+) -> Response {
+    let lang = language(&headers, None);
+    let Some((person, csrf)) = staff(principal) else { return Redirect::to("/login").into_response() };
+    let fail = |status: StatusCode, message: &str| {
+        (status, Html(password_page(lang, &csrf, person.must_change_password, Some(message)))).into_response()
+    };
+    if form.new != form.confirm {
+        return fail(StatusCode::BAD_REQUEST, t(lang, "Hai mật khẩu mới không khớp.", "The two new passwords differ."));
+    }
+    match state.accounts.change_password(&person.id, &form.current, &form.new).await {
+        Ok(()) => {
+            audit(&state, &person.id, "password.change", &person.id, "").await;
+            Redirect::to("/").into_response()
+        }
+        Err(AccountError::BadCredentials) => {
+            fail(StatusCode::UNAUTHORIZED, t(lang, "Mật khẩu hiện tại không đúng.", "The current password is wrong."))
+        }
+        Err(AccountError::Invalid(m)) => fail(StatusCode::BAD_REQUEST, &m),
+        Err(e) => ApiError::from(e).into_response(),
+    }
+}
+
+// ----- People, devices, tokens (admins) ------------------------------------------------------
+
+fn actor_name(principal: &Principal) -> String {
+    principal.person().id.clone()
+}
+
+/// `GET /api/me`.
+pub async fn me(axum::Extension(principal): axum::Extension<Principal>) -> Json<serde_json::Value> {
+    let device = match &principal {
+        Principal::Device { device, .. } => Some(device.clone()),
+        Principal::Staff { .. } => None,
+    };
+    Json(json!({ "person": principal.person(), "device": device }))
+}
+
+/// `GET /api/people`.
+pub async fn list_people(State(state): State<AppState>) -> Result<Json<Vec<Person>>, ApiError> {
+    Ok(Json(state.accounts.people().await?))
+}
+
+/// A person to create.
+#[derive(Debug, Deserialize)]
+pub struct NewPerson {
+    id: String,
+    display_name: String,
+    role: Role,
+}
+
+/// `POST /api/people`: staff get a one-time password, shown once.
+pub async fn create_person(
+    State(state): State<AppState>,
+    axum::Extension(principal): axum::Extension<Principal>,
+    Json(body): Json<NewPerson>,
+) -> Result<Response, ApiError> {
+    let password = state.accounts.create_person(&body.id, &body.display_name, body.role).await?;
+    audit(&state, &actor_name(&principal), "person.create", &body.id, body.role.as_str()).await;
+    let person = state.accounts.person(&body.id).await?;
+    Ok((StatusCode::CREATED, Json(json!({ "person": person, "one_time_password": password }))).into_response())
+}
+
+/// Assignments to set.
+#[derive(Debug, Deserialize)]
+pub struct AssignmentsBody {
+    campaign: String,
+    hamlets: Vec<String>,
+}
+
+/// `PUT /api/people/{id}/assignments`.
+pub async fn set_assignments(
+    State(state): State<AppState>,
+    axum::Extension(principal): axum::Extension<Principal>,
+    Path(person): Path<String>,
+    Json(body): Json<AssignmentsBody>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    state.accounts.set_assignments(&person, &body.campaign, &body.hamlets).await?;
+    audit(
+        &state,
+        &actor_name(&principal),
+        "assignments.set",
+        &person,
+        &format!("{}: {}", body.campaign, body.hamlets.join(", ")),
+    )
+    .await;
+    Ok(Json(json!({ "person": person, "assignments": state.accounts.assignments(&person).await? })))
+}
+
+/// Options of a new enrollment code.
+#[derive(Debug, Deserialize, Default)]
+pub struct CodeBody {
+    ttl_hours: Option<u64>,
+}
+
+/// A new enrollment code.
+#[derive(Debug, Serialize)]
+pub struct IssuedCode {
+    /// The code, to type or scan.
+    pub code: String,
+    /// Expiry, unix milliseconds.
+    pub expires_at: i64,
+    /// The code as a QR code (SVG).
+    pub qr_svg: String,
+}
+
+async fn issue_code(
+    state: &AppState,
+    principal: &Principal,
+    person: &str,
+    ttl_hours: Option<u64>,
+) -> Result<IssuedCode, ApiError> {
+    let ttl = ttl_hours.map_or(state.enrollment_ttl, |h| Duration::from_secs(h.clamp(1, 24 * 14) * 3600));
+    let (code, expires_at) = state.accounts.issue_code(person, ttl).await?;
+    audit(state, &actor_name(principal), "enrollment-code.issue", person, "").await;
+    Ok(IssuedCode { qr_svg: qr_svg(&code), code, expires_at })
+}
+
+/// The QR code of `text`, as SVG.
+pub fn qr_svg(text: &str) -> String {
+    match qrcode::QrCode::new(text.as_bytes()) {
+        Ok(code) => code.render::<qrcode::render::svg::Color<'_>>().min_dimensions(200, 200).build(),
+        Err(_) => String::new(),
+    }
+}
+
+/// `POST /api/people/{id}/enrollment-codes`.
+pub async fn create_code(
+    State(state): State<AppState>,
+    axum::Extension(principal): axum::Extension<Principal>,
+    Path(person): Path<String>,
+    body: Option<Json<CodeBody>>,
+) -> Result<Json<IssuedCode>, ApiError> {
+    let ttl = body.and_then(|b| b.0.ttl_hours);
+    Ok(Json(issue_code(&state, &principal, &person, ttl).await?))
+}
+
+/// `GET /api/devices`.
+pub async fn list_devices(State(state): State<AppState>) -> Result<Json<Vec<crate::auth::Device>>, ApiError> {
+    Ok(Json(state.accounts.devices().await?))
+}
+
+async fn revoke(state: &AppState, principal: &Principal, device: &str) -> Result<(), ApiError> {
+    if !state.accounts.revoke_device(device).await? {
+        return Err(ApiError::new(StatusCode::NOT_FOUND, "not_found", format!("no enrolled device {device}")));
+    }
+    state.hub.close_device(device);
+    audit(state, &actor_name(principal), "device.revoke", device, "").await;
+    Ok(())
+}
+
+/// `POST /api/devices/{id}/revoke`: the token stops working at once and an open connection of
+/// the device is closed.
+pub async fn revoke_device(
+    State(state): State<AppState>,
+    axum::Extension(principal): axum::Extension<Principal>,
+    Path(device): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    revoke(&state, &principal, &device).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// A token to create.
+#[derive(Debug, Deserialize)]
+pub struct TokenBody {
+    person: String,
+    label: String,
+}
+
+/// `POST /api/tokens`: a bearer token for automation, shown once.
+pub async fn create_token(
+    State(state): State<AppState>,
+    axum::Extension(principal): axum::Extension<Principal>,
+    Json(body): Json<TokenBody>,
+) -> Result<Response, ApiError> {
+    match state.accounts.person(&body.person).await? {
+        Some(p) if p.role.is_staff() => {}
+        Some(_) => {
+            return Err(ApiError::new(StatusCode::BAD_REQUEST, "invalid", "API tokens are for staff; devices enroll"));
+        }
+        None => return Err(AccountError::NotFound(body.person).into()),
+    }
+    let (id, token) = state.accounts.create_api_token(&body.person, &body.label).await?;
+    audit(&state, &actor_name(&principal), "token.create", &body.person, &id).await;
+    Ok((StatusCode::CREATED, Json(json!({ "id": id, "token": token }))).into_response())
+}
+
+/// `DELETE /api/tokens/{id}`.
+pub async fn revoke_token(
+    State(state): State<AppState>,
+    axum::Extension(principal): axum::Extension<Principal>,
+    Path(id): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    if !state.accounts.revoke_api_token(&id).await? {
+        return Err(ApiError::new(StatusCode::NOT_FOUND, "not_found", format!("no live token {id}")));
+    }
+    audit(&state, &actor_name(&principal), "token.revoke", &id, "").await;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+// ----- Enrollment (phones) -------------------------------------------------------------------
+
+/// What a phone sends to enroll.
+#[derive(Deserialize)]
+pub struct EnrollBody {
+    code: String,
+    actor_ids: Vec<String>,
+    #[serde(default)]
+    device_name: String,
+}
+
+/// `POST /api/enroll`: a one-time code for a device token and the device's assignments.
+pub async fn enroll(
+    State(state): State<AppState>,
+    ClientAddress(address): ClientAddress,
+    Json(body): Json<EnrollBody>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let enrolled = match state.accounts.enroll(&body.code, &body.actor_ids, &body.device_name).await {
+        Ok(e) => e,
+        Err(e) => {
+            if !matches!(e, AccountError::Store(_) | AccountError::Random(_)) {
+                audit(&state, "anonymous", "enroll.failed", "", &format!("{e} (from {address})")).await;
+            }
+            return Err(e.into());
+        }
+    };
+    audit(&state, &enrolled.person.id, "enroll", &enrolled.device_id, &format!("actors {}", body.actor_ids.join(", ")))
+        .await;
+    Ok(Json(json!({
+        "token": enrolled.token,
+        "device": enrolled.device_id,
+        "collector": enrolled.person.id,
+        "campaigns": campaigns_of(&state, &enrolled.person.id).await?,
+    })))
+}
+
+async fn campaigns_of(state: &AppState, person: &str) -> Result<Vec<serde_json::Value>, ApiError> {
+    let mut by_campaign: std::collections::BTreeMap<String, Vec<String>> = Default::default();
+    for (campaign, hamlet) in state.accounts.assignments(person).await? {
+        by_campaign.entry(campaign).or_default().push(hamlet);
+    }
+    Ok(by_campaign
+        .into_iter()
+        .map(|(campaign, hamlets)| {
+            let document = campaign.parse::<CampaignId>().map(|c| DocumentId::for_campaign(&c).url()).ok();
+            json!({ "campaign": campaign, "document": document, "hamlets": hamlets })
+        })
+        .collect())
+}
+
+/// `GET /api/device/assignments`: what an enrolled device works on now.
+pub async fn device_assignments(
+    State(state): State<AppState>,
+    axum::Extension(principal): axum::Extension<Principal>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    Ok(Json(
+        json!({ "collector": principal.person().id, "campaigns": campaigns_of(&state, &principal.person().id).await? }),
+    ))
+}
+
+/// More actor ids for the calling device.
+#[derive(Debug, Deserialize)]
+pub struct ActorsBody {
+    actor_ids: Vec<String>,
+}
+
+/// `POST /api/device/actors`.
+pub async fn add_actors(
+    State(state): State<AppState>,
+    axum::Extension(principal): axum::Extension<Principal>,
+    Json(body): Json<ActorsBody>,
+) -> Result<StatusCode, ApiError> {
+    let Principal::Device { device, person } = &principal else {
+        return Err(ApiError::new(StatusCode::FORBIDDEN, "forbidden", "only devices register actor ids"));
+    };
+    state.accounts.add_actors(device, &body.actor_ids).await?;
+    audit(&state, &person.id, "device.actors", device, &body.actor_ids.join(", ")).await;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+// ----- Admin pages ---------------------------------------------------------------------------
+
+fn when(ms: Option<i64>) -> String {
+    match ms {
+        Some(ms) => {
+            let day = hamlet_sync_core::Day::from_unix_seconds(ms / 1000);
+            let secs = (ms / 1000).rem_euclid(86_400);
+            format!("{day} {:02}:{:02} UTC", secs / 3600, secs / 60 % 60)
+        }
+        None => "—".into(),
+    }
+}
+
+/// `GET /admin/people`: people, with forms to add a person and issue enrollment codes.
+pub async fn people_page(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    axum::Extension(principal): axum::Extension<Principal>,
+) -> Result<Html<String>, ApiError> {
+    let lang = language(&headers, None);
+    let csrf = match &principal {
+        Principal::Staff { csrf: Some(c), .. } => c.clone(),
+        _ => String::new(),
+    };
+    let mut rows = String::new();
+    for p in state.accounts.people().await? {
+        let assignments: Vec<String> =
+            state.accounts.assignments(&p.id).await?.into_iter().map(|(c, h)| format!("{c}/{h}")).collect();
+        let enroll = if p.role.is_staff() {
+            String::new()
+        } else {
+            format!(
+                "<form method=\"post\" action=\"/admin/people/{id}/enroll\"><input type=\"hidden\" name=\"csrf\" value=\"{csrf}\">\
+                 <button type=\"submit\">{label}</button></form>",
+                id = escape(&p.id),
+                csrf = escape(&csrf),
+                label = t(lang, "Cấp mã đăng ký thiết bị", "Issue a device enrollment code")
+            )
+        };
+        rows.push_str(&format!(
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{enroll}</td></tr>",
+            escape(&p.id),
+            escape(&p.display_name),
+            p.role.as_str(),
+            escape(&assignments.join(", "))
+        ));
+    }
+    Ok(Html(page(
+        lang,
+        t(lang, "Người dùng", "People"),
+        &format!(
+            "<h1>{h}</h1><table><thead><tr><th scope=\"col\">{id}</th><th scope=\"col\">{name}</th><th scope=\"col\">{role}</th>\
+             <th scope=\"col\">{asg}</th><th scope=\"col\"></th></tr></thead><tbody>{rows}</tbody></table>\
+             <p><a href=\"/admin/devices\">{devices}</a></p>",
+            h = t(lang, "Người dùng", "People"),
+            id = t(lang, "Mã", "Id"),
+            name = t(lang, "Họ tên", "Name"),
+            role = t(lang, "Vai trò", "Role"),
+            asg = t(lang, "Địa bàn được giao", "Assigned hamlets"),
+            devices = t(lang, "Thiết bị", "Devices"),
+        ),
+    )))
+}
+
+/// `POST /admin/people/{id}/enroll`: shows a new one-time code as text and QR code.
+pub async fn enroll_page(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    axum::Extension(principal): axum::Extension<Principal>,
+    Path(person): Path<String>,
+) -> Result<Html<String>, ApiError> {
+    let lang = language(&headers, None);
+    let issued = issue_code(&state, &principal, &person, None).await?;
+    Ok(Html(page(
+        lang,
+        t(lang, "Mã đăng ký thiết bị", "Device enrollment code"),
+        &format!(
+            "<h1>{h}</h1><p>{for_} <strong>{person}</strong></p><figure>{svg}<figcaption><code>{code}</code></figcaption></figure>\
+             <p>{note} {expires}.</p><p><a href=\"/admin/people\">{back}</a></p>",
+            h = t(lang, "Mã đăng ký thiết bị", "Device enrollment code"),
+            for_ = t(lang, "Cho", "For"),
+            person = escape(&person),
+            svg = issued.qr_svg,
+            code = escape(&issued.code),
+            note = t(lang, "Dùng một lần, hết hạn lúc", "Single use; expires"),
+            expires = when(Some(issued.expires_at)),
+            back = t(lang, "Quay lại", "Back"),
+        ),
+    )))
+}
+
+/// `GET /admin/devices`: devices, when each last synced, and a revoke button.
+pub async fn devices_page(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    axum::Extension(principal): axum::Extension<Principal>,
+) -> Result<Html<String>, ApiError> {
+    let lang = language(&headers, None);
+    let csrf = match &principal {
+        Principal::Staff { csrf: Some(c), .. } => c.clone(),
+        _ => String::new(),
+    };
+    let mut rows = String::new();
+    for d in state.accounts.devices().await? {
+        let action = if d.revoked_at.is_some() {
+            format!("{} {}", t(lang, "Đã thu hồi", "Revoked"), when(d.revoked_at))
+        } else {
+            format!(
+                "<form method=\"post\" action=\"/admin/devices/{id}/revoke\"><input type=\"hidden\" name=\"csrf\" value=\"{csrf}\">\
+                 <button type=\"submit\">{label}</button></form>",
+                id = escape(&d.id),
+                csrf = escape(&csrf),
+                label = t(lang, "Thu hồi", "Revoke")
+            )
+        };
+        rows.push_str(&format!(
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{action}</td></tr>",
+            escape(&d.id),
+            escape(&d.person_id),
+            escape(&d.name),
+            when(d.last_sync_at)
+        ));
+    }
+    Ok(Html(page(
+        lang,
+        t(lang, "Thiết bị", "Devices"),
+        &format!(
+            "<h1>{h}</h1><table><thead><tr><th scope=\"col\">{id}</th><th scope=\"col\">{person}</th><th scope=\"col\">{name}</th>\
+             <th scope=\"col\">{sync}</th><th scope=\"col\"></th></tr></thead><tbody>{rows}</tbody></table>",
+            h = t(lang, "Thiết bị", "Devices"),
+            id = t(lang, "Mã", "Id"),
+            person = t(lang, "Người dùng", "Person"),
+            name = t(lang, "Tên thiết bị", "Device name"),
+            sync = t(lang, "Đồng bộ lần cuối", "Last sync"),
+        ),
+    )))
+}
+
+/// `POST /admin/devices/{id}/revoke` (the form of the devices page).
+pub async fn revoke_device_form(
+    State(state): State<AppState>,
+    axum::Extension(principal): axum::Extension<Principal>,
+    Path(device): Path<String>,
+) -> Result<Redirect, ApiError> {
+    revoke(&state, &principal, &device).await?;
+    Ok(Redirect::to("/admin/devices"))
+}

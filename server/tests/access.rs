@@ -1,0 +1,474 @@
+//! Accounts, enrollment and access control, against a real server on SQLite and (when
+//! `HAMLET_TEST_DATABASE_URL` is set) PostgreSQL.
+#![allow(clippy::expect_used, clippy::unwrap_used)]
+
+mod client;
+mod support;
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use client::{Client, Reply, Running, secure_config, start};
+use hamlet_server::auth::{Accounts, Role};
+use hamlet_server::store::Store;
+use hamlet_sync_core::automerge::sync;
+use hamlet_sync_core::automerge::{ActorId, Automerge};
+use hamlet_sync_core::wire::Message;
+use hamlet_sync_core::{AnswerKey, AnswerValue, DocumentId, Ledger, Level, NewResponse, fixtures};
+
+const ADMIN_PASSWORD: &str = "quản trị viên 2025";
+
+/// A server with an admin, a viewer, two collectors, a relay, their devices and tokens.
+struct World {
+    server: Running,
+    url: String,
+    admin_token: String,
+    viewer_token: String,
+    /// Device tokens and actor ids by person.
+    devices: BTreeMap<&'static str, (String, String, ActorId)>,
+}
+
+fn campaign() -> String {
+    fixtures::campaign().id.to_string()
+}
+
+impl World {
+    async fn new(url: &str) -> World {
+        World::with(url, &[]).await
+    }
+
+    async fn with(url: &str, extra: &[&str]) -> World {
+        let store = Store::open(url).await.unwrap();
+        let accounts = Accounts::new(store.clone(), Duration::from_secs(3600));
+        accounts.create_person("admin", "Ban Tổ chức", Role::Admin).await.unwrap();
+        accounts.set_password("admin", ADMIN_PASSWORD, false).await.unwrap();
+        store.close().await;
+        let server = start(secure_config(url, extra)).await;
+        let mut world = World {
+            server,
+            url: url.to_owned(),
+            admin_token: String::new(),
+            viewer_token: String::new(),
+            devices: BTreeMap::new(),
+        };
+        let (cookie, csrf) = world.sign_in("admin", ADMIN_PASSWORD).await;
+        let session = [("Cookie", cookie.as_str()), ("X-CSRF-Token", csrf.as_str())];
+        let reply = world.post_as(&session, "/api/tokens", r#"{"person":"admin","label":"tests"}"#).await;
+        assert_eq!(reply.status, 201, "{reply:?}");
+        world.admin_token = reply.json()["token"].as_str().unwrap().to_owned();
+        for (id, role) in [("viewer", "viewer"), ("c1", "collector"), ("c2", "collector"), ("relay", "relay")] {
+            let body = format!(r#"{{"id":"{id}","display_name":"{id}","role":"{role}"}}"#);
+            assert_eq!(world.admin("POST", "/api/people", Some(&body)).await.status, 201);
+        }
+        let viewer_password = world.admin("GET", "/api/people", None).await;
+        assert_eq!(viewer_password.status, 200);
+        let reply = world.admin("POST", "/api/tokens", Some(r#"{"person":"viewer","label":"reports"}"#)).await;
+        world.viewer_token = reply.json()["token"].as_str().unwrap().to_owned();
+        for (person, hamlets) in
+            [("c1", vec!["thon-dong"]), ("c2", vec!["thon-tay"]), ("relay", vec!["thon-dong", "thon-tay"])]
+        {
+            let body = serde_json::json!({ "campaign": campaign(), "hamlets": hamlets }).to_string();
+            let reply = world.admin("PUT", &format!("/api/people/{person}/assignments"), Some(&body)).await;
+            assert_eq!(reply.status, 200, "{reply:?}");
+            let actor = ActorId::random();
+            let (token, device) = world.enroll(person, &actor).await;
+            world.devices.insert(person, (token, device, actor));
+        }
+        world
+    }
+
+    async fn sign_in(&self, name: &str, password: &str) -> (String, String) {
+        let body = serde_json::json!({ "name": name, "password": password }).to_string();
+        let reply = self.server.request("POST", "/api/session", &[], Some(&body)).await;
+        assert_eq!(reply.status, 200, "{reply:?}");
+        let cookie = format!("hamlet_session={}", reply.cookie("hamlet_session").expect("session cookie"));
+        (cookie, reply.json()["csrf"].as_str().unwrap().to_owned())
+    }
+
+    async fn post_as(&self, headers: &[(&str, &str)], path: &str, body: &str) -> Reply {
+        self.server.request("POST", path, headers, Some(body)).await
+    }
+
+    async fn admin(&self, method: &str, path: &str, body: Option<&str>) -> Reply {
+        let auth = format!("Bearer {}", self.admin_token);
+        self.server.request(method, path, &[("Authorization", &auth)], body).await
+    }
+
+    /// Issues a code for `person` and enrolls a device writing as `actor`: (token, device id).
+    async fn enroll(&self, person: &str, actor: &ActorId) -> (String, String) {
+        let code = self.admin("POST", &format!("/api/people/{person}/enrollment-codes"), Some("{}")).await;
+        assert_eq!(code.status, 200, "{code:?}");
+        let code = code.json();
+        assert!(
+            code["qr_svg"].as_str().unwrap().starts_with("<?xml") || code["qr_svg"].as_str().unwrap().contains("<svg")
+        );
+        let body =
+            serde_json::json!({ "code": code["code"], "actor_ids": [actor.to_hex_string()], "device_name": "phone" });
+        let reply = self.server.request("POST", "/api/enroll", &[], Some(&body.to_string())).await;
+        assert_eq!(reply.status, 200, "{reply:?}");
+        let json = reply.json();
+        assert_eq!(json["collector"], person);
+        (json["token"].as_str().unwrap().to_owned(), json["device"].as_str().unwrap().to_owned())
+    }
+
+    fn token(&self, person: &str) -> &str {
+        &self.devices[person].0
+    }
+
+    async fn phone(&self, person: &str) -> Client {
+        Client::join_with(
+            &self.server.url(),
+            &format!("peer-{person}-{}", rand_suffix()),
+            None,
+            Some(self.token(person)),
+        )
+        .await
+    }
+
+    async fn stored_heads(&self, document: DocumentId) -> usize {
+        let store = Store::open(&self.url).await.unwrap();
+        let chunks = store.load(&document.to_string()).await.unwrap();
+        store.close().await;
+        let mut doc = Automerge::new();
+        for c in chunks {
+            doc.load_incremental(&c.data).unwrap();
+        }
+        doc.get_changes(&[]).len()
+    }
+
+    async fn audit_actions(&self) -> Vec<String> {
+        let store = Store::open(&self.url).await.unwrap();
+        let rows: Vec<(String,)> = match store.pool() {
+            hamlet_server::store::PoolRef::Sqlite(p) => {
+                sqlx::query_as("SELECT action FROM audit_log ORDER BY id").fetch_all(p).await
+            }
+            hamlet_server::store::PoolRef::Postgres(p) => {
+                sqlx::query_as("SELECT action FROM audit_log ORDER BY id").fetch_all(p).await
+            }
+        }
+        .unwrap();
+        store.close().await;
+        rows.into_iter().map(|(a,)| a).collect()
+    }
+}
+
+fn rand_suffix() -> String {
+    ActorId::random().to_hex_string()[..8].to_owned()
+}
+
+fn ledger_of(hamlet: &str, actor: &ActorId) -> Ledger {
+    let campaign = fixtures::open_campaign();
+    Ledger::create(&campaign.id, &fixtures::hamlet(hamlet), actor.clone())
+}
+
+fn record(ledger: &mut Ledger, id: &str) {
+    let campaign = fixtures::open_campaign();
+    let key = AnswerKey::for_subject(fixtures::question("tin-nhiem"), fixtures::subject("ong-an"));
+    let response = NewResponse {
+        id: id.parse().unwrap(),
+        collector: "c1".parse().unwrap(),
+        answers: BTreeMap::from([(key, AnswerValue::Level(Level::TinNhiem))]),
+    };
+    ledger.record(&campaign, &response, "2025-06-02".parse().unwrap()).unwrap();
+}
+
+/// Every endpoint × every role (and anonymous): allowed or refused as the rules say.
+#[tokio::test]
+async fn every_endpoint_answers_each_role_as_the_rules_say() {
+    for db in support::databases().await {
+        let world = World::new(db.url()).await;
+        let (cookie, csrf) = world.sign_in("admin", ADMIN_PASSWORD).await;
+        let bearer = |t: &str| format!("Bearer {t}");
+        let roles: Vec<(&str, Vec<(String, String)>)> = vec![
+            ("anonymous", vec![]),
+            ("admin-token", vec![("Authorization".into(), bearer(&world.admin_token))]),
+            ("admin-session", vec![("Cookie".into(), cookie.clone()), ("X-CSRF-Token".into(), csrf.clone())]),
+            ("viewer", vec![("Authorization".into(), bearer(&world.viewer_token))]),
+            ("collector", vec![("Authorization".into(), bearer(world.token("c1")))]),
+            ("relay", vec![("Authorization".into(), bearer(world.token("relay")))]),
+        ];
+        // (method, path, body, expected status for each role above, in order)
+        let table: Vec<(&str, &str, Option<&str>, [u16; 6])> = vec![
+            ("GET", "/healthz", None, [200, 200, 200, 200, 200, 200]),
+            ("GET", "/api/me", None, [401, 200, 200, 200, 200, 200]),
+            ("GET", "/api/people", None, [401, 200, 200, 403, 403, 403]),
+            (
+                "POST",
+                "/api/people",
+                Some(r#"{"id":"new-ROLE","display_name":"x","role":"collector"}"#),
+                [401, 201, 201, 403, 403, 403],
+            ),
+            (
+                "PUT",
+                "/api/people/c2/assignments",
+                Some(r#"{"campaign":"tin-nhiem-2025","hamlets":["thon-tay"]}"#),
+                [401, 200, 200, 403, 403, 403],
+            ),
+            ("POST", "/api/people/c2/enrollment-codes", Some("{}"), [401, 200, 200, 403, 403, 403]),
+            ("GET", "/api/devices", None, [401, 200, 200, 403, 403, 403]),
+            ("POST", "/api/tokens", Some(r#"{"person":"viewer","label":"x"}"#), [401, 201, 201, 403, 403, 403]),
+            ("DELETE", "/api/tokens/tok-none", None, [401, 404, 404, 403, 403, 403]),
+            ("POST", "/api/devices/dev-none/revoke", None, [401, 404, 404, 403, 403, 403]),
+            ("GET", "/admin/people", None, [303, 200, 200, 403, 403, 403]),
+            ("GET", "/admin/devices", None, [303, 200, 200, 403, 403, 403]),
+            ("GET", "/api/device/assignments", None, [401, 403, 403, 403, 200, 200]),
+            ("POST", "/api/device/actors", Some(r#"{"actor_ids":["ROLEab"]}"#), [401, 403, 403, 403, 204, 204]),
+            (
+                "POST",
+                "/api/enroll",
+                Some(r#"{"code":"WRONG-CODE1","actor_ids":["ab"]}"#),
+                [401, 401, 401, 401, 401, 401],
+            ),
+            ("GET", "/password", None, [303, 200, 200, 200, 403, 403]),
+        ];
+        for (method, path, body, expected) in &table {
+            for ((role, headers), want) in roles.iter().zip(expected) {
+                let headers: Vec<(&str, &str)> = headers.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+                let suffix = rand_suffix();
+                let body = body.map(|b| b.replace("ROLE", &suffix));
+                let reply = world.server.request(method, path, &headers, body.as_deref()).await;
+                assert_eq!(reply.status, *want, "{} {method} {path} as {role}: {}", db.name, reply.body);
+                if reply.status >= 400 && path.starts_with("/api/") {
+                    let json = reply.json();
+                    assert!(json["code"].is_string() && json["message"].is_string(), "JSON error: {}", reply.body);
+                }
+            }
+        }
+        world.server.stop().await;
+    }
+}
+
+#[tokio::test]
+async fn a_cookie_session_needs_its_csrf_token_to_change_anything() {
+    for db in support::databases().await {
+        let world = World::new(db.url()).await;
+        let (cookie, csrf) = world.sign_in("admin", ADMIN_PASSWORD).await;
+        let body = r#"{"person":"viewer","label":"x"}"#;
+        let without = world.post_as(&[("Cookie", &cookie)], "/api/tokens", body).await;
+        assert_eq!((without.status, without.json()["code"].as_str()), (403, Some("csrf")));
+        let wrong = world.post_as(&[("Cookie", &cookie), ("X-CSRF-Token", "nope")], "/api/tokens", body).await;
+        assert_eq!(wrong.status, 403);
+        let right = world.post_as(&[("Cookie", &cookie), ("X-CSRF-Token", &csrf)], "/api/tokens", body).await;
+        assert_eq!(right.status, 201);
+        // Forms carry it as a field.
+        let form = [("Cookie", cookie.as_str()), ("Content-Type", "application/x-www-form-urlencoded")];
+        let device = &world.devices["c2"].1;
+        let reply = world.post_as(&form, &format!("/admin/devices/{device}/revoke"), "csrf=wrong").await;
+        assert_eq!(reply.status, 403);
+        let reply = world.post_as(&form, &format!("/admin/devices/{device}/revoke"), &format!("csrf={csrf}")).await;
+        assert_eq!(reply.status, 303, "{reply:?}");
+        // Signing out ends the session.
+        let reply = world.post_as(&[("Cookie", &cookie)], "/logout", "").await;
+        assert_eq!(reply.status, 303);
+        let after = world.server.request("GET", "/api/me", &[("Cookie", &cookie)], None).await;
+        assert_eq!(after.status, 401);
+        world.server.stop().await;
+    }
+}
+
+#[tokio::test]
+async fn brute_force_sign_in_is_slowed() {
+    for db in support::databases().await {
+        let world = World::new(db.url()).await;
+        for _ in 0..10 {
+            let body = r#"{"name":"admin","password":"guess"}"#;
+            assert_eq!(world.server.request("POST", "/api/session", &[], Some(body)).await.status, 401);
+        }
+        // The right password is refused too while the account is locked, with a time to wait.
+        let body = serde_json::json!({ "name": "admin", "password": ADMIN_PASSWORD }).to_string();
+        let reply = world.server.request("POST", "/api/session", &[], Some(&body)).await;
+        assert_eq!(reply.status, 429, "{reply:?}");
+        let wait: u64 = reply.header("retry-after").expect("Retry-After").parse().unwrap();
+        assert!(wait > 0 && wait <= 600);
+        // The HTML form says so in words.
+        let form = [("Content-Type", "application/x-www-form-urlencoded")];
+        let reply = world.server.request("POST", "/login", &form, Some("name=admin&password=guess")).await;
+        assert_eq!(reply.status, 429);
+        assert!(reply.body.contains("Quá nhiều lần thử sai"), "{}", reply.body);
+        assert!(world.audit_actions().await.iter().filter(|a| *a == "sign-in.failed").count() >= 10);
+        world.server.stop().await;
+    }
+}
+
+#[tokio::test]
+async fn enrollment_codes_are_single_use_and_expire() {
+    for db in support::databases().await {
+        let world = World::new(db.url()).await;
+        let code = world.admin("POST", "/api/people/c2/enrollment-codes", Some("{}")).await.json();
+        let enroll = |actor: &str| serde_json::json!({ "code": code["code"], "actor_ids": [actor] }).to_string();
+        let first = world.server.request("POST", "/api/enroll", &[], Some(&enroll("aa01"))).await;
+        assert_eq!(first.status, 200);
+        let json = first.json();
+        assert_eq!(json["campaigns"][0]["campaign"], campaign());
+        assert_eq!(json["campaigns"][0]["hamlets"], serde_json::json!(["thon-tay"]));
+        assert!(json["token"].as_str().unwrap().len() >= 64, "at least 256 bits");
+        let again = world.server.request("POST", "/api/enroll", &[], Some(&enroll("aa02"))).await;
+        assert_eq!((again.status, again.json()["code"].as_str()), (410, Some("used_code")));
+
+        let code = world.admin("POST", "/api/people/c2/enrollment-codes", Some("{}")).await.json();
+        let store = Store::open(&world.url).await.unwrap();
+        match store.pool() {
+            hamlet_server::store::PoolRef::Sqlite(p) => {
+                sqlx::query("UPDATE enrollment_codes SET expires_at = 0 WHERE used_at IS NULL")
+                    .execute(p)
+                    .await
+                    .map(drop)
+            }
+            hamlet_server::store::PoolRef::Postgres(p) => {
+                sqlx::query("UPDATE enrollment_codes SET expires_at = 0 WHERE used_at IS NULL")
+                    .execute(p)
+                    .await
+                    .map(drop)
+            }
+        }
+        .unwrap();
+        store.close().await;
+        let body = serde_json::json!({ "code": code["code"], "actor_ids": ["aa03"] }).to_string();
+        let expired = world.server.request("POST", "/api/enroll", &[], Some(&body)).await;
+        assert_eq!((expired.status, expired.json()["code"].as_str()), (410, Some("expired_code")));
+        // An actor id enrolled to another device is refused.
+        let code = world.admin("POST", "/api/people/c2/enrollment-codes", Some("{}")).await.json();
+        let body = serde_json::json!({ "code": code["code"], "actor_ids": ["aa01"] }).to_string();
+        assert_eq!(world.server.request("POST", "/api/enroll", &[], Some(&body)).await.status, 409);
+        world.server.stop().await;
+    }
+}
+
+#[tokio::test]
+async fn guessing_enrollment_codes_is_slowed_per_address() {
+    let dbs = support::databases().await;
+    let world = World::new(dbs[0].url()).await;
+    for i in 0..10 {
+        let body = format!(r#"{{"code":"GUESS-{i:05}","actor_ids":["ab"]}}"#);
+        assert_eq!(world.server.request("POST", "/api/enroll", &[], Some(&body)).await.status, 401);
+    }
+    let reply =
+        world.server.request("POST", "/api/enroll", &[], Some(r#"{"code":"GUESS-LAST","actor_ids":["ab"]}"#)).await;
+    assert_eq!(reply.status, 429);
+    assert!(reply.header("retry-after").is_some());
+    world.server.stop().await;
+}
+
+#[tokio::test]
+async fn syncing_needs_a_token_and_stays_inside_the_assigned_hamlets() {
+    for db in support::databases().await {
+        let world = World::new(db.url()).await;
+        assert_eq!(Client::connect_with(&world.server.url(), "anon", None).await.err(), Some(401));
+        assert_eq!(Client::connect_with(&world.server.url(), "anon", Some("not-a-token")).await.err(), Some(401));
+
+        // c1 writes its own hamlet's ledger.
+        let c1_actor = world.devices["c1"].2.clone();
+        let mut dong = ledger_of("thon-dong", &c1_actor);
+        record(&mut dong, "r-1");
+        let mut phone = world.phone("c1").await;
+        let mut doc = dong.doc().clone();
+        phone.sync(dong.id(), &mut doc, &mut sync::State::new()).await;
+        assert_eq!(world.stored_heads(dong.id()).await, 2, "skeleton and response stored");
+
+        // Another hamlet's ledger is unavailable, for reading and for writing.
+        let mut tay = ledger_of("thon-tay", &c1_actor);
+        record(&mut tay, "r-2");
+        let err = phone.sync_with(tay.id(), &mut Automerge::new(), &mut sync::State::new(), true).await.unwrap_err();
+        assert!(err.starts_with("DocUnavailable"), "{err}");
+        let err = phone.sync_with(tay.id(), &mut tay.doc().clone(), &mut sync::State::new(), false).await.unwrap_err();
+        assert!(err.starts_with("DocUnavailable"), "{err}");
+        assert_eq!(world.stored_heads(tay.id()).await, 0, "nothing stored");
+
+        // A change by an actor enrolled nowhere is refused whole: nothing of the message stays.
+        let mut forged = Ledger::load(&dong.doc().save(), ActorId::random()).unwrap();
+        record(&mut forged, "r-forged");
+        let mut forged_doc = forged.doc().clone();
+        let err = phone.sync_with(dong.id(), &mut forged_doc, &mut sync::State::new(), false).await.unwrap_err();
+        assert!(err.contains("changes refused") && err.contains("not from a device assigned"), "{err}");
+        assert_eq!(world.stored_heads(dong.id()).await, 2);
+
+        // c2's actor is enrolled, but for thon-tay: its change to thon-dong is refused even when
+        // c1's phone carries it.
+        let mut foreign = Ledger::load(&dong.doc().save(), world.devices["c2"].2.clone()).unwrap();
+        record(&mut foreign, "r-foreign");
+        let mut phone = world.phone("c1").await;
+        let err =
+            phone.sync_with(dong.id(), &mut foreign.doc().clone(), &mut sync::State::new(), false).await.unwrap_err();
+        assert!(err.contains("changes refused"), "{err}");
+        assert_eq!(world.stored_heads(dong.id()).await, 2);
+
+        // A relay of both hamlets passes on c1's later change: accepted, it is c1's.
+        record(&mut dong, "r-3");
+        let mut relay = world.phone("relay").await;
+        relay.sync(dong.id(), &mut dong.doc().clone(), &mut sync::State::new()).await;
+        assert_eq!(world.stored_heads(dong.id()).await, 3);
+
+        // The campaign document is read-only for devices.
+        let campaign_doc = DocumentId::for_campaign(&fixtures::campaign().id);
+        let mut written = Automerge::new();
+        written
+            .transact::<_, _, hamlet_sync_core::automerge::AutomergeError>(|tx| {
+                use hamlet_sync_core::automerge::transaction::Transactable;
+                tx.put(hamlet_sync_core::automerge::ROOT, "schema", "hamlet-campaign/1")
+            })
+            .map_err(|f| f.error)
+            .unwrap();
+        let err = relay.sync_with(campaign_doc, &mut written, &mut sync::State::new(), false).await.unwrap_err();
+        assert!(err.contains("read-only"), "{err}");
+        assert_eq!(world.stored_heads(campaign_doc).await, 0);
+
+        // Staff read through a session, and write nothing.
+        let (cookie, _) = world.sign_in("admin", ADMIN_PASSWORD).await;
+        let _ = cookie;
+        let actions = world.audit_actions().await;
+        assert!(actions.iter().filter(|a| *a == "sync.refused").count() >= 3, "{actions:?}");
+        assert!(actions.iter().any(|a| a == "document.denied"), "{actions:?}");
+        world.server.stop().await;
+    }
+}
+
+#[tokio::test]
+async fn a_revoked_device_is_disconnected_and_cannot_reconnect() {
+    for db in support::databases().await {
+        let world = World::new(db.url()).await;
+        let mut phone = world.phone("c1").await;
+        let device = world.devices["c1"].1.clone();
+        let reply = world.admin("POST", &format!("/api/devices/{device}/revoke"), None).await;
+        assert_eq!(reply.status, 204);
+        assert!(phone.closed().await, "the open connection is closed");
+        let again = Client::connect_with(&world.server.url(), "again", Some(world.token("c1"))).await;
+        assert_eq!(again.err(), Some(401));
+        let listed = world.admin("GET", "/api/devices", None).await.json();
+        let entry = listed.as_array().unwrap().iter().find(|d| d["id"] == device.as_str()).unwrap().clone();
+        assert!(entry["revoked_at"].is_i64());
+        assert!(entry["last_sync_at"].is_i64(), "the sync time was recorded: {entry}");
+        world.server.stop().await;
+    }
+}
+
+#[tokio::test]
+async fn a_staff_session_reads_documents_and_writes_none() {
+    for db in support::databases().await {
+        let world = World::new(db.url()).await;
+        let c1_actor = world.devices["c1"].2.clone();
+        let mut dong = ledger_of("thon-dong", &c1_actor);
+        record(&mut dong, "r-1");
+        world.phone("c1").await.sync(dong.id(), &mut dong.doc().clone(), &mut sync::State::new()).await;
+
+        let (cookie, _) = world.sign_in("admin", ADMIN_PASSWORD).await;
+        let token = cookie.trim_start_matches("hamlet_session=");
+        // Browsers send the cookie; the test client sends it the same way.
+        use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+        let mut request = world.server.url().into_client_request().unwrap();
+        request.headers_mut().insert("Cookie", format!("hamlet_session={token}").parse().unwrap());
+        let (ws, _) = tokio_tungstenite::connect_async(request).await.expect("staff connect");
+        drop(ws);
+        world.server.stop().await;
+    }
+}
+
+#[test]
+fn messages_need_the_right_role() {
+    // Role names are what the API and the database store.
+    for role in [Role::Admin, Role::Viewer, Role::Collector, Role::Relay] {
+        assert_eq!(Role::parse(role.as_str()), Some(role));
+    }
+    assert!(Role::Admin.is_staff() && Role::Viewer.is_staff());
+    assert!(!Role::Collector.is_staff() && !Role::Relay.is_staff());
+    let _ = Message::Leave { sender_id: String::new() };
+}
