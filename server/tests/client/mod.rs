@@ -170,7 +170,14 @@ impl Client {
 
     /// Connects with a bearer token (if any) and completes the handshake.
     pub async fn join_with(url: &str, peer_id: &str, storage_id: Option<&str>, token: Option<&str>) -> Client {
-        let mut client = Client::connect_with(url, peer_id, token).await.expect("websocket connects");
+        let auth = token.map(|t| format!("Bearer {t}"));
+        let headers: Vec<(&str, &str)> = auth.iter().map(|a| ("Authorization", a.as_str())).collect();
+        Client::join_headers(url, peer_id, storage_id, &headers).await
+    }
+
+    /// Connects with these HTTP headers on the upgrade and completes the handshake.
+    pub async fn join_headers(url: &str, peer_id: &str, storage_id: Option<&str>, headers: &[(&str, &str)]) -> Client {
+        let mut client = Client::connect_headers(url, peer_id, headers).await.expect("websocket connects");
         client
             .send(&Message::Join {
                 sender_id: peer_id.into(),
@@ -199,10 +206,18 @@ impl Client {
 
     /// Connects without joining, with a bearer token; the HTTP status if the upgrade is refused.
     pub async fn connect_with(url: &str, peer_id: &str, token: Option<&str>) -> Result<Client, u16> {
+        let auth = token.map(|t| format!("Bearer {t}"));
+        let headers: Vec<(&str, &str)> = auth.iter().map(|a| ("Authorization", a.as_str())).collect();
+        Client::connect_headers(url, peer_id, &headers).await
+    }
+
+    /// Connects without joining, with these headers; the HTTP status if the upgrade is refused.
+    pub async fn connect_headers(url: &str, peer_id: &str, headers: &[(&str, &str)]) -> Result<Client, u16> {
         use tokio_tungstenite::tungstenite::client::IntoClientRequest;
         let mut request = url.into_client_request().unwrap();
-        if let Some(token) = token {
-            request.headers_mut().insert("Authorization", format!("Bearer {token}").parse().unwrap());
+        for (name, value) in headers {
+            let name: tokio_tungstenite::tungstenite::http::HeaderName = name.parse().unwrap();
+            request.headers_mut().insert(name, value.parse().unwrap());
         }
         match tokio_tungstenite::connect_async(request).await {
             Ok((ws, _)) => {
