@@ -11,7 +11,7 @@ use std::time::Duration;
 use client::{Client, Reply, Running, secure_config, start};
 use hamlet_server::auth::{Accounts, Role};
 use hamlet_server::store::Store;
-use hamlet_sync_core::automerge::sync;
+use hamlet_sync_core::automerge::sync::{self, SyncDoc};
 use hamlet_sync_core::automerge::{ActorId, Automerge};
 use hamlet_sync_core::{AnswerKey, AnswerValue, DocumentId, Ledger, Level, NewResponse, fixtures};
 
@@ -471,4 +471,30 @@ fn role_names_round_trip_and_only_staff_sign_in() {
     }
     assert!(Role::Admin.is_staff() && Role::Viewer.is_staff());
     assert!(!Role::Collector.is_staff() && !Role::Relay.is_staff());
+}
+
+#[tokio::test]
+async fn a_device_over_its_message_rate_is_cut_off_and_large_bodies_are_refused() {
+    let dbs = support::databases().await;
+    let world = World::with(dbs[0].url(), &["--device-messages-per-second", "1"]).await;
+    let mut phone = world.phone("c1").await;
+    let ledger = ledger_of("thon-dong", &world.devices["c1"].2);
+    let mut refused = None;
+    for _ in 0..40 {
+        let message = ledger.doc().generate_sync_message(&mut sync::State::new()).unwrap().encode();
+        phone.send(&hamlet_sync_core::wire::Message::Sync(phone.doc_message(ledger.id(), message))).await;
+    }
+    while let Some(message) = phone.recv().await {
+        if let hamlet_sync_core::wire::Message::Error { message, .. } = message {
+            refused = Some(message);
+            break;
+        }
+    }
+    assert!(refused.as_deref().is_some_and(|m| m.contains("too many messages")), "{refused:?}");
+    assert!(phone.closed().await);
+
+    let big = format!(r#"{{"code":"{}","actor_ids":["ab"]}}"#, "x".repeat(3 << 20));
+    let reply = world.server.request("POST", "/api/enroll", &[], Some(&big)).await;
+    assert_eq!(reply.status, 413);
+    world.server.stop().await;
 }
