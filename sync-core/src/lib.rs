@@ -9,6 +9,8 @@
 //! - [`campaign_doc`]: the campaign document devices read.
 //! - [`docid`]: automerge-repo compatible document ids, derived from what a document is about.
 //! - [`projection`]: from a ledger to the rows the server stores.
+//! - [`client`]: the sync session seen from a client (join, request or sync, acknowledgements).
+//! - [`bundle`]: changes of many documents in one file, carried without a network.
 //!
 //! # Example
 //!
@@ -42,8 +44,10 @@
 
 #![deny(missing_docs)]
 
+pub mod bundle;
 pub mod campaign;
 pub mod campaign_doc;
+pub mod client;
 pub mod day;
 pub mod docid;
 pub mod fixtures;

@@ -1,0 +1,604 @@
+//! `hamlet-collector`: everything a collector's phone does, on the command line, over the same
+//! library (for demos, scripts and the load generator).
+
+mod i18n;
+mod prompt;
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand};
+use hamlet_mobile::enroll::EnrollError;
+use hamlet_mobile::sync::SyncError;
+use hamlet_mobile::views::{ResponseFilter, SyncReport, TallyInput};
+use hamlet_mobile::{Collector, CollectorError, SyncEvent, SyncOptions};
+use i18n::{Lang, Msg};
+use indicatif::{ProgressBar, ProgressStyle};
+use serde::Serialize;
+
+const EXIT_CODES: &str = "Exit codes: 0 done; 1 unexpected failure; 2 bad command line; 3 invalid input \
+(an answer, an id, a reason); 4 not enrolled, or no such campaign, hamlet or response; 5 network \
+(server unreachable or link broken: nothing is lost, sync again); 6 refused by the server (code used \
+or expired, device revoked); 7 local store or bundle file.";
+
+/// Record residents' feedback offline and sync it with the district server.
+#[derive(Parser, Debug)]
+#[command(name = "hamlet-collector", version, about, after_help = EXIT_CODES)]
+struct Cli {
+    /// The local store: one SQLite file, created on first use.
+    #[arg(long, env = "HAMLET_STORE", default_value = "hamlet-collector.db", global = true)]
+    store: PathBuf,
+    /// Language of the output.
+    #[arg(long, env = "HAMLET_LANG", value_enum, default_value = "vi", global = true)]
+    lang: Lang,
+    /// Print JSON, for scripts.
+    #[arg(long, global = true)]
+    json: bool,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Enroll this device with a one-time code (or, for a server without enrollment, name the
+    /// collector and the hamlets by hand); then download the campaigns.
+    Enroll {
+        /// The server: host:port or http://host:port.
+        #[arg(long, env = "HAMLET_SERVER")]
+        server: String,
+        /// The one-time code shown at the office.
+        #[arg(long, required_unless_present = "collector")]
+        code: Option<String>,
+        /// A name for this device, shown to district staff.
+        #[arg(long, default_value = "hamlet-collector")]
+        device_name: String,
+        /// Without enrollment: the collector's person id.
+        #[arg(long, conflicts_with = "code", requires_all = ["campaign", "hamlet"])]
+        collector: Option<String>,
+        /// Without enrollment: the campaign id.
+        #[arg(long)]
+        campaign: Option<String>,
+        /// Without enrollment: a hamlet assigned (repeat for several).
+        #[arg(long)]
+        hamlet: Vec<String>,
+        /// Do not download the campaigns now.
+        #[arg(long)]
+        no_sync: bool,
+    },
+    /// List the campaigns and hamlets assigned, and each campaign's questions.
+    Campaigns,
+    /// Record a response: prompts for each answer, or takes them from --answer or --file.
+    Record {
+        /// The campaign (default: the only one assigned).
+        #[arg(long)]
+        campaign: Option<String>,
+        /// The hamlet (default: the only one assigned).
+        #[arg(long)]
+        hamlet: Option<String>,
+        /// An answer, KEY=VALUE (for example tin-nhiem/ong-an=tin_nhiem or so-nguoi=4).
+        #[arg(long = "answer", short = 'a')]
+        answers: Vec<String>,
+        /// A JSON file with the answers: {"KEY": value, ...}.
+        #[arg(long)]
+        file: Option<PathBuf>,
+        /// Submit the response at once.
+        #[arg(long)]
+        submit: bool,
+    },
+    /// List responses.
+    List {
+        /// Only this campaign.
+        #[arg(long)]
+        campaign: Option<String>,
+        /// Only this hamlet.
+        #[arg(long)]
+        hamlet: Option<String>,
+        /// Only this status: draft, submitted or voided.
+        #[arg(long)]
+        status: Option<String>,
+        /// Only recorded on this day (YYYY-MM-DD, or "today").
+        #[arg(long)]
+        day: Option<String>,
+        /// Include responses recorded by other collectors.
+        #[arg(long)]
+        all: bool,
+    },
+    /// Change answers of a response (KEY= clears one). After submission the change is flagged.
+    Edit {
+        /// The response id.
+        id: String,
+        /// An answer, KEY=VALUE.
+        #[arg(long = "answer", short = 'a', required = true)]
+        answers: Vec<String>,
+    },
+    /// Submit responses: their answers are sealed and counted.
+    Submit {
+        /// Response ids.
+        #[arg(required = true)]
+        ids: Vec<String>,
+    },
+    /// Void a response (kept, never counted).
+    Void {
+        /// The response id.
+        id: String,
+        /// Why.
+        #[arg(long)]
+        reason: String,
+    },
+    /// Record a meeting's paper-ballot tally, or correct one (--id).
+    Tally {
+        /// The campaign (default: the only one assigned).
+        #[arg(long)]
+        campaign: Option<String>,
+        /// The hamlet (default: the only one assigned).
+        #[arg(long)]
+        hamlet: Option<String>,
+        /// The tally to correct.
+        #[arg(long)]
+        id: Option<String>,
+        /// Ballots handed out.
+        #[arg(long)]
+        issued: u32,
+        /// Ballots returned.
+        #[arg(long)]
+        returned: u32,
+        /// Valid ballots.
+        #[arg(long)]
+        valid: u32,
+        /// Invalid ballots.
+        #[arg(long)]
+        invalid: u32,
+        /// A count, QUESTION/SUBJECT/LEVEL=N (repeat).
+        #[arg(long = "count")]
+        counts: Vec<String>,
+    },
+    /// What is recorded, and what the server has acknowledged.
+    Status,
+    /// Sync with the server (or a relay).
+    Sync {
+        /// Another server than the enrolled one (a relay at the commune office).
+        #[arg(long)]
+        server: Option<String>,
+        /// Seconds to wait for each answer (raise on slow links).
+        #[arg(long, default_value_t = 30)]
+        timeout: u64,
+        /// Connections to try before giving up.
+        #[arg(long, default_value_t = 4)]
+        attempts: u32,
+    },
+    /// Write everything the server has not acknowledged into a bundle file.
+    ExportBundle {
+        /// The file to write.
+        path: PathBuf,
+    },
+    /// Apply a bundle file (from a relay or another device).
+    ImportBundle {
+        /// The file to read.
+        path: PathBuf,
+    },
+}
+
+/// A failure and the exit code that says what failed.
+struct Failure {
+    code: u8,
+    kind: &'static str,
+    message: String,
+}
+
+impl From<CollectorError> for Failure {
+    fn from(e: CollectorError) -> Failure {
+        let (code, kind) = match &e {
+            CollectorError::Answer(_)
+            | CollectorError::Ledger(_)
+            | CollectorError::Invalid(_)
+            | CollectorError::Address(_) => (3, "invalid"),
+            CollectorError::NotEnrolled
+            | CollectorError::UnknownCampaign(_)
+            | CollectorError::CampaignNotDownloaded(_)
+            | CollectorError::HamletNotAssigned { .. }
+            | CollectorError::NotFound { .. } => (4, "not_found"),
+            CollectorError::Enroll(EnrollError::Refused { .. })
+            | CollectorError::Sync(SyncError::Unauthorized { .. }) => (6, "refused"),
+            CollectorError::Enroll(_) | CollectorError::Sync(_) => (5, "network"),
+            CollectorError::Store(_)
+            | CollectorError::Bundle(_)
+            | CollectorError::Document { .. }
+            | CollectorError::Runtime(_) => (7, "storage"),
+        };
+        Failure { code, kind, message: e.to_string() }
+    }
+}
+
+fn invalid(message: impl Into<String>) -> Failure {
+    Failure { code: 3, kind: "invalid", message: message.into() }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let (lang, json) = (cli.lang, cli.json);
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(f) => {
+            if json {
+                eprintln!("{}", serde_json::json!({ "error": { "kind": f.kind, "message": f.message } }));
+            } else {
+                eprintln!("{}: {}", lang.text(Msg::Error), f.message);
+            }
+            ExitCode::from(f.code)
+        }
+    }
+}
+
+fn print_json(value: &impl Serialize) -> Result<(), Failure> {
+    let text = serde_json::to_string_pretty(value).map_err(|e| Failure {
+        code: 1,
+        kind: "internal",
+        message: e.to_string(),
+    })?;
+    println!("{text}");
+    Ok(())
+}
+
+/// `KEY=VALUE` pairs.
+fn pairs(items: &[String]) -> Result<Vec<(String, String)>, Failure> {
+    items
+        .iter()
+        .map(|item| {
+            item.split_once('=')
+                .map(|(k, v)| (k.trim().to_owned(), v.to_owned()))
+                .ok_or_else(|| invalid(format!("{item:?}: expected KEY=VALUE")))
+        })
+        .collect()
+}
+
+fn spinner(json: bool) -> ProgressBar {
+    let bar = if json { ProgressBar::hidden() } else { ProgressBar::new(0) };
+    let style = ProgressStyle::with_template("{spinner} {msg} [{bar:30}] {pos}/{len}")
+        .unwrap_or_else(|_| ProgressStyle::default_bar())
+        .progress_chars("=> ");
+    bar.set_style(style);
+    bar.enable_steady_tick(Duration::from_millis(120));
+    bar
+}
+
+/// The only campaign, or the one named.
+fn pick_campaign(collector: &Collector, given: Option<String>) -> Result<String, Failure> {
+    if let Some(c) = given {
+        return Ok(c);
+    }
+    let campaigns = collector.campaigns();
+    match campaigns.as_slice() {
+        [one] => Ok(one.id.clone()),
+        [] => Err(CollectorError::NotEnrolled.into()),
+        _ => Err(invalid("several campaigns are assigned: name one with --campaign")),
+    }
+}
+
+fn pick_hamlet(collector: &Collector, campaign: &str, given: Option<String>) -> Result<String, Failure> {
+    if let Some(h) = given {
+        return Ok(h);
+    }
+    let hamlets: Vec<String> = collector
+        .campaigns()
+        .into_iter()
+        .filter(|c| c.id == campaign)
+        .flat_map(|c| c.hamlets.into_iter().map(|h| h.id))
+        .collect();
+    match hamlets.as_slice() {
+        [one] => Ok(one.clone()),
+        _ => Err(invalid("several hamlets (or none) are assigned: name one with --hamlet")),
+    }
+}
+
+fn run(cli: Cli) -> Result<(), Failure> {
+    let (lang, json) = (cli.lang, cli.json);
+    let collector = Collector::open(&cli.store)?;
+    match cli.command {
+        Command::Enroll { server, code, device_name, collector: person, campaign, hamlet, no_sync } => {
+            let enrolled = match (code, person, campaign) {
+                (Some(code), _, _) => collector.enroll(&server, &code, &device_name)?,
+                (None, Some(person), Some(campaign)) => {
+                    collector.setup_without_enrollment(&server, &person, &[(campaign, hamlet)])?
+                }
+                _ => return Err(invalid("give --code, or --collector with --campaign and --hamlet")),
+            };
+            if !no_sync {
+                sync(&collector, None, SyncOptions::default(), lang, json)?;
+            }
+            if json {
+                return print_json(&enrolled);
+            }
+            println!("{}: {} ({})", lang.text(Msg::Enrolled), enrolled.collector, enrolled.server);
+            for c in &enrolled.campaigns {
+                println!(
+                    "  {} {}: {} {}",
+                    lang.text(Msg::Campaign),
+                    c.campaign,
+                    lang.text(Msg::Hamlets),
+                    c.hamlets.join(", ")
+                );
+            }
+        }
+        Command::Campaigns => {
+            let campaigns = collector.campaigns();
+            if json {
+                let detailed: Vec<serde_json::Value> = campaigns
+                    .iter()
+                    .map(|c| {
+                        let slots = collector.answer_slots(&c.id).unwrap_or_default();
+                        serde_json::json!({ "campaign": c, "questions": slots })
+                    })
+                    .collect();
+                return print_json(&detailed);
+            }
+            for c in &campaigns {
+                let name = lang.pick(&c.name_vi, &c.name_en);
+                println!(
+                    "{} {} — {}",
+                    lang.text(Msg::Campaign),
+                    c.id,
+                    if c.downloaded { name } else { lang.text(Msg::NotDownloaded) }
+                );
+                if c.downloaded {
+                    println!("  {}: {}", lang.text(Msg::State), c.state);
+                }
+                for h in &c.hamlets {
+                    match h.expected_voters {
+                        Some(n) => println!("  - {} ({n})", h.id),
+                        None => println!("  - {}", h.id),
+                    }
+                }
+                for slot in collector.answer_slots(&c.id).unwrap_or_default() {
+                    let subject = slot.subject_name.as_deref().map(|s| format!(" — {s}")).unwrap_or_default();
+                    println!(
+                        "    {} : {}{subject} [{}]",
+                        slot.key,
+                        lang.pick(&slot.label_vi, &slot.label_en),
+                        slot.kind
+                    );
+                }
+            }
+        }
+        Command::Record { campaign, hamlet, answers, file, submit } => {
+            let campaign = pick_campaign(&collector, campaign)?;
+            let hamlet = pick_hamlet(&collector, &campaign, hamlet)?;
+            let mut given = pairs(&answers)?;
+            if let Some(file) = file {
+                given.extend(answers_from_file(&file)?);
+            }
+            let mut submit = submit;
+            if given.is_empty() {
+                let slots = collector.answer_slots(&campaign)?;
+                let check =
+                    |key: &str, text: &str| collector.check_answer(&campaign, key, text).map_err(|e| e.to_string());
+                let (prompted, submit_now) = prompt::answers(&slots, lang, check)
+                    .map_err(|e| invalid(format!("no answers given, and none could be asked for: {e}")))?;
+                given = prompted;
+                submit = submit || submit_now;
+            }
+            let id = collector.record(&campaign, &hamlet, &given)?;
+            if submit {
+                collector.submit(&id)?;
+            }
+            let item = collector.response(&id)?;
+            if json {
+                return print_json(&item);
+            }
+            println!("{}: {id}", lang.text(if submit { Msg::Submitted } else { Msg::Recorded }));
+        }
+        Command::List { campaign, hamlet, status, day, all } => {
+            let day = match day.as_deref() {
+                Some("today") => Some(collector.today()),
+                other => other.map(str::to_owned),
+            };
+            let filter = ResponseFilter { campaign, hamlet, status, recorded_on: day, mine_only: !all };
+            let items = collector.responses(&filter)?;
+            if json {
+                return print_json(&items);
+            }
+            if items.is_empty() {
+                println!("{}", lang.text(Msg::NoResponses));
+            }
+            for r in &items {
+                let ack = if r.acknowledged { "✓" } else { "…" };
+                let flag = if r.edited_after_submission.is_empty() { "" } else { " !" };
+                println!(
+                    "{}  {}  {:<9} {}  {ack}{flag}",
+                    r.id,
+                    r.hamlet,
+                    r.status,
+                    r.recorded_on.as_deref().unwrap_or("-")
+                );
+            }
+        }
+        Command::Edit { id, answers } => {
+            let flagged = collector.edit(&id, &pairs(&answers)?)?;
+            if json {
+                return print_json(&collector.response(&id)?);
+            }
+            println!("{}: {id}", lang.text(if flagged { Msg::EditedFlagged } else { Msg::Edited }));
+        }
+        Command::Submit { ids } => {
+            for id in &ids {
+                collector.submit(id)?;
+                if !json {
+                    println!("{}: {id}", lang.text(Msg::Submitted));
+                }
+            }
+            if json {
+                return print_json(&ids);
+            }
+        }
+        Command::Void { id, reason } => {
+            collector.void(&id, &reason)?;
+            if json {
+                return print_json(&collector.response(&id)?);
+            }
+            println!("{}: {id}", lang.text(Msg::Voided));
+        }
+        Command::Tally { campaign, hamlet, id, issued, returned, valid, invalid: invalid_ballots, counts } => {
+            let campaign = pick_campaign(&collector, campaign)?;
+            let hamlet = pick_hamlet(&collector, &campaign, hamlet)?;
+            let mut parsed = std::collections::HashMap::new();
+            for (key, value) in pairs(&counts)? {
+                let n = value.trim().parse::<u32>().map_err(|_| invalid(format!("{key}: {value:?} is not a count")))?;
+                parsed.insert(key, n);
+            }
+            let input =
+                TallyInput { id, campaign, hamlet, issued, returned, valid, invalid: invalid_ballots, counts: parsed };
+            let id = collector.record_tally(&input)?;
+            if json {
+                return print_json(&serde_json::json!({ "tally": id }));
+            }
+            println!("{}: {id}", lang.text(Msg::TallyRecorded));
+        }
+        Command::Status => {
+            let counts = collector.counts()?;
+            if json {
+                return print_json(&serde_json::json!({ "enrollment": collector.enrollment(), "counts": counts }));
+            }
+            if let Some(e) = collector.enrollment() {
+                println!("{}: {}   {}: {}", lang.text(Msg::Collector), e.collector, lang.text(Msg::Server), e.server);
+            }
+            println!("{:<36} {}", lang.text(Msg::RecordedToday), counts.recorded_today);
+            println!("{:<36} {}", lang.text(Msg::Drafts), counts.drafts);
+            println!("{:<36} {}", lang.text(Msg::Pending), counts.pending);
+            println!("{:<36} {}", lang.text(Msg::Acknowledged), counts.acknowledged);
+            println!("{:<36} {}", lang.text(Msg::VoidedCount), counts.voided);
+        }
+        Command::Sync { server, timeout, attempts } => {
+            let options =
+                SyncOptions { reply_timeout: Duration::from_secs(timeout.max(1)), attempts, ..SyncOptions::default() };
+            let report = sync(&collector, server.as_deref(), options, lang, json)?;
+            if json {
+                return print_json(&report);
+            }
+            print_report(&report, lang);
+        }
+        Command::ExportBundle { path } => {
+            let bar = spinner(json);
+            bar.set_message(lang.text(Msg::Exported));
+            let report = collector.export_bundle(&path, &|done, total| {
+                bar.set_length(u64::from(total));
+                bar.set_position(u64::from(done));
+            })?;
+            bar.finish_and_clear();
+            if json {
+                return print_json(&report);
+            }
+            println!(
+                "{}: {} ({} {}, {} {})",
+                lang.text(Msg::Exported),
+                report.path,
+                report.changes,
+                lang.text(Msg::Changes),
+                report.bytes,
+                lang.text(Msg::Bytes)
+            );
+        }
+        Command::ImportBundle { path } => {
+            let bar = spinner(json);
+            bar.set_message(lang.text(Msg::Imported));
+            let report = collector.import_bundle(&path, &|done, total| {
+                bar.set_length(u64::from(total));
+                bar.set_position(u64::from(done));
+            })?;
+            bar.finish_and_clear();
+            if json {
+                return print_json(&report);
+            }
+            println!("{}: {} ({} {})", lang.text(Msg::Imported), report.path, report.changes, lang.text(Msg::Changes));
+            for d in &report.skipped {
+                println!("  {}: {d}", lang.text(Msg::Skipped));
+            }
+            for d in &report.incomplete {
+                println!("  {}: {d}", lang.text(Msg::Incomplete));
+            }
+        }
+    }
+    Ok(())
+}
+
+fn answers_from_file(path: &std::path::Path) -> Result<Vec<(String, String)>, Failure> {
+    let text = std::fs::read_to_string(path).map_err(|e| Failure {
+        code: 7,
+        kind: "storage",
+        message: format!("{}: {e}", path.display()),
+    })?;
+    let value: serde_json::Value =
+        serde_json::from_str(&text).map_err(|e| invalid(format!("{}: not JSON: {e}", path.display())))?;
+    let map = value.get("answers").unwrap_or(&value);
+    let serde_json::Value::Object(map) = map else {
+        return Err(invalid(format!("{}: expected an object of answers", path.display())));
+    };
+    let answers: BTreeMap<String, String> = map
+        .iter()
+        .map(|(k, v)| {
+            let text = match v {
+                serde_json::Value::String(s) => s.clone(),
+                serde_json::Value::Bool(true) => "yes".into(),
+                serde_json::Value::Bool(false) => "no".into(),
+                other => other.to_string(),
+            };
+            (k.clone(), text)
+        })
+        .collect();
+    Ok(answers.into_iter().collect())
+}
+
+fn sync(
+    collector: &Collector,
+    server: Option<&str>,
+    options: SyncOptions,
+    lang: Lang,
+    json: bool,
+) -> Result<SyncReport, Failure> {
+    let bar = spinner(json);
+    bar.set_message(lang.text(Msg::Syncing));
+    let report = collector.sync(server, &options, &|event| match event {
+        SyncEvent::Connecting { .. } => bar.set_message(lang.text(Msg::Syncing)),
+        SyncEvent::Progress { done, total } => {
+            bar.set_length(u64::from(total));
+            bar.set_position(u64::from(done));
+        }
+        SyncEvent::Retrying { after_ms, reason, .. } => {
+            bar.set_message(format!("{} {:.1} s ({reason})", lang.text(Msg::Retrying), after_ms as f64 / 1000.0));
+        }
+    });
+    bar.finish_and_clear();
+    Ok(report?)
+}
+
+fn print_report(report: &SyncReport, lang: Lang) {
+    println!("{} ({} ms)", lang.text(Msg::SyncDone), report.duration_ms);
+    println!(
+        "  {}: {} {}, {} {}",
+        lang.text(Msg::Sent),
+        report.changes_sent,
+        lang.text(Msg::Changes),
+        report.bytes_sent,
+        lang.text(Msg::Bytes)
+    );
+    println!(
+        "  {}: {} {}, {} {}",
+        lang.text(Msg::Received),
+        report.changes_received,
+        lang.text(Msg::Changes),
+        report.bytes_received,
+        lang.text(Msg::Bytes)
+    );
+    println!(
+        "  {}: {}   {}: {}",
+        lang.text(Msg::RoundTrips),
+        report.round_trips,
+        lang.text(Msg::Attempts),
+        report.attempts
+    );
+    println!("  {}: {}", lang.text(Msg::NewlyAcknowledged), report.newly_acknowledged);
+    println!("  {}: {}", lang.text(Msg::Pending), report.counts.pending);
+    for d in &report.unavailable {
+        println!("  {}: {d}", lang.text(Msg::Unavailable));
+    }
+}

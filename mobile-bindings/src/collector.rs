@@ -1,0 +1,1016 @@
+//! The collector library: what a phone does, behind a blocking API.
+//!
+//! [`Collector`] opens the local store, keeps the documents it holds in memory (a campaign
+//! document per campaign, a ledger per assigned hamlet), and writes every change to the store
+//! before it returns. It owns a small tokio runtime for the store and the network, so callers
+//! (the FFI, the command line) stay synchronous; calls may come from several threads.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use hamlet_sync_core::automerge::{ActorId, Automerge, ChangeHash, LoadOptions, OnPartialLoad};
+use hamlet_sync_core::campaign_doc::read_campaign;
+use hamlet_sync_core::client::Documents;
+use hamlet_sync_core::ids::IdError;
+use hamlet_sync_core::ledger::{Ballots, CountKey, ResponseView};
+use hamlet_sync_core::{
+    Campaign, CampaignId, Day, DocumentId, EditOutcome, Ledger, LedgerError, NewResponse, PersonId, ResponseId, Tally,
+    TallyId, UnitId,
+};
+
+use crate::address::{AddressError, ServerAddress};
+use crate::answers::{self, AnswerInputError};
+use crate::bundle::{self, BundleFileError, BundleProgress};
+use crate::enroll::{self, EnrollError, EnrollRequest};
+use crate::store::{Assignment, DocWrite, DocumentRecord, IndexFilter, IndexRow, Store, StoreError, StoredIdentity};
+use crate::sync::{self, SyncError, SyncEvent, SyncOptions};
+use crate::views::{
+    AnswerSlot, AssignmentView, BundleReport, CampaignView, Counts, EnrollmentView, HamletView, ResponseFilter,
+    ResponseItem, SyncReport, TallyInput, TallyItem,
+};
+
+/// Incremental chunks a document may gather before they are replaced by one snapshot.
+const COMPACT_AFTER: usize = 128;
+/// Vietnam's offset from UTC, the default for "today".
+const DEFAULT_UTC_OFFSET_MINUTES: i32 = 7 * 60;
+/// How long enrollment may take.
+const ENROLL_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// What went wrong, with what the collector needs to put it right.
+#[derive(Debug, thiserror::Error)]
+pub enum CollectorError {
+    /// The local store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// An answer does not fit the form (the message names the question).
+    #[error(transparent)]
+    Answer(#[from] AnswerInputError),
+    /// The ledger refused the operation (a missing required answer, a voided response…).
+    #[error(transparent)]
+    Ledger(#[from] LedgerError),
+    /// An identifier or value given is malformed.
+    #[error("{0}")]
+    Invalid(String),
+    /// The device is not enrolled yet.
+    #[error("this device is not enrolled: run enroll first")]
+    NotEnrolled,
+    /// The campaign is not assigned to this collector.
+    #[error("campaign {0} is not assigned to this collector")]
+    UnknownCampaign(String),
+    /// The campaign document has not been downloaded yet.
+    #[error("campaign {0} has not been downloaded yet: sync first")]
+    CampaignNotDownloaded(String),
+    /// The hamlet is not assigned to this collector in this campaign.
+    #[error("hamlet {hamlet} is not assigned to this collector in campaign {campaign}")]
+    HamletNotAssigned {
+        /// The campaign.
+        campaign: String,
+        /// The hamlet.
+        hamlet: String,
+    },
+    /// No response or tally with this id here.
+    #[error("no {kind} {id} on this device")]
+    NotFound {
+        /// "response" or "tally".
+        kind: &'static str,
+        /// The id.
+        id: String,
+    },
+    /// The server address is unusable.
+    #[error(transparent)]
+    Address(#[from] AddressError),
+    /// Enrollment failed.
+    #[error(transparent)]
+    Enroll(#[from] EnrollError),
+    /// Sync failed (nothing is lost: sync again).
+    #[error(transparent)]
+    Sync(#[from] SyncError),
+    /// A bundle could not be written or read.
+    #[error(transparent)]
+    Bundle(#[from] BundleFileError),
+    /// A stored document does not load.
+    #[error("document {document} does not load: {reason}")]
+    Document {
+        /// The document.
+        document: String,
+        /// Why.
+        reason: String,
+    },
+    /// The library could not start its runtime.
+    #[error("cannot start: {0}")]
+    Runtime(String),
+}
+
+impl From<IdError> for CollectorError {
+    fn from(e: IdError) -> Self {
+        CollectorError::Invalid(e.to_string())
+    }
+}
+
+/// A document held in memory.
+#[derive(Debug)]
+pub(crate) enum Body {
+    /// A campaign document, and the campaign once it reads.
+    Campaign { doc: Automerge, campaign: Option<Box<Campaign>> },
+    /// A hamlet ledger.
+    Ledger(Ledger),
+}
+
+impl Body {
+    pub(crate) fn doc(&self) -> &Automerge {
+        match self {
+            Body::Campaign { doc, .. } => doc,
+            Body::Ledger(l) => l.doc(),
+        }
+    }
+
+    pub(crate) fn doc_mut(&mut self) -> &mut Automerge {
+        match self {
+            Body::Campaign { doc, .. } => doc,
+            Body::Ledger(l) => l.doc_mut(),
+        }
+    }
+}
+
+/// A document, and how much of it is stored.
+#[derive(Debug)]
+pub(crate) struct Doc {
+    pub(crate) record: DocumentRecord,
+    pub(crate) body: Body,
+    /// Heads of what the store holds: the next chunk is what came after.
+    pub(crate) saved_heads: Vec<ChangeHash>,
+    /// Chunks stored since the last snapshot.
+    pub(crate) chunks: usize,
+    /// The newest chunk's sequence number.
+    pub(crate) last_seq: i64,
+}
+
+/// What the library holds in memory, behind one lock.
+#[derive(Debug)]
+pub(crate) struct Inner {
+    pub(crate) identity: Option<StoredIdentity>,
+    pub(crate) assignments: Vec<Assignment>,
+    pub(crate) docs: BTreeMap<DocumentId, Doc>,
+    pub(crate) utc_offset_minutes: i32,
+}
+
+impl Documents for Inner {
+    fn document(&self, id: &DocumentId) -> Option<&Automerge> {
+        self.docs.get(id).map(|d| d.body.doc())
+    }
+    fn document_mut(&mut self, id: &DocumentId) -> Option<&mut Automerge> {
+        self.docs.get_mut(id).map(|d| d.body.doc_mut())
+    }
+}
+
+impl Inner {
+    pub(crate) fn today(&self) -> Day {
+        let now = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+        let now = i64::try_from(now).unwrap_or(0);
+        Day::from_unix_seconds(now + i64::from(self.utc_offset_minutes) * 60)
+    }
+
+    fn collector(&self) -> Result<PersonId, CollectorError> {
+        let identity = self.identity.as_ref().ok_or(CollectorError::NotEnrolled)?;
+        Ok(PersonId::new(identity.collector.clone())?)
+    }
+
+    fn campaign(&self, id: &CampaignId) -> Result<&Campaign, CollectorError> {
+        let doc = self
+            .docs
+            .values()
+            .find(|d| d.record.kind == "campaign" && d.record.campaign == id.as_str())
+            .ok_or_else(|| CollectorError::UnknownCampaign(id.to_string()))?;
+        match &doc.body {
+            Body::Campaign { campaign: Some(c), .. } => Ok(c),
+            _ => Err(CollectorError::CampaignNotDownloaded(id.to_string())),
+        }
+    }
+
+    fn ledger_id(&self, campaign: &CampaignId, hamlet: &UnitId) -> Result<DocumentId, CollectorError> {
+        let id = DocumentId::for_ledger(campaign, hamlet);
+        if self.docs.contains_key(&id) {
+            Ok(id)
+        } else if self.assignments.iter().any(|a| a.campaign == campaign.as_str()) {
+            Err(CollectorError::HamletNotAssigned { campaign: campaign.to_string(), hamlet: hamlet.to_string() })
+        } else {
+            Err(CollectorError::UnknownCampaign(campaign.to_string()))
+        }
+    }
+
+    /// Whether a document belongs to a current assignment (a campaign's document, or the
+    /// ledger of an assigned hamlet).
+    pub(crate) fn is_assigned(&self, id: &DocumentId) -> bool {
+        self.assignments.iter().any(|a| {
+            DocumentId::parse_url_or_id(&a.campaign_document).is_ok_and(|d| d == *id)
+                || match (CampaignId::new(a.campaign.as_str()), UnitId::new(a.hamlet.as_str())) {
+                    (Ok(c), Ok(h)) => DocumentId::for_ledger(&c, &h) == *id,
+                    _ => false,
+                }
+        })
+    }
+
+    fn ledger(&self, id: &DocumentId) -> Option<&Ledger> {
+        match self.docs.get(id).map(|d| &d.body) {
+            Some(Body::Ledger(l)) => Some(l),
+            _ => None,
+        }
+    }
+
+    fn ledger_mut(&mut self, id: &DocumentId) -> Option<&mut Ledger> {
+        match self.docs.get_mut(id).map(|d| &mut d.body) {
+            Some(Body::Ledger(l)) => Some(l),
+            _ => None,
+        }
+    }
+}
+
+/// Index row of a response as its ledger shows it.
+pub(crate) fn index_row(doc: &DocumentRecord, view: &ResponseView, last_change: Option<Vec<u8>>) -> IndexRow {
+    let status = match view.status() {
+        hamlet_sync_core::Status::Draft => "draft",
+        hamlet_sync_core::Status::Submitted => "submitted",
+        hamlet_sync_core::Status::Voided => "voided",
+    };
+    IndexRow {
+        id: view.id.to_string(),
+        document: doc.id.clone(),
+        campaign: doc.campaign.clone(),
+        hamlet: doc.hamlet.clone().unwrap_or_default(),
+        collector: view.collector.clone(),
+        status: status.to_owned(),
+        recorded_on: view.recorded_on.map(|d| d.to_string()),
+        acknowledged: last_change.is_none(),
+        last_change,
+    }
+}
+
+/// What the library's parts share: the store, the documents, the device's identity.
+#[derive(Debug)]
+pub(crate) struct Shared {
+    pub(crate) store: Store,
+    pub(crate) inner: tokio::sync::Mutex<Inner>,
+    /// One sync at a time per store.
+    pub(crate) sync_lock: tokio::sync::Mutex<()>,
+    /// This store's storage id, sent in `join`: servers keep our sync state under it.
+    pub(crate) storage_id: String,
+    /// The actor id this device writes with.
+    pub(crate) actor: ActorId,
+}
+
+impl Shared {
+    /// Loads one document from its chunks.
+    fn load_doc(&self, record: DocumentRecord, chunks: &[(i64, bool, Vec<u8>)]) -> Result<Doc, CollectorError> {
+        let bytes: Vec<u8> = chunks.iter().flat_map(|(_, _, d)| d.iter().copied()).collect();
+        let bad = |reason: String| CollectorError::Document { document: record.id.clone(), reason };
+        // Our own store: refuse damage loudly rather than load part of a document.
+        let mut doc = if bytes.is_empty() {
+            Automerge::new()
+        } else {
+            Automerge::load_with_options(&bytes, LoadOptions::new().on_partial_load(OnPartialLoad::Error))
+                .map_err(|e| bad(e.to_string()))?
+        };
+        doc.set_actor(self.actor.clone());
+        let saved_heads = doc.get_heads();
+        let body = if record.kind == "ledger" {
+            Body::Ledger(Ledger::from_doc(doc).map_err(|e| bad(e.to_string()))?)
+        } else {
+            let campaign = read_campaign(&doc).ok().map(Box::new);
+            Body::Campaign { doc, campaign }
+        };
+        let since_snapshot = chunks.iter().rev().take_while(|(_, snapshot, _)| !snapshot).count();
+        let last_seq = chunks.last().map_or(0, |(seq, _, _)| *seq);
+        Ok(Doc { record, body, saved_heads, chunks: since_snapshot, last_seq })
+    }
+
+    /// Drops the in-memory copy of a document and loads what the store holds.
+    async fn reload(&self, inner: &mut Inner, id: &DocumentId) -> Result<(), CollectorError> {
+        let Some(record) = inner.docs.get(id).map(|d| d.record.clone()) else { return Ok(()) };
+        let chunks: Vec<(i64, bool, Vec<u8>)> = self
+            .store
+            .chunks()
+            .await?
+            .into_iter()
+            .filter(|c| c.document == record.id)
+            .map(|c| (c.seq, c.snapshot, c.data))
+            .collect();
+        let doc = self.load_doc(record, &chunks)?;
+        inner.docs.insert(*id, doc);
+        Ok(())
+    }
+
+    /// Stores what changed in `id` since it was last stored, with `write`'s other contents, in
+    /// one transaction; on failure the in-memory document goes back to what is stored.
+    pub(crate) async fn persist(
+        &self,
+        inner: &mut Inner,
+        id: &DocumentId,
+        mut write: DocWrite,
+    ) -> Result<(), CollectorError> {
+        let Some(doc) = inner.docs.get(id) else { return Ok(()) };
+        let heads = doc.body.doc().get_heads();
+        if heads != doc.saved_heads {
+            write.chunk = Some(doc.body.doc().save_after(&doc.saved_heads));
+        }
+        write.document = doc.record.id.clone();
+        match self.store.write(&write).await {
+            Ok(seq) => {
+                if let Some(doc) = inner.docs.get_mut(id) {
+                    doc.saved_heads = heads;
+                    if let Some(seq) = seq {
+                        doc.chunks += 1;
+                        doc.last_seq = seq;
+                    }
+                }
+                self.maybe_compact(inner, id).await;
+                Ok(())
+            }
+            Err(e) => {
+                // The change is in memory only: drop it, so memory says what the store holds.
+                if let Err(reload) = self.reload(inner, id).await {
+                    tracing::error!(error = %reload, "cannot reload a document after a failed write");
+                }
+                Err(e.into())
+            }
+        }
+    }
+
+    /// Replaces a document's chunks by one snapshot once they are many. A failure is only
+    /// logged: the chunks stay, and loading them still works.
+    async fn maybe_compact(&self, inner: &mut Inner, id: &DocumentId) {
+        let Some(doc) = inner.docs.get_mut(id) else { return };
+        if doc.chunks < COMPACT_AFTER {
+            return;
+        }
+        let snapshot = doc.body.doc().save();
+        match self.store.compact(&doc.record.id, &snapshot, doc.last_seq).await {
+            Ok(seq) => {
+                doc.chunks = 0;
+                doc.last_seq = seq;
+            }
+            Err(e) => tracing::warn!(document = %doc.record.id, error = %e, "compaction failed"),
+        }
+    }
+
+    /// After a local operation on `responses` of ledger `id`: stores the change and the index
+    /// rows, each marked with the change just made (not yet acknowledged).
+    async fn persist_local(
+        &self,
+        inner: &mut Inner,
+        id: &DocumentId,
+        responses: &[ResponseId],
+    ) -> Result<(), CollectorError> {
+        let mut rows = Vec::new();
+        if let Some(doc) = inner.docs.get(id)
+            && let Body::Ledger(ledger) = &doc.body
+        {
+            // A local commit depends on every head: it is the only head afterwards.
+            let change = ledger.doc().get_heads().first().map(|h| h.0.to_vec());
+            for r in responses {
+                if let Some(view) = ledger.response(r)? {
+                    rows.push(index_row(&doc.record, &view, change.clone()));
+                }
+            }
+        }
+        self.persist(inner, id, DocWrite { index: rows, ..DocWrite::default() }).await
+    }
+}
+
+/// The collector library.
+#[derive(Debug)]
+pub struct Collector {
+    runtime: tokio::runtime::Runtime,
+    pub(crate) shared: Arc<Shared>,
+}
+
+fn day_text(day: Option<Day>) -> Option<String> {
+    day.map(|d| d.to_string())
+}
+
+impl Collector {
+    /// Opens the store at `path`, creating it on first use.
+    pub fn open(path: impl AsRef<Path>) -> Result<Collector, CollectorError> {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .thread_name("hamlet-collector")
+            .enable_all()
+            .build()
+            .map_err(|e| CollectorError::Runtime(e.to_string()))?;
+        let shared = runtime.block_on(Collector::load(path.as_ref()))?;
+        Ok(Collector { runtime, shared: Arc::new(shared) })
+    }
+
+    async fn load(path: &Path) -> Result<Shared, CollectorError> {
+        let store = Store::open(path).await?;
+        let storage_id = store.meta_or_insert("storage_id", &uuid::Uuid::new_v4().to_string()).await?;
+        let actor_hex = store.meta_or_insert("actor", &ActorId::random().to_hex_string()).await?;
+        let actor = ActorId::try_from(actor_hex.as_str())
+            .map_err(|_| StoreError::Corrupt(format!("actor id {actor_hex:?} is not hex")))?;
+        let utc_offset_minutes = match store.meta("utc_offset_minutes").await? {
+            Some(text) => text.parse().map_err(|_| StoreError::Corrupt(format!("UTC offset {text:?}")))?,
+            None => DEFAULT_UTC_OFFSET_MINUTES,
+        };
+        let identity = store.identity().await?;
+        let assignments = store.assignments().await?;
+        let records = store.documents().await?;
+        let mut chunks: HashMap<String, Vec<(i64, bool, Vec<u8>)>> = HashMap::new();
+        for c in store.chunks().await? {
+            chunks.entry(c.document).or_default().push((c.seq, c.snapshot, c.data));
+        }
+        let shared = Shared {
+            store,
+            inner: tokio::sync::Mutex::new(Inner { identity, assignments, docs: BTreeMap::new(), utc_offset_minutes }),
+            sync_lock: tokio::sync::Mutex::new(()),
+            storage_id,
+            actor,
+        };
+        {
+            let mut inner = shared.inner.lock().await;
+            for record in records {
+                let id = DocumentId::parse_url_or_id(&record.id)
+                    .map_err(|e| StoreError::Corrupt(format!("document id: {e}")))?;
+                let doc = shared.load_doc(record.clone(), chunks.get(&record.id).map_or(&[][..], Vec::as_slice))?;
+                inner.docs.insert(id, doc);
+            }
+        }
+        Ok(shared)
+    }
+
+    pub(crate) fn block<T>(&self, f: impl std::future::Future<Output = T>) -> T {
+        self.runtime.block_on(f)
+    }
+
+    /// This store's storage id (what servers keep sync states under).
+    pub fn storage_id(&self) -> String {
+        self.shared.storage_id.clone()
+    }
+
+    /// The actor id this device writes with, in hex.
+    pub fn actor_id(&self) -> String {
+        self.shared.actor.to_hex_string()
+    }
+
+    /// Today, for this collector (local time at the configured offset from UTC).
+    pub fn today(&self) -> String {
+        self.block(async { self.shared.inner.lock().await.today().to_string() })
+    }
+
+    /// Sets the offset from UTC used for "today" (default +07:00).
+    pub fn set_utc_offset_minutes(&self, minutes: i32) -> Result<(), CollectorError> {
+        if !(-14 * 60..=14 * 60).contains(&minutes) {
+            return Err(CollectorError::Invalid(format!("UTC offset of {minutes} minutes is out of range")));
+        }
+        self.block(async {
+            self.shared.store.set_meta("utc_offset_minutes", &minutes.to_string()).await?;
+            self.shared.inner.lock().await.utc_offset_minutes = minutes;
+            Ok(())
+        })
+    }
+
+    /// Enrolls this device with a one-time code, then keeps the identity, the token and the
+    /// assignments. The campaign documents arrive with the next sync.
+    pub fn enroll(&self, server: &str, code: &str, device_name: &str) -> Result<EnrollmentView, CollectorError> {
+        let address = ServerAddress::parse(server)?;
+        if code.trim().is_empty() {
+            return Err(CollectorError::Invalid("the enrollment code is empty".into()));
+        }
+        let device_name = if device_name.trim().is_empty() { "phone" } else { device_name.trim() };
+        let request = EnrollRequest {
+            code: code.trim().to_owned(),
+            actor_ids: vec![self.actor_id()],
+            device_name: device_name.to_owned(),
+        };
+        let answer = self.block(enroll::enroll(&address, &request, ENROLL_TIMEOUT))?;
+        let mut assignments = Vec::new();
+        for c in &answer.campaigns {
+            let document = match &c.document {
+                Some(text) => DocumentId::parse_url_or_id(text).map_err(|e| {
+                    EnrollError::BadResponse(format!("campaign {}: document {text:?}: {e}", c.campaign))
+                })?,
+                None => DocumentId::for_campaign(&CampaignId::new(c.campaign.as_str())?),
+            };
+            for hamlet in &c.hamlets {
+                assignments.push((c.campaign.clone(), document, hamlet.clone()));
+            }
+        }
+        self.save_assignments(address, answer.collector, Some(answer.token), device_name, assignments)
+    }
+
+    /// Sets up this device for a server that does not enroll devices (a test or demo server):
+    /// the collector's id and the hamlets assigned in each campaign, given by hand.
+    pub fn setup_without_enrollment(
+        &self,
+        server: &str,
+        collector: &str,
+        campaigns: &[(String, Vec<String>)],
+    ) -> Result<EnrollmentView, CollectorError> {
+        let address = ServerAddress::parse(server)?;
+        PersonId::new(collector)?;
+        let mut assignments = Vec::new();
+        for (campaign, hamlets) in campaigns {
+            let document = DocumentId::for_campaign(&CampaignId::new(campaign.as_str())?);
+            if hamlets.is_empty() {
+                return Err(CollectorError::Invalid(format!("campaign {campaign}: no hamlet given")));
+            }
+            for hamlet in hamlets {
+                assignments.push((campaign.clone(), document, hamlet.clone()));
+            }
+        }
+        self.save_assignments(address, collector.to_owned(), None, "phone", assignments)
+    }
+
+    fn save_assignments(
+        &self,
+        address: ServerAddress,
+        collector: String,
+        token: Option<String>,
+        device_name: &str,
+        assignments: Vec<(String, DocumentId, String)>,
+    ) -> Result<EnrollmentView, CollectorError> {
+        PersonId::new(collector.as_str())?;
+        self.block(async {
+            let mut inner = self.shared.inner.lock().await;
+            let identity = StoredIdentity {
+                server: address.to_string(),
+                collector,
+                token,
+                device_name: device_name.to_owned(),
+                enrolled_on: inner.today().to_string(),
+            };
+            let mut stored = Vec::new();
+            let mut new_docs: Vec<(DocumentRecord, Option<Vec<u8>>)> = Vec::new();
+            let mut seen = BTreeSet::new();
+            for (campaign, document, hamlet) in &assignments {
+                let campaign_id = CampaignId::new(campaign.as_str())?;
+                let hamlet_id = UnitId::new(hamlet.as_str())?;
+                stored.push(Assignment {
+                    campaign: campaign.clone(),
+                    campaign_document: document.to_string(),
+                    hamlet: hamlet.clone(),
+                });
+                if !inner.docs.contains_key(document) && seen.insert(*document) {
+                    let record = DocumentRecord {
+                        id: document.to_string(),
+                        kind: "campaign".into(),
+                        campaign: campaign.clone(),
+                        hamlet: None,
+                    };
+                    new_docs.push((record, None));
+                }
+                let ledger_id = DocumentId::for_ledger(&campaign_id, &hamlet_id);
+                if !inner.docs.contains_key(&ledger_id) && seen.insert(ledger_id) {
+                    // The skeleton is the same change on every device: creating it here
+                    // cannot conflict with the copy at the server or on another phone.
+                    let skeleton = Ledger::skeleton(&campaign_id, &hamlet_id).save();
+                    let record = DocumentRecord {
+                        id: ledger_id.to_string(),
+                        kind: "ledger".into(),
+                        campaign: campaign.clone(),
+                        hamlet: Some(hamlet.clone()),
+                    };
+                    new_docs.push((record, Some(skeleton)));
+                }
+            }
+            self.shared.store.save_enrollment(&identity, &stored, &new_docs).await?;
+            for (record, chunk) in new_docs {
+                let id = DocumentId::parse_url_or_id(&record.id)
+                    .map_err(|e| CollectorError::Invalid(format!("document id: {e}")))?;
+                let chunks: Vec<(i64, bool, Vec<u8>)> = chunk.map(|c| (0, true, c)).into_iter().collect();
+                let doc = self.shared.load_doc(record, &chunks)?;
+                inner.docs.insert(id, doc);
+            }
+            // The chunk sequence numbers of the new documents are only used to compact: read
+            // them back so that a compaction deletes exactly what it replaces.
+            for c in self.shared.store.chunks().await? {
+                if let Ok(id) = DocumentId::parse_url_or_id(&c.document)
+                    && let Some(doc) = inner.docs.get_mut(&id)
+                {
+                    doc.last_seq = doc.last_seq.max(c.seq);
+                }
+            }
+            inner.identity = Some(identity);
+            inner.assignments = stored;
+            Ok(enrollment_view(&inner))
+        })
+    }
+
+    /// The enrollment, if the device has one.
+    pub fn enrollment(&self) -> Option<EnrollmentView> {
+        self.block(async {
+            let inner = self.shared.inner.lock().await;
+            inner.identity.as_ref().map(|_| enrollment_view(&inner))
+        })
+    }
+
+    /// The campaigns assigned, with their hamlets.
+    pub fn campaigns(&self) -> Vec<CampaignView> {
+        self.block(async {
+            let inner = self.shared.inner.lock().await;
+            let mut by_campaign: BTreeMap<&str, Vec<&Assignment>> = BTreeMap::new();
+            for a in &inner.assignments {
+                by_campaign.entry(&a.campaign).or_default().push(a);
+            }
+            by_campaign
+                .into_iter()
+                .map(|(id, assigned)| {
+                    let campaign = CampaignId::new(id).ok().and_then(|c| inner.campaign(&c).ok());
+                    let hamlets = assigned
+                        .iter()
+                        .map(|a| HamletView {
+                            id: a.hamlet.clone(),
+                            expected_voters: campaign.and_then(|c| {
+                                c.hamlets.iter().find(|h| h.hamlet.as_str() == a.hamlet).map(|h| h.expected_voters)
+                            }),
+                            document: match (CampaignId::new(id), UnitId::new(a.hamlet.as_str())) {
+                                (Ok(c), Ok(h)) => DocumentId::for_ledger(&c, &h).url(),
+                                _ => String::new(),
+                            },
+                        })
+                        .collect();
+                    let document = assigned
+                        .first()
+                        .and_then(|a| DocumentId::parse_url_or_id(&a.campaign_document).ok())
+                        .map(|d| d.url())
+                        .unwrap_or_default();
+                    CampaignView {
+                        id: id.to_owned(),
+                        document,
+                        name_vi: campaign.map(|c| c.name.vi.clone()).unwrap_or_default(),
+                        name_en: campaign.map(|c| c.name.get("en").to_owned()).unwrap_or_default(),
+                        state: campaign.map_or("unknown".into(), |c| {
+                            serde_json::to_value(c.state)
+                                .ok()
+                                .and_then(|v| v.as_str().map(str::to_owned))
+                                .unwrap_or_default()
+                        }),
+                        downloaded: campaign.is_some(),
+                        opens_on: campaign.map(|c| c.schedule.opens_on.to_string()),
+                        closes_on: campaign.map(|c| c.schedule.closes_on.to_string()),
+                        hamlets,
+                    }
+                })
+                .collect()
+        })
+    }
+
+    /// Every answer a response to `campaign` can hold, in the order of the form.
+    pub fn answer_slots(&self, campaign: &str) -> Result<Vec<AnswerSlot>, CollectorError> {
+        let id = CampaignId::new(campaign)?;
+        self.block(async {
+            let inner = self.shared.inner.lock().await;
+            Ok(answers::slots(inner.campaign(&id)?))
+        })
+    }
+
+    /// Checks one answer, as typed, against the form (before recording, to ask again at once).
+    pub fn check_answer(&self, campaign: &str, key: &str, text: &str) -> Result<(), CollectorError> {
+        let id = CampaignId::new(campaign)?;
+        self.block(async {
+            let inner = self.shared.inner.lock().await;
+            answers::parse(inner.campaign(&id)?, key, text)?;
+            Ok(())
+        })
+    }
+
+    /// Records a new draft response in `hamlet`; `answers` are (key, text) pairs read against
+    /// the form (empty texts are left out). Returns the response id.
+    pub fn record(&self, campaign: &str, hamlet: &str, answers: &[(String, String)]) -> Result<String, CollectorError> {
+        let campaign_id = CampaignId::new(campaign)?;
+        let hamlet_id = UnitId::new(hamlet)?;
+        self.block(async {
+            let mut inner = self.shared.inner.lock().await;
+            let me = inner.collector()?;
+            let doc_id = inner.ledger_id(&campaign_id, &hamlet_id)?;
+            let form = inner.campaign(&campaign_id)?.clone();
+            let mut parsed = BTreeMap::new();
+            for (key, text) in answers.iter().filter(|(_, t)| !t.trim().is_empty()) {
+                let (key, value) = answers::parse(&form, key, text)?;
+                parsed.insert(key, value);
+            }
+            let id = ResponseId::new(uuid::Uuid::new_v4().to_string())?;
+            let today = inner.today();
+            let ledger = inner.ledger_mut(&doc_id).ok_or_else(|| CollectorError::UnknownCampaign(campaign.into()))?;
+            ledger.record(&form, &NewResponse { id: id.clone(), collector: me, answers: parsed }, today)?;
+            self.shared.persist_local(&mut inner, &doc_id, std::slice::from_ref(&id)).await?;
+            Ok(id.to_string())
+        })
+    }
+
+    async fn locate(&self, inner: &Inner, id: &str) -> Result<(ResponseId, DocumentId, CampaignId), CollectorError> {
+        let not_found = || CollectorError::NotFound { kind: "response", id: id.to_owned() };
+        let rid = ResponseId::new(id).map_err(|_| not_found())?;
+        let row = self.shared.store.response(id).await?.ok_or_else(not_found)?;
+        let doc = DocumentId::parse_url_or_id(&row.document).map_err(|_| not_found())?;
+        if inner.ledger(&doc).is_none() {
+            return Err(not_found());
+        }
+        Ok((rid, doc, CampaignId::new(row.campaign)?))
+    }
+
+    /// Changes answers of a response: (key, text) pairs, an empty text clearing the answer.
+    /// Returns `true` when the response was already submitted: the edit is kept but flagged,
+    /// and the submitted answers stay the ones counted.
+    pub fn edit(&self, id: &str, changes: &[(String, String)]) -> Result<bool, CollectorError> {
+        self.block(async {
+            let mut inner = self.shared.inner.lock().await;
+            let (rid, doc_id, campaign_id) = self.locate(&inner, id).await?;
+            let form = inner.campaign(&campaign_id)?.clone();
+            let mut parsed = Vec::new();
+            for (key, text) in changes {
+                if text.trim().is_empty() {
+                    let k = key
+                        .parse()
+                        .map_err(|e: IdError| AnswerInputError { key: key.clone(), message: e.to_string() })?;
+                    form.form
+                        .check_key(&form.subject_ids(), &k)
+                        .map_err(|e| AnswerInputError { key: key.clone(), message: e.to_string() })?;
+                    parsed.push((k, None));
+                } else {
+                    let (k, v) = answers::parse(&form, key, text)?;
+                    parsed.push((k, Some(v)));
+                }
+            }
+            let today = inner.today();
+            let ledger = inner
+                .ledger_mut(&doc_id)
+                .ok_or_else(|| CollectorError::NotFound { kind: "response", id: id.into() })?;
+            let outcome = ledger.edit(&form, &rid, &parsed, today)?;
+            self.shared.persist_local(&mut inner, &doc_id, std::slice::from_ref(&rid)).await?;
+            Ok(outcome == EditOutcome::FlaggedAfterSeal)
+        })
+    }
+
+    /// Submits a response: its answers are sealed and counted.
+    pub fn submit(&self, id: &str) -> Result<(), CollectorError> {
+        self.block(async {
+            let mut inner = self.shared.inner.lock().await;
+            let me = inner.collector()?;
+            let (rid, doc_id, campaign_id) = self.locate(&inner, id).await?;
+            let form = inner.campaign(&campaign_id)?.clone();
+            let today = inner.today();
+            let ledger = inner
+                .ledger_mut(&doc_id)
+                .ok_or_else(|| CollectorError::NotFound { kind: "response", id: id.into() })?;
+            ledger.submit(&form, &rid, &me, today)?;
+            self.shared.persist_local(&mut inner, &doc_id, std::slice::from_ref(&rid)).await
+        })
+    }
+
+    /// Voids a response, with a reason: it is kept, never counted.
+    pub fn void(&self, id: &str, reason: &str) -> Result<(), CollectorError> {
+        self.block(async {
+            let mut inner = self.shared.inner.lock().await;
+            let me = inner.collector()?;
+            let (rid, doc_id, _) = self.locate(&inner, id).await?;
+            let today = inner.today();
+            let ledger = inner
+                .ledger_mut(&doc_id)
+                .ok_or_else(|| CollectorError::NotFound { kind: "response", id: id.into() })?;
+            ledger.void(&rid, reason, &me, today)?;
+            self.shared.persist_local(&mut inner, &doc_id, std::slice::from_ref(&rid)).await
+        })
+    }
+
+    /// Records a meeting tally, or corrects one (same id). Returns the tally id.
+    pub fn record_tally(&self, input: &TallyInput) -> Result<String, CollectorError> {
+        let campaign_id = CampaignId::new(input.campaign.as_str())?;
+        let hamlet_id = UnitId::new(input.hamlet.as_str())?;
+        let mut counts = BTreeMap::new();
+        for (key, count) in &input.counts {
+            let k = CountKey::decode(key).ok_or_else(|| AnswerInputError {
+                key: key.clone(),
+                message: "a count key is question/subject/level".into(),
+            })?;
+            counts.insert(k, *count);
+        }
+        let id = match &input.id {
+            Some(id) => TallyId::new(id.as_str())?,
+            None => TallyId::new(uuid::Uuid::new_v4().to_string())?,
+        };
+        self.block(async {
+            let mut inner = self.shared.inner.lock().await;
+            let me = inner.collector()?;
+            let doc_id = inner.ledger_id(&campaign_id, &hamlet_id)?;
+            let form = inner.campaign(&campaign_id)?.clone();
+            let ledger =
+                inner.ledger_mut(&doc_id).ok_or_else(|| CollectorError::UnknownCampaign(input.campaign.clone()))?;
+            if input.id.is_some() && ledger.tally(&id)?.is_none() {
+                return Err(CollectorError::NotFound { kind: "tally", id: id.to_string() });
+            }
+            let tally = Tally {
+                id: id.clone(),
+                collector: me,
+                ballots: Ballots {
+                    issued: input.issued,
+                    returned: input.returned,
+                    valid: input.valid,
+                    invalid: input.invalid,
+                },
+                counts,
+            };
+            let today = inner.today();
+            let ledger =
+                inner.ledger_mut(&doc_id).ok_or_else(|| CollectorError::UnknownCampaign(input.campaign.clone()))?;
+            ledger.record_tally(&form, &tally, today)?;
+            self.shared.persist_local(&mut inner, &doc_id, &[]).await?;
+            Ok(id.to_string())
+        })
+    }
+
+    /// The tallies of the assigned hamlets, optionally of one campaign or hamlet.
+    pub fn tallies(&self, campaign: Option<&str>, hamlet: Option<&str>) -> Result<Vec<TallyItem>, CollectorError> {
+        self.block(async {
+            let inner = self.shared.inner.lock().await;
+            let mut out = Vec::new();
+            for doc in inner.docs.values() {
+                let Body::Ledger(ledger) = &doc.body else { continue };
+                if campaign.is_some_and(|c| c != ledger.campaign().as_str())
+                    || hamlet.is_some_and(|h| h != ledger.hamlet().as_str())
+                {
+                    continue;
+                }
+                for t in ledger.tallies()? {
+                    out.push(TallyItem {
+                        id: t.id.to_string(),
+                        campaign: ledger.campaign().to_string(),
+                        hamlet: ledger.hamlet().to_string(),
+                        recorded_on: day_text(t.recorded_on),
+                        collector: t.collector,
+                        issued: t.ballots.issued,
+                        returned: t.ballots.returned,
+                        valid: t.ballots.valid,
+                        invalid: t.ballots.invalid,
+                        counts: t
+                            .counts
+                            .iter()
+                            .filter_map(|(k, v)| answers::show(v).parse::<u32>().ok().map(|n| (k.clone(), n)))
+                            .collect(),
+                    });
+                }
+            }
+            Ok(out)
+        })
+    }
+
+    /// The responses matching `filter`, newest day first.
+    pub fn responses(&self, filter: &ResponseFilter) -> Result<Vec<ResponseItem>, CollectorError> {
+        self.block(async {
+            let inner = self.shared.inner.lock().await;
+            let collector = if filter.mine_only { Some(inner.collector()?.to_string()) } else { None };
+            let rows = self
+                .shared
+                .store
+                .responses(&IndexFilter {
+                    campaign: filter.campaign.clone(),
+                    hamlet: filter.hamlet.clone(),
+                    status: filter.status.clone(),
+                    recorded_on: filter.recorded_on.clone(),
+                    collector,
+                })
+                .await?;
+            let mut out = Vec::with_capacity(rows.len());
+            for row in rows {
+                out.extend(response_item(&inner, &row)?);
+            }
+            Ok(out)
+        })
+    }
+
+    /// One response.
+    pub fn response(&self, id: &str) -> Result<ResponseItem, CollectorError> {
+        self.block(async {
+            let inner = self.shared.inner.lock().await;
+            let not_found = || CollectorError::NotFound { kind: "response", id: id.to_owned() };
+            let row = self.shared.store.response(id).await?.ok_or_else(not_found)?;
+            response_item(&inner, &row)?.ok_or_else(not_found)
+        })
+    }
+
+    /// The enrolled collector's own responses, counted.
+    pub fn counts(&self) -> Result<Counts, CollectorError> {
+        self.block(self.shared.counts())
+    }
+
+    /// Syncs every document with `server`, or with the enrolled server when `None`.
+    pub fn sync(
+        &self,
+        server: Option<&str>,
+        options: &SyncOptions,
+        progress: &(dyn Fn(SyncEvent) + Send + Sync),
+    ) -> Result<SyncReport, CollectorError> {
+        let address = match server {
+            Some(s) => ServerAddress::parse(s)?,
+            None => {
+                let enrolled = self.block(async { self.shared.inner.lock().await.identity.clone() });
+                ServerAddress::parse(&enrolled.ok_or(CollectorError::NotEnrolled)?.server)?
+            }
+        };
+        self.block(sync::sync(&self.shared, &address, options, progress))
+    }
+
+    /// Writes everything no server has acknowledged into a bundle file.
+    pub fn export_bundle(
+        &self,
+        path: impl AsRef<Path>,
+        progress: BundleProgress<'_>,
+    ) -> Result<BundleReport, CollectorError> {
+        self.block(bundle::export(&self.shared, path.as_ref(), progress))
+    }
+
+    /// Applies a bundle file (from a relay, another phone) to the documents this device keeps.
+    pub fn import_bundle(
+        &self,
+        path: impl AsRef<Path>,
+        progress: BundleProgress<'_>,
+    ) -> Result<BundleReport, CollectorError> {
+        self.block(bundle::import(&self.shared, path.as_ref(), progress))
+    }
+
+    /// SQLite's integrity check of the store: `ok` when sound.
+    pub fn integrity_check(&self) -> Result<String, CollectorError> {
+        Ok(self.block(self.shared.store.integrity_check())?)
+    }
+}
+
+impl Shared {
+    pub(crate) async fn counts(&self) -> Result<Counts, CollectorError> {
+        let (collector, today) = {
+            let inner = self.inner.lock().await;
+            (inner.collector()?.to_string(), inner.today().to_string())
+        };
+        let c = self.store.counts(&collector, &today).await?;
+        Ok(Counts {
+            recorded_today: c.recorded_today,
+            drafts: c.drafts,
+            pending: c.pending,
+            acknowledged: c.acknowledged,
+            voided: c.voided,
+        })
+    }
+}
+
+fn enrollment_view(inner: &Inner) -> EnrollmentView {
+    let identity = inner.identity.clone().unwrap_or(StoredIdentity {
+        server: String::new(),
+        collector: String::new(),
+        token: None,
+        device_name: String::new(),
+        enrolled_on: String::new(),
+    });
+    let mut campaigns: Vec<AssignmentView> = Vec::new();
+    for a in &inner.assignments {
+        let document = DocumentId::parse_url_or_id(&a.campaign_document).map(|d| d.url()).unwrap_or_default();
+        match campaigns.iter_mut().find(|c| c.campaign == a.campaign) {
+            Some(c) => c.hamlets.push(a.hamlet.clone()),
+            None => campaigns.push(AssignmentView {
+                campaign: a.campaign.clone(),
+                document,
+                hamlets: vec![a.hamlet.clone()],
+            }),
+        }
+    }
+    EnrollmentView {
+        server: identity.server,
+        collector: identity.collector,
+        device_name: identity.device_name,
+        has_token: identity.token.is_some(),
+        campaigns,
+    }
+}
+
+fn response_item(inner: &Inner, row: &IndexRow) -> Result<Option<ResponseItem>, CollectorError> {
+    let Ok(doc) = DocumentId::parse_url_or_id(&row.document) else { return Ok(None) };
+    let Some(ledger) = inner.ledger(&doc) else { return Ok(None) };
+    let Ok(id) = ResponseId::new(row.id.as_str()) else { return Ok(None) };
+    let Some(view) = ledger.response(&id)? else { return Ok(None) };
+    let text = |m: &BTreeMap<String, hamlet_sync_core::ledger::Scalar>| {
+        m.iter().map(|(k, v)| (k.clone(), answers::show(v))).collect::<HashMap<_, _>>()
+    };
+    let status = index_row(&DocumentRecord::default_for(row), &view, None).status;
+    Ok(Some(ResponseItem {
+        id: row.id.clone(),
+        campaign: row.campaign.clone(),
+        hamlet: row.hamlet.clone(),
+        collector: view.collector.clone(),
+        status,
+        recorded_on: day_text(view.recorded_on),
+        acknowledged: row.acknowledged || row.last_change.is_none(),
+        answers: text(&view.answers),
+        sealed_answers: view.seal.as_ref().map(|s| text(&s.answers)).unwrap_or_default(),
+        edited_after_submission: view.edits_after_seal().into_iter().map(|(k, _, _)| k).collect(),
+        void_reason: view.void.as_ref().and_then(|v| v.reason.clone()),
+    }))
+}
+
+impl DocumentRecord {
+    fn default_for(row: &IndexRow) -> DocumentRecord {
+        DocumentRecord {
+            id: row.document.clone(),
+            kind: "ledger".into(),
+            campaign: row.campaign.clone(),
+            hamlet: Some(row.hamlet.clone()),
+        }
+    }
+}

@@ -1,0 +1,229 @@
+//! The `hamlet-collector` command against a real district server, and the store surviving the
+//! command being killed (SIGKILL) at any moment.
+
+#![allow(clippy::expect_used, clippy::unwrap_used)]
+
+mod support;
+
+use std::collections::BTreeSet;
+use std::io::Read;
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use hamlet_mobile::Collector;
+use hamlet_mobile::views::ResponseFilter;
+use hamlet_sync_core::fixtures;
+use support::{District, Front};
+
+fn cli(store: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_hamlet-collector"))
+        .arg("--store")
+        .arg(store)
+        .args(args)
+        .env_remove("HAMLET_LANG")
+        .env_remove("HAMLET_SERVER")
+        .stdin(Stdio::null())
+        .output()
+        .expect("the command runs")
+}
+
+fn ok(store: &Path, args: &[&str]) -> String {
+    let out = cli(store, args);
+    assert!(
+        out.status.success(),
+        "{args:?}: {}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).expect("utf-8")
+}
+
+fn json(store: &Path, args: &[&str]) -> serde_json::Value {
+    let mut all = vec!["--json"];
+    all.extend_from_slice(args);
+    serde_json::from_str(&ok(store, &all)).expect("JSON output")
+}
+
+const RATINGS: [&str; 6] =
+    ["-a", "tin-nhiem/ong-an=1", "-a", "tin-nhiem/can-bo-01=tin_nhiem", "-a", "tin-nhiem/can-bo-02=Tín nhiệm thấp"];
+
+#[test]
+fn everything_a_phone_does_from_the_command_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let campaign = fixtures::open_campaign();
+    let district = District::start(dir.path(), &campaign);
+    let front = Front::start(district.addr);
+    let code = district.code("nguyen-van-a", &["thon-dong"]);
+    let store = dir.path().join("cli.db");
+
+    let enrolled = json(&store, &["enroll", "--server", &front.address(), "--code", &code]);
+    assert_eq!(enrolled["collector"], "nguyen-van-a");
+    let campaigns = json(&store, &["campaigns"]);
+    assert_eq!(campaigns[0]["campaign"]["state"], "open", "the enrollment downloaded the campaign");
+    assert_eq!(campaigns[0]["questions"].as_array().map(Vec::len), Some(8));
+    let text = ok(&store, &["--lang", "en", "campaigns"]);
+    assert!(text.contains("Level of confidence"), "{text}");
+    let text = ok(&store, &["campaigns"]);
+    assert!(text.contains("Mức độ tín nhiệm"), "{text}");
+
+    // Flags, a JSON file, and a draft.
+    let mut args = vec!["record", "--submit", "-a", "so-nguoi=5", "-a", "du-hop=có"];
+    args.extend_from_slice(&RATINGS);
+    let first = json(&store, &args);
+    assert_eq!(first["status"], "submitted");
+    let file = dir.path().join("answers.json");
+    std::fs::write(
+        &file,
+        r#"{"answers": {"tin-nhiem/ong-an": "tin_nhiem", "tin-nhiem/can-bo-01": 2, "tin-nhiem/can-bo-02": "3", "du-hop": false}}"#,
+    )
+    .unwrap();
+    let second = json(&store, &["record", "--file", file.to_str().unwrap()]);
+    assert_eq!((second["status"].as_str(), second["answers"]["du-hop"].as_str()), (Some("draft"), Some("no")));
+    let second_id = second["id"].as_str().unwrap().to_owned();
+    ok(&store, &["submit", &second_id]);
+    let draft = json(&store, &["record", "-a", "so-nguoi=3"]);
+    let draft_id = draft["id"].as_str().unwrap().to_owned();
+
+    // Invalid input: exit code 3, and the question is named.
+    let out = cli(&store, &["record", "-a", "so-nguoi=500"]);
+    assert_eq!(out.status.code(), Some(3));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("so-nguoi"));
+    let out = cli(&store, &["--lang", "en", "submit", &draft_id]);
+    assert_eq!(out.status.code(), Some(3), "a draft without its ratings cannot be submitted");
+    assert!(String::from_utf8_lossy(&out.stderr).starts_with("Error: "));
+    // Unknown response: exit code 4.
+    assert_eq!(cli(&store, &["void", "no-such-id", "--reason", "x"]).status.code(), Some(4));
+
+    let edited = ok(&store, &["--lang", "en", "edit", &second_id, "-a", "so-nguoi=7"]);
+    assert!(edited.contains("flagged"), "{edited}");
+    ok(&store, &["void", &draft_id, "--reason", "Ghi nhầm"]);
+    let tally = json(
+        &store,
+        &[
+            "tally",
+            "--issued",
+            "50",
+            "--returned",
+            "48",
+            "--valid",
+            "47",
+            "--invalid",
+            "1",
+            "--count",
+            "tin-nhiem/ong-an/tin_nhiem_cao=40",
+        ],
+    );
+    assert!(tally["tally"].is_string());
+
+    let status = json(&store, &["status"]);
+    assert_eq!(status["counts"]["pending"], 2);
+    assert_eq!(status["counts"]["voided"], 1);
+    let listed = json(&store, &["list", "--status", "submitted", "--day", "today"]);
+    assert_eq!(listed.as_array().map(Vec::len), Some(2));
+    assert_eq!(listed.as_array().unwrap().iter().filter(|r| r["edited_after_submission"][0] == "so-nguoi").count(), 1);
+
+    let report = json(&store, &["sync"]);
+    assert_eq!(report["newly_acknowledged"], 2);
+    assert_eq!(report["counts"]["pending"], 0);
+    let text = ok(&store, &["--lang", "en", "status"]);
+    assert!(text.contains("Acknowledged by the server") && text.contains('2'), "{text}");
+    // Five sealed answers in the first, four in the second (its later household size is flagged).
+    assert_eq!(district.counted(&campaign, &["thon-dong"]).len(), 5 + 4);
+
+    // Bundles: export what is not acknowledged, import it on another device.
+    let mut args = vec!["record", "--submit"];
+    args.extend_from_slice(&RATINGS);
+    json(&store, &args);
+    let bundle = dir.path().join("out.bundle");
+    let exported = json(&store, &["export-bundle", bundle.to_str().unwrap()]);
+    assert_eq!(exported["changes"], 2);
+    let other = dir.path().join("other.db");
+    let code_b = district.code("tran-thi-b", &["thon-dong"]);
+    json(&other, &["enroll", "--server", &district.address(), "--code", &code_b]);
+    let imported = json(&other, &["import-bundle", bundle.to_str().unwrap()]);
+    assert_eq!(imported["changes"], 2);
+    let all = json(&other, &["list", "--all"]);
+    assert_eq!(all.as_array().map(Vec::len), Some(4), "three from the server, one from the bundle");
+
+    // A server that cannot be reached: exit code 5.
+    let out = cli(&store, &["sync", "--server", "127.0.0.1:9", "--attempts", "1"]);
+    assert_eq!(out.status.code(), Some(5), "{}", String::from_utf8_lossy(&out.stderr));
+    // A used code: refused, exit code 6.
+    let out = cli(&dir.path().join("third.db"), &["enroll", "--server", &front.address(), "--code", &code]);
+    assert_eq!(out.status.code(), Some(6), "{}", String::from_utf8_lossy(&out.stderr));
+}
+
+/// A cheap random number from the clock, for kill delays (no test depends on its value).
+fn jitter(max_ms: u64) -> Duration {
+    let nanos =
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.subsec_nanos()).unwrap_or(0);
+    Duration::from_millis(u64::from(nanos) % max_ms.max(1))
+}
+
+/// Recorders are killed with SIGKILL at random moments, many times. Afterwards the store opens,
+/// SQLite finds it sound, and every response a recorder reported as recorded is there.
+#[test]
+fn a_recorder_killed_at_any_moment_loses_nothing_it_reported() {
+    let dir = tempfile::tempdir().unwrap();
+    let campaign = fixtures::open_campaign();
+    let district = District::start(dir.path(), &campaign);
+    let store = dir.path().join("killed.db");
+    let code = district.code("nguyen-van-a", &["thon-dong"]);
+    json(&store, &["enroll", "--server", &district.address(), "--code", &code]);
+
+    let mut reported: BTreeSet<String> = BTreeSet::new();
+    let mut killed_mid_way = 0;
+    let started = Instant::now();
+    let mut round = 0;
+    while round < 80 && started.elapsed() < Duration::from_secs(60) {
+        round += 1;
+        let mut args = vec!["--json", "record", "--submit", "-a", "so-nguoi=2"];
+        args.extend_from_slice(&RATINGS);
+        let mut child = Command::new(env!("CARGO_BIN_EXE_hamlet-collector"))
+            .arg("--store")
+            .arg(&store)
+            .args(&args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawns");
+        // Most kills land inside the process's short life: opening, recording, submitting.
+        std::thread::sleep(jitter(25));
+        let finished = child.try_wait().expect("waits").is_some();
+        let _ = child.kill();
+        child.wait().expect("reaped");
+        let mut out = String::new();
+        child.stdout.take().expect("stdout").read_to_string(&mut out).expect("reads");
+        // A response counts as reported only when the whole JSON object was printed.
+        match serde_json::from_str::<serde_json::Value>(&out) {
+            Ok(v) => {
+                reported.insert(v["id"].as_str().expect("an id").to_owned());
+            }
+            Err(_) if !finished => killed_mid_way += 1,
+            Err(e) => panic!("a finished recorder printed no JSON: {e}: {out:?}"),
+        }
+    }
+    eprintln!("{round} recorders: {} finished and reported, {killed_mid_way} killed mid-way", reported.len());
+    assert!(killed_mid_way >= 5, "too few kills landed mid-way ({killed_mid_way}); the test proves little");
+    assert!(!reported.is_empty(), "no recorder finished");
+
+    let phone = Collector::open(&store).expect("the store opens after the kills");
+    assert_eq!(phone.integrity_check().expect("checks"), "ok");
+    let submitted: BTreeSet<String> = phone
+        .responses(&ResponseFilter { status: Some("submitted".into()), ..ResponseFilter::default() })
+        .expect("lists")
+        .into_iter()
+        .map(|r| r.id)
+        .collect();
+    let missing: Vec<&String> = reported.difference(&submitted).collect();
+    assert!(missing.is_empty(), "reported but missing: {missing:?}");
+    // Whatever a killed recorder left is whole: every response reads, drafts included.
+    let all = phone.responses(&ResponseFilter::default()).expect("lists");
+    assert!(all.iter().all(|r| r.answers.len() == 4), "a response with part of its answers");
+    // And what survived syncs.
+    let report = phone.sync(None, &hamlet_mobile::SyncOptions::default(), &|_| ()).expect("syncs");
+    assert_eq!(report.counts.pending, 0);
+    assert_eq!(district.counted(&campaign, &["thon-dong"]).len(), submitted.len() * 4);
+}

@@ -1,0 +1,386 @@
+//! The collector library against a real district server: enrollment, recording, sync
+//! (interrupted, repeated, in different orders), acknowledgements, bundles.
+
+#![allow(clippy::expect_used, clippy::unwrap_used)]
+
+mod support;
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use hamlet_mobile::views::ResponseFilter;
+use hamlet_mobile::{Collector, CollectorError, SyncOptions};
+use hamlet_sync_core::{Campaign, fixtures};
+use support::{Cut, District, Front, phone_path};
+
+const CAMPAIGN: &str = "tin-nhiem-2025";
+
+fn campaign() -> Campaign {
+    fixtures::open_campaign()
+}
+
+/// A full answer sheet: every subject rated, `n` choosing the level.
+fn answers(n: usize) -> Vec<(String, String)> {
+    let levels = ["tin_nhiem_cao", "tin_nhiem", "tin_nhiem_thap"];
+    let mut out: Vec<(String, String)> = campaign()
+        .subjects
+        .iter()
+        .enumerate()
+        .map(|(i, s)| (format!("tin-nhiem/{}", s.id), levels[(n + i) % 3].to_owned()))
+        .collect();
+    out.push(("so-nguoi".into(), format!("{}", 1 + n % 9)));
+    out
+}
+
+fn quick() -> SyncOptions {
+    SyncOptions {
+        connect_timeout: Duration::from_secs(5),
+        reply_timeout: Duration::from_secs(5),
+        attempts: 1,
+        backoff: Duration::from_millis(50),
+    }
+}
+
+/// A phone of collector `name`, enrolled through `server` (the district or a front before it)
+/// with a one-time code the district issued for `hamlets`.
+fn open_phone(dir: &std::path::Path, name: &str, district: &District, server: &str, hamlets: &[&str]) -> Collector {
+    let phone = Collector::open(phone_path(dir, name)).expect("store opens");
+    phone.enroll(server, &district.code(name, hamlets), "phone").expect("enrolled");
+    phone
+}
+
+fn record_submitted(phone: &Collector, hamlet: &str, n: usize) -> Vec<String> {
+    (0..n)
+        .map(|i| {
+            let id = phone.record(CAMPAIGN, hamlet, &answers(i)).expect("recorded");
+            phone.submit(&id).expect("submitted");
+            id
+        })
+        .collect()
+}
+
+fn responses_counted(district: &District, hamlets: &[&str]) -> BTreeSet<String> {
+    district.counted(&campaign(), hamlets).into_keys().map(|(r, _)| r).collect()
+}
+
+#[test]
+fn records_offline_syncs_and_the_district_counts_each_submitted_response_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let district = District::start(dir.path(), &campaign());
+    let phone = open_phone(dir.path(), "collector-a", &district, &district.address(), &["thon-dong", "thon-tay"]);
+
+    // Before the first sync the form is unknown: nothing can be recorded.
+    assert!(matches!(phone.record(CAMPAIGN, "thon-dong", &answers(0)), Err(CollectorError::CampaignNotDownloaded(_))));
+    let first = phone.sync(None, &quick(), &|_| ()).expect("first sync");
+    assert!(first.changes_received >= 1, "{first:?}");
+    assert!(phone.campaigns()[0].downloaded);
+
+    let mut submitted = record_submitted(&phone, "thon-dong", 6);
+    submitted.extend(record_submitted(&phone, "thon-tay", 4));
+    let draft = phone.record(CAMPAIGN, "thon-dong", &answers(1)).expect("draft");
+    let voided = submitted.pop().expect("one to void");
+    phone.void(&voided, "ghi nhầm hộ").expect("voided");
+    let counts = phone.counts().expect("counts");
+    assert_eq!((counts.drafts, counts.pending, counts.acknowledged, counts.voided), (1, 9, 0, 1));
+    assert_eq!(counts.recorded_today, 11);
+
+    let report = phone.sync(None, &quick(), &|_| ()).expect("sync");
+    assert_eq!(report.newly_acknowledged, 9, "{report:?}");
+    assert_eq!((report.counts.pending, report.counts.acknowledged), (0, 9));
+    assert!(report.round_trips <= 2, "{report:?}");
+    let counted = responses_counted(&district, &["thon-dong", "thon-tay"]);
+    assert_eq!(counted, submitted.iter().cloned().collect::<BTreeSet<_>>());
+    assert!(!counted.contains(&draft) && !counted.contains(&voided));
+    // Every subject's rating and the household size: four answers a response.
+    assert_eq!(district.counted(&campaign(), &["thon-dong", "thon-tay"]).len(), 9 * 4);
+
+    // Nothing new: nothing travels but heads.
+    let again = phone.sync(None, &quick(), &|_| ()).expect("sync again");
+    assert_eq!((again.changes_sent, again.changes_received, again.round_trips), (0, 0, 1), "{again:?}");
+    let listed = phone.responses(&ResponseFilter { status: Some("submitted".into()), ..ResponseFilter::default() });
+    assert!(listed.expect("lists").iter().all(|r| r.acknowledged));
+}
+
+#[test]
+fn answers_are_checked_against_the_form_with_the_question_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let district = District::start(dir.path(), &campaign());
+    let phone = open_phone(dir.path(), "collector-a", &district, &district.address(), &["thon-dong"]);
+    phone.sync(None, &quick(), &|_| ()).expect("sync");
+    let err = phone.record(CAMPAIGN, "thon-dong", &[("so-nguoi".into(), "99".into())]).expect_err("out of range");
+    assert!(err.to_string().contains("so-nguoi"), "{err}");
+    let err = phone.record(CAMPAIGN, "thon-tay", &answers(0)).expect_err("not assigned");
+    assert!(matches!(err, CollectorError::HamletNotAssigned { .. }), "{err}");
+    // A draft without the required ratings cannot be submitted; the error names one.
+    let id = phone.record(CAMPAIGN, "thon-dong", &[("du-hop".into(), "có".into())]).expect("draft");
+    let err = phone.submit(&id).expect_err("incomplete");
+    assert!(err.to_string().contains("tin-nhiem"), "{err}");
+    assert!(!phone.edit(&id, &answers(2)).expect("edited"), "a draft edit is not flagged");
+    phone.submit(&id).expect("now complete");
+    assert!(phone.void(&id, "   ").is_err(), "a void needs a reason");
+}
+
+#[test]
+fn two_collectors_in_one_hamlet_sync_in_any_order_with_cuts_and_every_response_counts_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let district = District::start(dir.path(), &campaign());
+    let front = Front::start(district.addr);
+    let a = open_phone(dir.path(), "collector-a", &district, &front.address(), &["thon-dong"]);
+    let b = open_phone(dir.path(), "collector-b", &district, &front.address(), &["thon-dong"]);
+    for phone in [&a, &b] {
+        phone.sync(None, &quick(), &|_| ()).expect("campaign downloaded");
+    }
+    // Offline, at the same time, in the same hamlet.
+    let mut expected: BTreeSet<String> = BTreeSet::new();
+    expected.extend(record_submitted(&a, "thon-dong", 12));
+    expected.extend(record_submitted(&b, "thon-dong", 9));
+
+    // A's first sync is cut early, then late; B syncs whole; A retries; B syncs again.
+    for cut in [Cut::Upstream(300), Cut::Downstream(900)] {
+        front.cut_next(&[cut]);
+        assert!(a.sync(None, &quick(), &|_| ()).is_err(), "cut at {cut:?}");
+    }
+    b.sync(None, &quick(), &|_| ()).expect("b syncs");
+    let report = a.sync(None, &SyncOptions { attempts: 3, ..quick() }, &|_| ()).expect("a syncs");
+    assert_eq!(report.counts.pending, 0, "{report:?}");
+    b.sync(None, &quick(), &|_| ()).expect("b syncs again");
+    assert_eq!(responses_counted(&district, &["thon-dong"]), expected);
+
+    // More offline work on both; each is cut mid-way, and retries carry it through.
+    expected.extend(record_submitted(&a, "thon-dong", 5));
+    expected.extend(record_submitted(&b, "thon-dong", 5));
+    front.cut_next(&[Cut::Downstream(600), Cut::Upstream(2_000)]);
+    let opts = SyncOptions { attempts: 4, ..quick() };
+    b.sync(None, &opts, &|_| ()).expect("b gets through");
+    a.sync(None, &opts, &|_| ()).expect("a gets through");
+    a.sync(None, &opts, &|_| ()).expect("a hears of b's");
+    b.sync(None, &opts, &|_| ()).expect("b hears of a's");
+    assert_eq!(responses_counted(&district, &["thon-dong"]), expected);
+    assert_eq!(district.counted(&campaign(), &["thon-dong"]).len(), expected.len() * 4);
+    // Both phones now hold every response, each once.
+    for phone in [&a, &b] {
+        let all = phone.responses(&ResponseFilter::default()).expect("lists");
+        assert_eq!(all.iter().map(|r| r.id.clone()).collect::<BTreeSet<_>>(), expected);
+        assert_eq!(all.len(), expected.len());
+    }
+    assert_eq!(a.counts().expect("counts").acknowledged, 17);
+}
+
+#[test]
+fn an_edit_after_submission_on_one_device_while_another_syncs_is_flagged_not_counted_twice() {
+    let dir = tempfile::tempdir().unwrap();
+    let district = District::start(dir.path(), &campaign());
+    let a = open_phone(dir.path(), "collector-a", &district, &district.address(), &["thon-dong"]);
+    let b = open_phone(dir.path(), "collector-b", &district, &district.address(), &["thon-dong"]);
+    a.sync(None, &quick(), &|_| ()).expect("a");
+    b.sync(None, &quick(), &|_| ()).expect("b");
+    let ids = record_submitted(&a, "thon-dong", 3);
+    a.sync(None, &quick(), &|_| ()).expect("a syncs its submissions");
+    b.sync(None, &quick(), &|_| ()).expect("b hears of them");
+
+    // A edits a submitted response; meanwhile B records and syncs.
+    let flagged = a.edit(&ids[0], &[("tin-nhiem/ong-an".into(), "tin_nhiem_thap".into())]).expect("edited");
+    assert!(flagged, "an edit after submission is flagged");
+    let b_ids = record_submitted(&b, "thon-dong", 2);
+    b.sync(None, &quick(), &|_| ()).expect("b");
+    a.sync(None, &quick(), &|_| ()).expect("a");
+    b.sync(None, &quick(), &|_| ()).expect("b again");
+
+    let counted = district.counted(&campaign(), &["thon-dong"]);
+    assert_eq!(counted.len(), 5 * 4, "five responses, four counted answers each");
+    let sealed = a.response(&ids[0]).expect("read");
+    let key = (ids[0].clone(), "tin-nhiem/ong-an".to_owned());
+    assert_eq!(counted[&key], format!("Level({:?})", level_of(&sealed.sealed_answers["tin-nhiem/ong-an"])));
+    let flags = district.flags(&campaign(), &["thon-dong"]);
+    assert_eq!(flags.iter().filter(|f| f.contains("EditedAfterSeal")).count(), 1, "{flags:?}");
+    // B sees the flag too, on the same response.
+    let on_b = b.response(&ids[0]).expect("b has it");
+    assert_eq!(on_b.edited_after_submission, vec!["tin-nhiem/ong-an".to_owned()]);
+    assert!(b_ids.iter().all(|id| counted.contains_key(&(id.clone(), "so-nguoi".to_owned()))));
+}
+
+fn level_of(code: &str) -> hamlet_sync_core::Level {
+    hamlet_sync_core::Level::from_code(code).expect("a level code")
+}
+
+#[test]
+fn enrollment_follows_the_contract_and_sync_carries_the_token() {
+    let dir = tempfile::tempdir().unwrap();
+    let district = District::start(dir.path(), &campaign());
+    let front = Front::start(district.addr);
+    let phone = Collector::open(phone_path(dir.path(), "phone")).expect("opens");
+    assert!(matches!(phone.sync(None, &quick(), &|_| ()), Err(CollectorError::NotEnrolled)));
+
+    let err = phone.enroll(&front.address(), "WRONG", "Máy của chị Lan").expect_err("unknown code");
+    assert!(
+        matches!(err, CollectorError::Enroll(hamlet_mobile::enroll::EnrollError::Refused { status: 401, .. })),
+        "{err}"
+    );
+    let code = district.code("nguyen-van-a", &["thon-dong", "thon-tay"]);
+    let enrolled = phone.enroll(&front.address(), &code, "Máy của chị Lan").expect("enrolled");
+    assert_eq!(enrolled.collector, "nguyen-van-a");
+    assert!(enrolled.has_token);
+    assert_eq!(enrolled.campaigns[0].hamlets, vec!["thon-dong".to_owned(), "thon-tay".to_owned()]);
+    let again = Collector::open(phone_path(dir.path(), "other")).expect("opens");
+    let err = again.enroll(&front.address(), &code, "x").expect_err("used code");
+    assert!(err.to_string().contains("already used"), "{err}");
+
+    let report = phone.sync(None, &quick(), &|_| ()).expect("sync");
+    assert_eq!(report.documents, 3, "a campaign document and two ledgers");
+    let tokens = front.seen_tokens();
+    assert!(tokens.len() == 1 && tokens[0].as_ref().is_some_and(|t| t.len() == 64), "{tokens:?}");
+    record_submitted(&phone, "thon-tay", 2);
+    phone.sync(None, &quick(), &|_| ()).expect("sync");
+    assert_eq!(responses_counted(&district, &["thon-tay"]).len(), 2);
+    // The enrollment survives a restart.
+    drop(phone);
+    let reopened = Collector::open(phone_path(dir.path(), "phone")).expect("reopens");
+    assert_eq!(reopened.enrollment().map(|e| e.collector), Some("nguyen-van-a".to_owned()));
+    assert_eq!(reopened.counts().expect("counts").acknowledged, 2);
+}
+
+#[test]
+fn an_interrupted_sync_does_not_resend_what_the_server_acknowledged() {
+    let dir = tempfile::tempdir().unwrap();
+    let district = District::start(dir.path(), &campaign());
+    let front = Front::start(district.addr);
+    let phone = open_phone(dir.path(), "collector-a", &district, &front.address(), &["thon-dong"]);
+    phone.sync(None, &quick(), &|_| ()).expect("campaign");
+    let big: Vec<(String, String)> = answers(0)
+        .into_iter()
+        .chain(campaign().subjects.iter().map(|s| (format!("y-kien/{}", s.id), "ý kiến ".repeat(200))))
+        .collect();
+    for _ in 0..5 {
+        let id = phone.record(CAMPAIGN, "thon-dong", &big).expect("recorded");
+        phone.submit(&id).expect("submitted");
+    }
+    // Find a cut that lets the changes reach the server but not its acknowledgement: cut the
+    // downstream just before the server's last message.
+    let mut cut_at = 200;
+    let mut acknowledged_but_unheard = false;
+    while cut_at < 20_000 {
+        front.cut_next(&[Cut::Downstream(cut_at)]);
+        let result = phone.sync(None, &quick(), &|_| ());
+        if result.is_ok() {
+            break;
+        }
+        let at_server = responses_counted(&district, &["thon-dong"]).len();
+        if at_server == 5 && phone.counts().expect("counts").pending > 0 {
+            acknowledged_but_unheard = true;
+            break;
+        }
+        cut_at += 150;
+    }
+    assert!(acknowledged_but_unheard, "no cut left the acknowledgement unheard");
+    let report = phone.sync(None, &quick(), &|_| ()).expect("the next sync finishes");
+    assert_eq!(report.changes_sent, 0, "nothing acknowledged is sent again: {report:?}");
+    assert!(report.bytes_sent < 1_000, "{report:?}");
+    assert_eq!(report.counts.pending, 0);
+    assert_eq!(report.newly_acknowledged, 5);
+}
+
+#[test]
+fn a_server_that_never_answers_times_out_and_is_retried_with_back_off() {
+    let dir = tempfile::tempdir().unwrap();
+    let district = District::start(dir.path(), &campaign());
+    let front = Front::start(district.addr);
+    let phone = open_phone(dir.path(), "collector-a", &district, &front.address(), &["thon-dong"]);
+    front.black_hole(true);
+    let options = SyncOptions {
+        connect_timeout: Duration::from_millis(300),
+        reply_timeout: Duration::from_millis(300),
+        attempts: 3,
+        backoff: Duration::from_millis(100),
+    };
+    let events = std::sync::Mutex::new(Vec::new());
+    let started = std::time::Instant::now();
+    let err = phone.sync(None, &options, &|e| events.lock().unwrap().push(e)).expect_err("times out");
+    assert!(matches!(err, CollectorError::Sync(hamlet_mobile::sync::SyncError::Timeout(_))), "{err}");
+    assert_eq!(front.connections(), 3);
+    let retries: Vec<u64> = events
+        .lock()
+        .unwrap()
+        .iter()
+        .filter_map(|e| match e {
+            hamlet_mobile::SyncEvent::Retrying { after_ms, .. } => Some(*after_ms),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(retries, vec![100, 200], "exponential back-off");
+    assert!(started.elapsed() >= Duration::from_millis(300 * 3 + 300));
+    front.black_hole(false);
+    phone.sync(None, &quick(), &|_| ()).expect("then it works");
+}
+
+#[test]
+fn a_bundle_carries_what_the_server_has_not_acknowledged_and_importing_twice_changes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let district = District::start(dir.path(), &campaign());
+    let a = open_phone(dir.path(), "collector-a", &district, &district.address(), &["thon-dong"]);
+    let relay = open_phone(dir.path(), "relay", &district, &district.address(), &["thon-dong"]);
+    let late = open_phone(dir.path(), "late", &district, &district.address(), &["thon-dong"]);
+    a.sync(None, &quick(), &|_| ()).expect("a");
+    let synced = record_submitted(&a, "thon-dong", 2);
+    a.sync(None, &quick(), &|_| ()).expect("a");
+    relay.sync(None, &quick(), &|_| ()).expect("the relay holds what the district holds");
+    let offline = record_submitted(&a, "thon-dong", 3);
+
+    let file = dir.path().join("a.hamlet-bundle");
+    let exported = a.export_bundle(&file, &|_, _| ()).expect("exported");
+    assert_eq!(exported.documents, 1);
+    assert_eq!(exported.changes, 6, "three records and three submissions, nothing acknowledged: {exported:?}");
+    assert_eq!(exported.bytes, std::fs::metadata(&file).unwrap().len());
+
+    let first = relay.import_bundle(&file, &|_, _| ()).expect("imported");
+    assert_eq!((first.documents, first.changes), (1, 6), "{first:?}");
+    assert!(first.incomplete.is_empty() && first.skipped.is_empty());
+    let second = relay.import_bundle(&file, &|_, _| ()).expect("imported again");
+    assert_eq!(second.changes, 0, "importing twice changes nothing");
+    let ids: BTreeSet<String> =
+        relay.responses(&ResponseFilter::default()).expect("lists").into_iter().map(|r| r.id).collect();
+    assert!(offline.iter().chain(&synced).all(|id| ids.contains(id)));
+    // A device that lacks the earlier history is told the bundle is incomplete.
+    let partial = late.import_bundle(&file, &|_, _| ()).expect("imported");
+    assert_eq!(partial.incomplete.len(), 1, "{partial:?}");
+
+    // The relay forwards to the district.
+    relay.sync(None, &quick(), &|_| ()).expect("relay syncs");
+    let expected: BTreeSet<String> = synced.into_iter().chain(offline).collect();
+    assert_eq!(responses_counted(&district, &["thon-dong"]), expected);
+    // A damaged file is refused whole.
+    let mut bytes = std::fs::read(&file).unwrap();
+    bytes.truncate(bytes.len() / 2);
+    std::fs::write(&file, bytes).unwrap();
+    assert!(matches!(relay.import_bundle(&file, &|_, _| ()), Err(CollectorError::Bundle(_))));
+}
+
+#[test]
+fn tallies_are_recorded_corrected_and_reach_the_district() {
+    let dir = tempfile::tempdir().unwrap();
+    let district = District::start(dir.path(), &campaign());
+    let phone = open_phone(dir.path(), "collector-a", &district, &district.address(), &["thon-dong"]);
+    phone.sync(None, &quick(), &|_| ()).expect("sync");
+    let mut input = hamlet_mobile::views::TallyInput {
+        id: None,
+        campaign: CAMPAIGN.into(),
+        hamlet: "thon-dong".into(),
+        issued: 100,
+        returned: 95,
+        valid: 90,
+        invalid: 6,
+        counts: [("tin-nhiem/ong-an/tin_nhiem".to_owned(), 80)].into(),
+    };
+    let err = phone.record_tally(&input).expect_err("90 + 6 is not 95");
+    assert!(err.to_string().contains("95"), "{err}");
+    input.invalid = 5;
+    let id = phone.record_tally(&input).expect("recorded");
+    input.id = Some(id.clone());
+    input.counts.insert("tin-nhiem/ong-an/tin_nhiem_thap".into(), 10);
+    assert_eq!(phone.record_tally(&input).expect("corrected"), id);
+    let tallies = phone.tallies(None, None).expect("lists");
+    assert_eq!(tallies.len(), 1);
+    assert_eq!(tallies[0].counts.len(), 2);
+    phone.sync(None, &quick(), &|_| ()).expect("sync");
+    let ledger = district.ledger(&campaign(), "thon-dong").expect("at the district");
+    assert_eq!(ledger.tallies().expect("reads").len(), 1);
+}
