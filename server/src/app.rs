@@ -100,6 +100,9 @@ pub fn router(state: AppState) -> Router {
         .merge(staff)
         .merge(devices)
         .merge(admin)
+        // District pages and API: staff read, admins manage.
+        .merge(crate::district::viewer_routes().route_layer(from_fn(auth::require_staff)))
+        .merge(crate::district::admin_routes().route_layer(from_fn(auth::require_admin)))
         .layer(from_fn_with_state(state.clone(), auth::authenticate))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(state)
@@ -227,7 +230,10 @@ impl Server {
         let metrics = Arc::new(Metrics::default());
         let accounts = Accounts::new(self.store.clone(), Duration::from_secs(self.config.session_hours.max(1) * 3600));
         let hub = Hub::new(self.store.clone(), committer, self.identity, limits, metrics.clone(), accounts.clone());
+        let settings = crate::district::Settings { silent_device_days: self.config.silent_device_days };
+        let district = crate::district::start(&hub, settings).await;
         let (stop_tx, stop_rx) = watch::channel(false);
+        let app_accounts = accounts.clone();
         let app = router(AppState {
             hub: hub.clone(),
             shutdown: stop_rx,
@@ -239,6 +245,20 @@ impl Server {
         });
         let addr: Option<SocketAddr> = listener.local_addr().ok();
         tracing::info!(address = ?addr, backend = ?self.store.backend(), "serving");
+        if self.config.demo {
+            match app_accounts.ensure_demo_accounts().await {
+                Ok(accounts) => {
+                    for (name, password, role) in accounts {
+                        println!("Demo sign-in ({}): {name} / {password}", role.as_str());
+                    }
+                }
+                Err(e) => tracing::error!(error = %e, "cannot create the demo accounts"),
+            }
+            crate::district::demo_seed::seed_in_background(district, addr);
+        } else {
+            // The district handle holds the hub; shutdown waits for the hub to go.
+            drop(district);
+        }
         axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())
             .with_graceful_shutdown(async move {
                 shutdown.await;

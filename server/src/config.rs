@@ -88,6 +88,16 @@ pub struct ServeConfig {
     /// Protocol messages a device may send per second (sustained; bursts up to ten times that).
     #[arg(long, env = "HAMLET_DEVICE_MESSAGES_PER_SECOND", default_value_t = 200)]
     pub device_messages_per_second: u32,
+
+    /// A collector's device that has not synced for more than this many days is shown as
+    /// silent on the dashboard.
+    #[arg(long, env = "HAMLET_SILENT_DEVICE_DAYS", default_value_t = 3)]
+    pub silent_device_days: u32,
+
+    /// Seed a demo district (once: skipped when already seeded) so the dashboard shows a living
+    /// campaign at once.
+    #[arg(long, env = "HAMLET_DEMO")]
+    pub demo: bool,
 }
 
 impl ServeConfig {

@@ -225,8 +225,9 @@ async fn handle(
         Event::Ephemeral { document, message, dedup } if cx.access.can_read(&document) => {
             hub.ephemeral(document, &peer.peer_id, message, dedup)
         }
+        Event::Subscription { add, remove } => hub.subscribe(&peer.peer_id, &add, &remove),
         Event::Leave => return false,
-        Event::Ephemeral { .. } | Event::Unavailable { .. } | Event::Subscription { .. } | Event::Nothing => {}
+        Event::Ephemeral { .. } | Event::Unavailable { .. } | Event::Nothing => {}
     }
     true
 }

@@ -8,18 +8,19 @@
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use hamlet_sync_core::DocumentId;
-use hamlet_sync_core::automerge::Automerge;
+use hamlet_sync_core::automerge::{Automerge, ChangeHash};
 use hamlet_sync_core::session::{DocumentSync, Identity, Outgoing, Peer, encode_heads};
 use hamlet_sync_core::wire::{self, Message};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 
 use crate::access::{WriteRule, check_changes};
 use crate::auth::Accounts;
 use crate::config::Limits;
+use crate::district::Projector;
 use crate::metrics::{ErrorKind, Metrics};
 use crate::store::{ChunkKind, Committer, Store, StoreError, Write, Written};
 
@@ -39,18 +40,55 @@ pub enum Outbound {
     Close(String),
 }
 
+/// A change the server itself makes to a document (a campaign document, written on behalf of
+/// staff). It runs inside the document's task, so it is stored like a peer's changes and then
+/// sent to the document's peers. It must write in one transaction: on `Err` nothing is written.
+pub type DocWrite = Box<dyn FnOnce(&mut Automerge) -> Result<(), String> + Send>;
+
+/// Why a [`Hub::write`] did not happen.
+#[derive(Debug, thiserror::Error)]
+pub enum WriteError {
+    /// The write itself refused (its message says why); nothing was written.
+    #[error("the write was refused: {0}")]
+    Refused(String),
+    /// The document would grow over the size limit; nothing was stored.
+    #[error("the document would exceed its size limit")]
+    TooLarge,
+    /// The change could not be stored; nothing was stored.
+    #[error("the change could not be stored")]
+    Storage,
+    /// The document's task ended before answering (the server is stopping).
+    #[error("the document's task stopped before answering")]
+    Stopped,
+}
+
+type WriteReply = oneshot::Sender<Result<Vec<ChangeHash>, WriteError>>;
+
 /// A command for a document task.
-#[derive(Debug)]
 enum DocCommand {
     Sync { peer: Peer, conn: u64, data: Vec<u8>, is_request: bool, rule: WriteRule, who: String },
     Ephemeral { from: String, message: Message, dedup: (String, u64) },
     PeerGone { peer: Peer, conn: u64 },
+    Write { write: DocWrite, reply: WriteReply },
+}
+
+impl std::fmt::Debug for DocCommand {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            DocCommand::Sync { .. } => "Sync",
+            DocCommand::Ephemeral { .. } => "Ephemeral",
+            DocCommand::PeerGone { .. } => "PeerGone",
+            DocCommand::Write { .. } => "Write",
+        })
+    }
 }
 
 struct PeerHandle {
     conn: u64,
     tx: mpsc::UnboundedSender<Outbound>,
     device: Option<String>,
+    /// Storage ids whose heads the peer asked to hear of (`remote-subscription-change`).
+    subscriptions: HashSet<String>,
 }
 
 /// Shared by every connection and document task.
@@ -64,6 +102,8 @@ pub struct Hub {
     peers: Mutex<HashMap<String, PeerHandle>>,
     next_conn: AtomicU64,
     accounts: Accounts,
+    /// Projects ledgers into the district's SQL tables after their changes are stored.
+    projector: OnceLock<Arc<Projector>>,
 }
 
 impl std::fmt::Debug for Hub {
@@ -97,7 +137,27 @@ impl Hub {
             peers: Mutex::new(HashMap::new()),
             next_conn: AtomicU64::new(1),
             accounts,
+            projector: OnceLock::new(),
         })
+    }
+
+    /// Sets the projector that document tasks call after each round (once; later calls are
+    /// ignored).
+    pub fn set_projector(&self, projector: Arc<Projector>) {
+        let _ = self.projector.set(projector);
+    }
+
+    /// The projector, if one is set.
+    pub fn projector(&self) -> Option<&Arc<Projector>> {
+        self.projector.get()
+    }
+
+    /// Writes into `document` through its task: the change is stored, then sent to the
+    /// document's peers. Returns the document's heads once the change is stored.
+    pub async fn write(self: &Arc<Self>, document: DocumentId, write: DocWrite) -> Result<Vec<ChangeHash>, WriteError> {
+        let (reply, answer) = oneshot::channel();
+        self.dispatch(document, DocCommand::Write { write, reply });
+        answer.await.unwrap_or(Err(WriteError::Stopped))
     }
 
     /// The server's identity on the wire.
@@ -128,11 +188,25 @@ impl Hub {
     /// Binds `peer_id` to connection `conn`. A previous connection of the same peer is told to
     /// close: the newest socket wins.
     pub fn register(&self, peer_id: &str, conn: u64, tx: mpsc::UnboundedSender<Outbound>, device: Option<&str>) {
-        let handle = PeerHandle { conn, tx, device: device.map(str::to_owned) };
+        let handle = PeerHandle { conn, tx, device: device.map(str::to_owned), subscriptions: HashSet::new() };
         let old = lock(&self.peers).insert(peer_id.to_owned(), handle);
         if let Some(old) = old.filter(|o| o.conn != conn) {
             let _ = old.tx.send(Outbound::Close("replaced by a newer connection of the same peer".into()));
         }
+    }
+
+    /// Records which storages' heads `peer` wants to hear of.
+    pub fn subscribe(&self, peer: &str, add: &[String], remove: &[String]) {
+        if let Some(handle) = lock(&self.peers).get_mut(peer) {
+            handle.subscriptions.extend(add.iter().cloned());
+            for storage in remove {
+                handle.subscriptions.remove(storage);
+            }
+        }
+    }
+
+    fn subscribed(&self, peer: &str, storage: &str) -> bool {
+        lock(&self.peers).get(peer).is_some_and(|h| h.subscriptions.contains(storage))
     }
 
     /// Closes every connection of `device` (it was revoked).
@@ -313,8 +387,21 @@ impl DocumentTask {
     async fn round(&mut self, commands: Vec<DocCommand>) {
         let mut writes = Vec::new();
         let mut senders: Vec<String> = Vec::new();
+        let before = self.session.doc().get_heads();
+        let mut write_replies: Vec<WriteReply> = Vec::new();
+        let fail_writes = |replies: &mut Vec<WriteReply>, error: fn() -> WriteError| {
+            for reply in replies.drain(..) {
+                let _ = reply.send(Err(error()));
+            }
+        };
         for command in commands {
             match command {
+                DocCommand::Write { write, reply } => match write(self.session.doc_mut()) {
+                    Ok(()) => write_replies.push(reply),
+                    Err(reason) => {
+                        let _ = reply.send(Err(WriteError::Refused(reason)));
+                    }
+                },
                 DocCommand::Sync { peer, conn, data, is_request, rule, who } => {
                     self.ensure_peer(&peer, conn).await;
                     let heads_before = self.session.doc().get_heads();
@@ -373,6 +460,7 @@ impl DocumentTask {
                 for peer in &senders {
                     self.hub.send(peer, &error(&self.hub.identity, peer, &reason));
                 }
+                fail_writes(&mut write_replies, || WriteError::TooLarge);
                 self.reload().await;
                 return;
             }
@@ -411,10 +499,15 @@ impl DocumentTask {
                         let reason = "the server could not store these changes; they will be sent again";
                         self.hub.send(peer, &error(&self.hub.identity, peer, reason));
                     }
+                    fail_writes(&mut write_replies, || WriteError::Storage);
                     self.reload().await;
                     return;
                 }
             }
+        }
+        let heads = self.session.doc().get_heads();
+        for reply in write_replies {
+            let _ = reply.send(Ok(heads.clone()));
         }
         if self.chunks.len() > self.hub.limits.compact_after {
             self.compact().await;
@@ -434,6 +527,32 @@ impl DocumentTask {
                 },
             };
             self.hub.send(&peer, &message);
+        }
+        let heads = self.session.doc().get_heads();
+        if heads != before {
+            self.announce_heads(&heads);
+        }
+        if let Some(projector) = self.hub.projector.get() {
+            let peers: Vec<&Peer> = senders.iter().filter_map(|p| self.conns.get(p).map(|(_, peer)| peer)).collect();
+            projector.after_round(self.id, self.session.doc(), &before, &peers);
+        }
+    }
+
+    /// Tells the document's peers that subscribed to this server's storage that it now holds
+    /// `heads` (stored: this runs after the commit) — how a client shows "saved on the server".
+    fn announce_heads(&self, heads: &[ChangeHash]) {
+        let storage = &self.hub.identity.storage_id;
+        let timestamp =
+            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64);
+        let hex: Vec<String> = heads.iter().map(|h| h.to_string()).collect();
+        for peer in self.session.peers().filter(|p| self.hub.subscribed(p, storage)) {
+            let message = Message::RemoteHeadsChanged {
+                sender_id: self.hub.identity.peer_id.clone(),
+                target_id: peer.to_owned(),
+                document_id: self.id.to_string(),
+                new_heads: vec![wire::RemoteHeads { storage_id: storage.clone(), heads: hex.clone(), timestamp }],
+            };
+            self.hub.send(peer, &message);
         }
     }
 

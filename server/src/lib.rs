@@ -6,6 +6,8 @@
 //! - [`store`]: documents as append-only chunks in SQLite or PostgreSQL, with group commit.
 //! - [`config`], [`metrics`]: flags and counters.
 //! - [`demo`]: the example district.
+//! - [`district`]: what district staff see: the projection of ledgers into SQL, results,
+//!   progress, review, the JSON API, the dashboard, exports and the demo district.
 
 #![deny(missing_docs)]
 
@@ -15,6 +17,7 @@ pub mod auth;
 pub mod config;
 pub mod connection;
 pub mod demo;
+pub mod district;
 pub mod hub;
 pub mod metrics;
 pub mod store;

@@ -26,6 +26,13 @@ enum Command {
         #[command(subcommand)]
         action: AdminAction,
     },
+    /// Rebuild every district table (responses, answers, tallies, conflicts, flags, results'
+    /// aggregates) from the stored documents. Run it with the server stopped.
+    Reproject {
+        /// The database.
+        #[command(flatten)]
+        database: DatabaseConfig,
+    },
     /// Simulate collectors recording offline on several phones, merge their ledgers, and print
     /// the results per cadre.
     Demo {
@@ -76,6 +83,11 @@ async fn main() -> anyhow::Result<()> {
             Ok(())
         }
         Command::Admin { action } => admin(action).await,
+        Command::Reproject { database } => {
+            let ledgers = hamlet_server::district::reproject_all(&database.url()).await.context("reprojecting")?;
+            println!("Rebuilt the district tables from {ledgers} ledgers");
+            Ok(())
+        }
         Command::Demo { phones, responses } => print_demo(phones, responses),
     }
 }

@@ -372,3 +372,47 @@ async fn two_servers_sharing_a_database_lose_nothing() {
         third.stop().await;
     }
 }
+
+/// A client that subscribes to the server's storage hears, once its changes are stored, the
+/// heads the server now holds: how an automerge-repo app shows "saved on the server".
+#[tokio::test]
+async fn subscribers_hear_the_heads_the_server_stored() {
+    each_database(&[], |server, _| async move {
+        let mut c = Client::join(&server.url(), "phone", Some("phone-store")).await;
+        let storage = c.server_storage_id.clone().expect("the server has a storage id");
+        c.send(&Message::RemoteSubscriptionChange {
+            sender_id: "phone".into(),
+            target_id: c.server_id.clone(),
+            add: vec![storage.clone()],
+            remove: vec![],
+        })
+        .await;
+        let mut doc = doc_with(3);
+        let mut state = sync::State::new();
+        let mut announced = None;
+        for _ in 0..20 {
+            if let Some(m) = doc.generate_sync_message(&mut state) {
+                c.send(&Message::Sync(c.doc_message(id(60), m.encode()))).await;
+            }
+            match c.recv().await {
+                Some(Message::Sync(m)) => {
+                    doc.receive_sync_message(&mut state, sync::Message::decode(&m.data).unwrap()).unwrap()
+                }
+                Some(Message::RemoteHeadsChanged { document_id, new_heads, .. }) => {
+                    assert_eq!(document_id, id(60).to_string());
+                    announced = Some(new_heads);
+                    break;
+                }
+                other => panic!("unexpected {other:?}"),
+            }
+        }
+        let announced = announced.expect("the server announced its heads");
+        assert_eq!(announced.len(), 1);
+        assert_eq!(announced[0].storage_id, storage);
+        let expected: Vec<String> = doc.get_heads().iter().map(|h| h.to_string()).collect();
+        assert_eq!(announced[0].heads, expected);
+        assert!(announced[0].timestamp > 0);
+        server.stop().await;
+    })
+    .await;
+}

@@ -317,6 +317,13 @@ impl DocumentSync {
         &self.doc
     }
 
+    /// The document, for the holder of the document to write into (the server writes campaign
+    /// documents this way). Like changes received from a peer, what is written is reported by
+    /// [`unsaved`](Self::unsaved) and sent to peers only once [`saved`](Self::saved).
+    pub fn doc_mut(&mut self) -> &mut Automerge {
+        &mut self.doc
+    }
+
     /// Whether the document holds no change at all.
     pub fn is_empty(&self) -> bool {
         self.doc.get_heads().is_empty()

@@ -122,6 +122,10 @@ pub enum AccountError {
     ActorTaken(String),
 }
 
+/// The demo mode's accounts, documented in the README: never created outside demo mode.
+pub const DEMO_ACCOUNTS: [(&str, &str, Role); 2] =
+    [("demo-admin", "demo-admin-2025", Role::Admin), ("demo-viewer", "demo-viewer-2025", Role::Viewer)];
+
 /// The shortest password accepted.
 pub const MIN_PASSWORD_CHARS: usize = 10;
 
@@ -536,6 +540,21 @@ impl Accounts {
             }
         }
         Ok(allowed)
+    }
+
+    /// Creates the documented demo accounts if they are missing (demo mode only): returns
+    /// (name, password, role) of each, to print.
+    pub async fn ensure_demo_accounts(&self) -> Result<Vec<(&'static str, &'static str, Role)>, AccountError> {
+        let accounts = DEMO_ACCOUNTS.to_vec();
+        for (name, password, role) in &accounts {
+            if self.person(name).await?.is_none() {
+                let display = if *role == Role::Admin { "Ban Tổ chức (demo)" } else { "Tổ công tác (demo)" };
+                self.create_person(name, display, *role).await?;
+                self.set_password(name, password, false).await?;
+                self.audit("demo", "person.create", name, role.as_str()).await?;
+            }
+        }
+        Ok(accounts)
     }
 
     /// Appends an entry to the audit log.

@@ -166,6 +166,11 @@ pub async fn authenticate(State(state): State<AppState>, mut request: Request, n
         },
     };
     if let Some(p) = principal {
+        // The district's handlers record who acted (reviews, campaign changes) from this.
+        let person = p.person();
+        request
+            .extensions_mut()
+            .insert(crate::district::Actor { name: person.id.clone(), role: person.role.as_str().into() });
         request.extensions_mut().insert(p);
     }
     next.run(request).await

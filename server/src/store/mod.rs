@@ -564,6 +564,12 @@ const MIGRATIONS: &[(i64, &str, &str, &str)] = &[
         include_str!("../../migrations/postgres/0001_documents.sql"),
     ),
     (
+        2,
+        "results",
+        include_str!("../../migrations/sqlite/0002_results.sql"),
+        include_str!("../../migrations/postgres/0002_results.sql"),
+    ),
+    (
         3,
         "accounts",
         include_str!("../../migrations/sqlite/0003_accounts.sql"),

@@ -1,0 +1,261 @@
+//! Progress: per hamlet, what was recorded, submitted and voided, the tallies entered, the
+//! devices that work there and when each last synced; per commune, the sums. Hamlets with
+//! nothing yet and devices silent for longer than the configured days stand out.
+
+use std::collections::{BTreeMap, HashMap};
+
+use hamlet_sync_core::{Campaign, UnitLevel};
+use serde::Serialize;
+
+use super::{District, DistrictError, fold_search};
+use crate::store::{on_pool, query_failed};
+
+/// A device seen syncing a hamlet's ledger.
+#[derive(Debug, Clone, Serialize)]
+pub struct DeviceRow {
+    /// The device (its storage id, or its peer id when it keeps no storage).
+    pub device: String,
+    /// The peer id it last synced as.
+    pub peer: String,
+    /// The hamlet.
+    pub hamlet: String,
+    /// The hamlet's name.
+    pub hamlet_name: String,
+    /// First sync (unix ms).
+    pub first_seen_at: i64,
+    /// Last sync (unix ms).
+    pub last_sync_at: i64,
+    /// Sync rounds seen.
+    pub syncs: i64,
+    /// Whether it has been silent for longer than the configured days.
+    pub silent: bool,
+}
+
+/// Counts of a hamlet, or summed over a commune.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Counts {
+    /// Voters expected.
+    pub expected_voters: u64,
+    /// Responses recorded (drafts, submitted and voided).
+    pub recorded: u64,
+    /// Drafts.
+    pub drafts: u64,
+    /// Submitted (counted).
+    pub submitted: u64,
+    /// Voided.
+    pub voided: u64,
+    /// Meeting tallies entered.
+    pub tallies: u64,
+    /// Ballots returned at meetings.
+    pub ballots_returned: u64,
+    /// `submitted + ballots_returned` in percent of expected voters, one decimal.
+    pub participation_percent: f64,
+    /// Conflicts and flags not yet reviewed.
+    pub to_review: u64,
+}
+
+impl Counts {
+    fn add(&mut self, other: &Counts) {
+        self.expected_voters += other.expected_voters;
+        self.recorded += other.recorded;
+        self.drafts += other.drafts;
+        self.submitted += other.submitted;
+        self.voided += other.voided;
+        self.tallies += other.tallies;
+        self.ballots_returned += other.ballots_returned;
+        self.to_review += other.to_review;
+    }
+
+    fn finish(&mut self) {
+        self.participation_percent = if self.expected_voters == 0 {
+            0.0
+        } else {
+            (((self.submitted + self.ballots_returned) as f64) * 1000.0 / self.expected_voters as f64).round() / 10.0
+        };
+    }
+}
+
+/// One hamlet's progress.
+#[derive(Debug, Clone, Serialize)]
+pub struct HamletProgress {
+    /// Hamlet id.
+    pub id: String,
+    /// Name.
+    pub name: String,
+    /// Its commune's id.
+    pub commune: String,
+    /// Its commune's name.
+    pub commune_name: String,
+    /// Counts.
+    #[serde(flatten)]
+    pub counts: Counts,
+    /// Devices that synced its ledger, most recent first.
+    pub devices: Vec<DeviceRow>,
+    /// The latest sync of any device (unix ms).
+    pub last_sync_at: Option<i64>,
+    /// Nothing recorded and no tally yet.
+    pub nothing_yet: bool,
+    /// Devices silent for longer than the configured days.
+    pub silent_devices: usize,
+}
+
+/// One commune's progress.
+#[derive(Debug, Clone, Serialize)]
+pub struct CommuneProgress {
+    /// Commune id.
+    pub id: String,
+    /// Name.
+    pub name: String,
+    /// The commune it is merged into, by name, if any.
+    pub merged_into: Option<String>,
+    /// Hamlets in scope.
+    pub hamlets: usize,
+    /// Hamlets with nothing yet.
+    pub hamlets_with_nothing: usize,
+    /// Silent devices.
+    pub silent_devices: usize,
+    /// Sums.
+    #[serde(flatten)]
+    pub counts: Counts,
+}
+
+/// A campaign's progress.
+#[derive(Debug, Clone, Serialize)]
+pub struct Progress {
+    /// The campaign.
+    pub campaign: String,
+    /// Devices silent for longer than this many days stand out.
+    pub silent_after_days: u32,
+    /// When this was computed (unix ms).
+    pub now: i64,
+    /// Sums over the campaign.
+    pub totals: Counts,
+    /// Per commune, by name.
+    pub communes: Vec<CommuneProgress>,
+    /// Per hamlet, by commune and name.
+    pub hamlets: Vec<HamletProgress>,
+}
+
+/// Reads the progress of `campaign`.
+pub async fn load(district: &District, campaign: &Campaign) -> Result<Progress, DistrictError> {
+    let tree = district.catalog().units().await?;
+    let store = district.store();
+    let id = campaign.id.as_str();
+    let now = district.projector.now();
+    let silent_ms = i64::from(district.settings().silent_device_days) * 86_400_000;
+    const COUNTS: &str = "SELECT hamlet_id, drafts, submitted, voided, tallies, ballots_returned \
+        FROM hamlet_counts WHERE campaign_id = $1";
+    let counts: Vec<(String, i64, i64, i64, i64, i64)> =
+        on_pool!(store, pool => sqlx::query_as(COUNTS).bind(id).fetch_all(pool).await)
+            .map_err(query_failed("reading hamlet counts"))?;
+    const DEVICES: &str = "SELECT hamlet_id, device_id, peer_id, first_seen_at, last_sync_at, syncs \
+        FROM ledger_devices WHERE campaign_id = $1 ORDER BY last_sync_at DESC";
+    let devices: Vec<(String, String, String, i64, i64, i64)> =
+        on_pool!(store, pool => sqlx::query_as(DEVICES).bind(id).fetch_all(pool).await)
+            .map_err(query_failed("reading devices"))?;
+    const OPEN: &str = "SELECT hamlet_id, CAST(COUNT(*) AS BIGINT) FROM ( \
+            SELECT hamlet_id, item_key FROM conflicts WHERE campaign_id = $1 \
+            UNION ALL SELECT hamlet_id, item_key FROM flags WHERE campaign_id = $1) items \
+        WHERE NOT EXISTS (SELECT 1 FROM reviews r WHERE r.campaign_id = $1 AND r.item_key = items.item_key) \
+        GROUP BY hamlet_id";
+    let open: HashMap<String, i64> =
+        on_pool!(store, pool => sqlx::query_as::<_, (String, i64)>(OPEN).bind(id).fetch_all(pool).await)
+            .map_err(query_failed("counting items to review"))?
+            .into_iter()
+            .collect();
+    let counts: HashMap<String, (i64, i64, i64, i64, i64)> =
+        counts.into_iter().map(|(h, d, s, v, t, b)| (h, (d, s, v, t, b))).collect();
+    let mut by_hamlet: HashMap<String, Vec<DeviceRow>> = HashMap::new();
+    for (hamlet, device, peer, first_seen_at, last_sync_at, syncs) in devices {
+        let hamlet_name = hamlet
+            .parse::<hamlet_sync_core::UnitId>()
+            .ok()
+            .and_then(|id| tree.get(&id).map(|u| u.name.clone()))
+            .unwrap_or_else(|| hamlet.clone());
+        by_hamlet.entry(hamlet.clone()).or_default().push(DeviceRow {
+            device,
+            peer,
+            hamlet,
+            hamlet_name,
+            first_seen_at,
+            last_sync_at,
+            syncs,
+            silent: now - last_sync_at > silent_ms,
+        });
+    }
+    let u = |n: i64| n.max(0) as u64;
+    let mut hamlets = Vec::new();
+    for scope in &campaign.hamlets {
+        let unit = tree.get(&scope.hamlet);
+        let commune_unit = tree.ancestor_at(&scope.hamlet, UnitLevel::Commune);
+        let commune = commune_unit.map_or_else(String::new, |c| c.id.to_string());
+        let commune_name = commune_unit.map_or_else(String::new, |c| c.name.clone());
+        let (drafts, submitted, voided, tallies, ballots) =
+            counts.get(scope.hamlet.as_str()).copied().unwrap_or_default();
+        let mut c = Counts {
+            expected_voters: u64::from(scope.expected_voters),
+            recorded: u(drafts + submitted + voided),
+            drafts: u(drafts),
+            submitted: u(submitted),
+            voided: u(voided),
+            tallies: u(tallies),
+            ballots_returned: u(ballots),
+            participation_percent: 0.0,
+            to_review: u(open.get(scope.hamlet.as_str()).copied().unwrap_or(0)),
+        };
+        c.finish();
+        let devices = by_hamlet.remove(scope.hamlet.as_str()).unwrap_or_default();
+        hamlets.push(HamletProgress {
+            id: scope.hamlet.to_string(),
+            name: unit.map_or_else(|| scope.hamlet.to_string(), |u| u.name.clone()),
+            commune,
+            commune_name,
+            nothing_yet: c.recorded == 0 && c.tallies == 0,
+            last_sync_at: devices.iter().map(|d| d.last_sync_at).max(),
+            silent_devices: devices.iter().filter(|d| d.silent).count(),
+            counts: c,
+            devices,
+        });
+    }
+    let mut communes: BTreeMap<String, CommuneProgress> = BTreeMap::new();
+    let mut totals = Counts::default();
+    for h in &hamlets {
+        totals.add(&h.counts);
+        let commune = communes.entry(h.commune.clone()).or_insert_with(|| {
+            let unit = h.commune.parse().ok().and_then(|id| tree.get(&id));
+            CommuneProgress {
+                id: h.commune.clone(),
+                name: unit.map_or_else(|| h.commune.clone(), |u| u.name.clone()),
+                merged_into: unit
+                    .and_then(|u| u.merged_into.as_ref())
+                    .and_then(|m| tree.get(m))
+                    .map(|m| m.name.clone()),
+                hamlets: 0,
+                hamlets_with_nothing: 0,
+                silent_devices: 0,
+                counts: Counts::default(),
+            }
+        });
+        commune.hamlets += 1;
+        commune.hamlets_with_nothing += usize::from(h.nothing_yet);
+        commune.silent_devices += h.silent_devices;
+        commune.counts.add(&h.counts);
+    }
+    totals.finish();
+    let mut communes: Vec<CommuneProgress> = communes.into_values().collect();
+    for c in &mut communes {
+        c.counts.finish();
+    }
+    // Vietnamese order: letters first, diacritics only to break ties ("Đông" next to "Dương").
+    communes.sort_by_cached_key(|c| (fold_search(&c.name), c.name.clone()));
+    let order: HashMap<String, usize> = communes.iter().enumerate().map(|(i, c)| (c.id.clone(), i)).collect();
+    hamlets.sort_by_cached_key(|h| (order.get(&h.commune).copied(), fold_search(&h.name), h.name.clone()));
+    Ok(Progress {
+        campaign: id.to_owned(),
+        silent_after_days: district.settings().silent_device_days,
+        now,
+        totals,
+        communes,
+        hamlets,
+    })
+}

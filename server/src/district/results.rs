@@ -1,0 +1,546 @@
+//! Results per subject: the counts and shares of each level at every level of the unit tree,
+//! from individual responses and meeting tallies together; participation against the expected
+//! voters; the campaign's thresholds; and suppression of small groups.
+//!
+//! The counts come from the aggregates the projector keeps: `commune_level_counts` for the
+//! levels above hamlets (a few thousand rows, whatever the campaign's size), `level_counts` per
+//! hamlet when one subject is looked at down to its hamlets. They are summed up the tree here.
+//!
+//! # Small groups
+//!
+//! A group (a unit, for one subject) with fewer than [`MIN_GROUP`] answers is not broken down:
+//! its total is shown, its levels are not. So that a hidden group cannot be recovered by
+//! subtraction, suppression is completed until, among the rows shown, no parent shows its
+//! levels while exactly one of its children hides them, and no hidden parent has all its
+//! children shown: the smallest shown sibling (or child) is hidden as well.
+
+use std::collections::{BTreeMap, HashMap};
+
+use hamlet_sync_core::{Campaign, Label, Level, LevelSet, QuestionKind, SubjectId, UnitLevel, UnitTree};
+use serde::Serialize;
+
+use super::{District, DistrictError};
+use crate::store::{on_pool, query_failed};
+
+/// Groups with fewer answers than this are not broken down by level.
+pub const MIN_GROUP: u64 = 5;
+
+/// The id of the row that sums the whole campaign.
+pub const OVERALL: &str = "*";
+
+/// How deep the tree of results goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Depth {
+    /// Province, district and commune rows.
+    Commune,
+    /// Down to each hamlet.
+    Hamlet,
+}
+
+/// A threshold, for display.
+#[derive(Debug, Clone, Serialize)]
+pub struct ThresholdInfo {
+    /// What crossing it means.
+    pub label: Label,
+    /// Share numerator.
+    pub numerator: u32,
+    /// Share denominator.
+    pub denominator: u32,
+    /// "at least" rather than "more than".
+    pub inclusive: bool,
+}
+
+/// A level of a scale, for display.
+#[derive(Debug, Clone, Serialize)]
+pub struct LevelInfo {
+    /// Its code.
+    pub code: &'static str,
+    /// Its label.
+    pub label: Label,
+    /// Whether thresholds count it.
+    pub low: bool,
+}
+
+/// A unit in the results, with participation.
+#[derive(Debug, Clone, Serialize)]
+pub struct UnitRow {
+    /// Unit id ([`OVERALL`] for the whole campaign).
+    pub id: String,
+    /// Name.
+    pub name: String,
+    /// `campaign`, `province`, `district`, `commune` or `hamlet`.
+    pub level: &'static str,
+    /// The row above, if any.
+    pub parent: Option<String>,
+    /// Depth in the table, from 0.
+    pub depth: usize,
+    /// The unit it was merged into, if it was (lineage), by name.
+    pub merged_into: Option<String>,
+    /// Voters expected in the hamlets below.
+    pub expected_voters: u64,
+    /// Submitted responses counted.
+    pub submitted: u64,
+    /// Ballots returned at meetings.
+    pub ballots_returned: u64,
+    /// `submitted + ballots_returned`, in percent of the expected voters (one decimal).
+    pub participation_percent: Option<f64>,
+}
+
+/// One row of a subject's results.
+#[derive(Debug, Clone, Serialize)]
+pub struct ResultRow {
+    /// The unit (see [`Results::units`]).
+    pub unit: String,
+    /// Answers counted for the subject.
+    pub total: u64,
+    /// Whether the levels are hidden (a small group, or to protect one).
+    pub suppressed: bool,
+    /// Count per level, in the scale's order (`None` when suppressed).
+    pub counts: Option<Vec<u64>>,
+    /// Share per level in percent, one decimal (`None` when suppressed).
+    pub shares: Option<Vec<f64>>,
+    /// For each campaign threshold, whether the low level crosses it (`None` when suppressed).
+    pub crossed: Option<Vec<bool>>,
+}
+
+/// The results of one rating question for one subject.
+#[derive(Debug, Clone, Serialize)]
+pub struct SubjectResult {
+    /// The rating question.
+    pub question: String,
+    /// Its label.
+    pub question_label: Label,
+    /// The subject.
+    pub subject: String,
+    /// The subject's name.
+    pub name: String,
+    /// The subject's position.
+    pub position: String,
+    /// The scale's levels, in order.
+    pub levels: Vec<LevelInfo>,
+    /// One row per unit, in the order of [`Results::units`].
+    pub rows: Vec<ResultRow>,
+}
+
+impl SubjectResult {
+    /// The campaign-wide row.
+    pub fn overall(&self) -> Option<&ResultRow> {
+        self.rows.first()
+    }
+}
+
+/// The results of a campaign.
+#[derive(Debug, Clone, Serialize)]
+pub struct Results {
+    /// The campaign.
+    pub campaign: String,
+    /// How deep the rows go.
+    pub depth: Depth,
+    /// Groups smaller than this are not broken down.
+    pub min_group: u64,
+    /// The campaign's thresholds.
+    pub thresholds: Vec<ThresholdInfo>,
+    /// The units shown, in table order (the campaign first, then depth first).
+    pub units: Vec<UnitRow>,
+    /// One entry per rating question and subject.
+    pub subjects: Vec<SubjectResult>,
+}
+
+/// Counted answers of one hamlet.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct HamletTotals {
+    /// Submitted responses.
+    pub submitted: u64,
+    /// Ballots returned at meetings.
+    pub ballots_returned: u64,
+}
+
+/// Counts per (question, subject) → unit → level.
+pub type LevelCounts = BTreeMap<(String, String), HashMap<String, BTreeMap<Level, u64>>>;
+
+/// Reads the results of `campaign` from the aggregates.
+pub async fn load(
+    district: &District,
+    campaign: &Campaign,
+    depth: Depth,
+    subject: Option<&SubjectId>,
+) -> Result<Results, DistrictError> {
+    let tree = district.catalog().units().await?;
+    let store = district.store();
+    let id = campaign.id.as_str();
+    let hamlets = hamlet_totals(district, id).await?;
+    let rows: Vec<(Option<String>, String, String, String, i64)> = match (depth, subject) {
+        (Depth::Commune, _) => {
+            const SQL: &str = "SELECT commune_id, question_id, subject_id, level, from_responses + from_tallies \
+                FROM commune_level_counts WHERE campaign_id = $1 AND commune_id <> ''";
+            on_pool!(store, pool => sqlx::query_as(SQL).bind(id).fetch_all(pool).await)
+        }
+        (Depth::Hamlet, Some(subject)) => {
+            const SQL: &str = "SELECT hamlet_id, question_id, subject_id, level, from_responses + from_tallies \
+                FROM level_counts WHERE campaign_id = $1 AND subject_id = $2";
+            on_pool!(store, pool => sqlx::query_as(SQL).bind(id).bind(subject.as_str()).fetch_all(pool).await)
+        }
+        (Depth::Hamlet, None) => {
+            const SQL: &str = "SELECT hamlet_id, question_id, subject_id, level, from_responses + from_tallies \
+                FROM level_counts WHERE campaign_id = $1";
+            on_pool!(store, pool => sqlx::query_as(SQL).bind(id).fetch_all(pool).await)
+        }
+    }
+    .map_err(query_failed("reading level counts"))?;
+    Ok(compute(campaign, &tree, &hamlets, &level_counts(rows), depth, subject))
+}
+
+/// The results down to the hamlets of `commune` alone (the hamlet page): the other communes are
+/// read from their sums. Suppression comes out as in [`load`] at [`Depth::Hamlet`]: hiding a
+/// hamlet never hides a commune, so a commune's status does not depend on its hamlets' rows.
+pub async fn load_commune(district: &District, campaign: &Campaign, commune: &str) -> Result<Results, DistrictError> {
+    let tree = district.catalog().units().await?;
+    let store = district.store();
+    let id = campaign.id.as_str();
+    let hamlets = hamlet_totals(district, id).await?;
+    const COMMUNES: &str = "SELECT commune_id, question_id, subject_id, level, from_responses + from_tallies \
+        FROM commune_level_counts WHERE campaign_id = $1 AND commune_id <> '' AND commune_id <> $2";
+    const HAMLETS: &str = "SELECT lc.hamlet_id, lc.question_id, lc.subject_id, lc.level, lc.from_responses + lc.from_tallies \
+        FROM level_counts lc JOIN units u ON u.id = lc.hamlet_id WHERE lc.campaign_id = $1 AND u.parent_id = $2";
+    let mut rows: Vec<(Option<String>, String, String, String, i64)> =
+        on_pool!(store, pool => sqlx::query_as(COMMUNES).bind(id).bind(commune).fetch_all(pool).await)
+            .map_err(query_failed("reading commune level counts"))?;
+    let own: Vec<(Option<String>, String, String, String, i64)> =
+        on_pool!(store, pool => sqlx::query_as(HAMLETS).bind(id).bind(commune).fetch_all(pool).await)
+            .map_err(query_failed("reading level counts"))?;
+    rows.extend(own);
+    Ok(compute(campaign, &tree, &hamlets, &level_counts(rows), Depth::Hamlet, None))
+}
+
+async fn hamlet_totals(district: &District, id: &str) -> Result<HashMap<String, HamletTotals>, DistrictError> {
+    const HAMLETS: &str = "SELECT hamlet_id, submitted, ballots_returned FROM hamlet_counts WHERE campaign_id = $1";
+    let rows: Vec<(String, i64, i64)> =
+        on_pool!(district.store(), pool => sqlx::query_as(HAMLETS).bind(id).fetch_all(pool).await)
+            .map_err(query_failed("reading hamlet counts"))?;
+    Ok(rows
+        .into_iter()
+        .map(|(h, s, b)| (h, HamletTotals { submitted: s.max(0) as u64, ballots_returned: b.max(0) as u64 }))
+        .collect())
+}
+
+fn level_counts(rows: Vec<(Option<String>, String, String, String, i64)>) -> LevelCounts {
+    let mut counts: LevelCounts = BTreeMap::new();
+    for (unit, question, subject, level, n) in rows {
+        let (Some(unit), Some(level)) = (unit, Level::from_code(&level)) else { continue };
+        *counts.entry((question, subject)).or_default().entry(unit).or_default().entry(level).or_default() +=
+            n.max(0) as u64;
+    }
+    counts
+}
+
+/// A node of the table being built.
+struct Node {
+    row: UnitRow,
+    parent: Option<usize>,
+    children: Vec<usize>,
+}
+
+fn level_name(level: UnitLevel) -> &'static str {
+    match level {
+        UnitLevel::Province => "province",
+        UnitLevel::District => "district",
+        UnitLevel::Commune => "commune",
+        UnitLevel::Hamlet => "hamlet",
+    }
+}
+
+fn percent(part: u64, whole: u64) -> Option<f64> {
+    (whole > 0).then(|| ((part as f64) * 1000.0 / (whole as f64)).round() / 10.0)
+}
+
+/// The results from per-unit counts: `counts` are keyed by hamlet ids (depth hamlet) or commune
+/// ids (depth commune); `hamlets` holds each hamlet's participation. Pure: the tests feed it
+/// known inputs.
+pub fn compute(
+    campaign: &Campaign,
+    tree: &UnitTree,
+    hamlets: &HashMap<String, HamletTotals>,
+    counts: &LevelCounts,
+    depth: Depth,
+    only: Option<&SubjectId>,
+) -> Results {
+    let mut nodes: Vec<Node> = vec![Node {
+        row: UnitRow {
+            id: OVERALL.into(),
+            name: campaign.name.vi.clone(),
+            level: "campaign",
+            parent: None,
+            depth: 0,
+            merged_into: None,
+            expected_voters: 0,
+            submitted: 0,
+            ballots_returned: 0,
+            participation_percent: None,
+        },
+        parent: None,
+        children: Vec::new(),
+    }];
+    let mut index: HashMap<String, usize> = HashMap::new();
+    // Each hamlet in scope, with its chain of ancestors from the top down.
+    for scope in &campaign.hamlets {
+        let mut chain: Vec<(String, String, &'static str, Option<String>)> = Vec::new();
+        if let Some(unit) = tree.get(&scope.hamlet) {
+            for u in tree.ancestors(&scope.hamlet).into_iter().rev().chain(std::iter::once(unit)) {
+                let merged = u.merged_into.as_ref().and_then(|m| tree.get(m)).map(|m| m.name.clone());
+                chain.push((u.id.to_string(), u.name.clone(), level_name(u.level), merged));
+            }
+        } else {
+            chain.push((scope.hamlet.to_string(), scope.hamlet.to_string(), "hamlet", None));
+        }
+        let totals = hamlets.get(scope.hamlet.as_str()).copied().unwrap_or_default();
+        let mut parent = 0;
+        for (id, name, level, merged_into) in chain {
+            if level == "hamlet" && depth == Depth::Commune {
+                break;
+            }
+            let at = match index.get(&id) {
+                Some(at) => *at,
+                None => {
+                    let at = nodes.len();
+                    nodes.push(Node {
+                        row: UnitRow {
+                            id: id.clone(),
+                            name,
+                            level,
+                            parent: Some(nodes[parent].row.id.clone()),
+                            depth: nodes[parent].row.depth + 1,
+                            merged_into,
+                            expected_voters: 0,
+                            submitted: 0,
+                            ballots_returned: 0,
+                            participation_percent: None,
+                        },
+                        parent: Some(parent),
+                        children: Vec::new(),
+                    });
+                    nodes[parent].children.push(at);
+                    index.insert(id, at);
+                    at
+                }
+            };
+            parent = at;
+        }
+        // Participation goes to the deepest node shown and every node above it.
+        let mut at = Some(parent);
+        while let Some(i) = at {
+            let row = &mut nodes[i].row;
+            row.expected_voters += u64::from(scope.expected_voters);
+            row.submitted += totals.submitted;
+            row.ballots_returned += totals.ballots_returned;
+            at = nodes[i].parent;
+        }
+    }
+    for node in &mut nodes {
+        let r = &mut node.row;
+        r.participation_percent = percent(r.submitted + r.ballots_returned, r.expected_voters);
+    }
+    // Table order: depth first, children by name.
+    for i in 0..nodes.len() {
+        let mut children = std::mem::take(&mut nodes[i].children);
+        children.sort_by_cached_key(|c| {
+            let row = &nodes[*c].row;
+            (super::fold_search(&row.name), row.name.clone(), row.id.clone())
+        });
+        nodes[i].children = children;
+    }
+    let mut order = Vec::with_capacity(nodes.len());
+    let mut stack = vec![0];
+    while let Some(i) = stack.pop() {
+        order.push(i);
+        stack.extend(nodes[i].children.iter().rev());
+    }
+
+    let thresholds: Vec<ThresholdInfo> = campaign
+        .thresholds
+        .iter()
+        .map(|t| ThresholdInfo {
+            label: t.label.clone(),
+            numerator: t.numerator,
+            denominator: t.denominator,
+            inclusive: t.inclusive,
+        })
+        .collect();
+    let mut subjects = Vec::new();
+    for question in &campaign.form.questions {
+        let QuestionKind::Rating { levels: scale } = question.kind else { continue };
+        for subject in campaign.subjects.iter().filter(|s| only.is_none_or(|o| *o == s.id)) {
+            let key = (question.id.to_string(), subject.id.to_string());
+            let empty = HashMap::new();
+            let by_unit = counts.get(&key).unwrap_or(&empty);
+            subjects.push(subject_result(campaign, &nodes, &order, scale, by_unit, question, subject));
+        }
+    }
+    Results {
+        campaign: campaign.id.to_string(),
+        depth,
+        min_group: MIN_GROUP,
+        thresholds,
+        units: order.iter().map(|i| nodes[*i].row.clone()).collect(),
+        subjects,
+    }
+}
+
+fn subject_result(
+    campaign: &Campaign,
+    nodes: &[Node],
+    order: &[usize],
+    scale: LevelSet,
+    by_unit: &HashMap<String, BTreeMap<Level, u64>>,
+    question: &hamlet_sync_core::Question,
+    subject: &hamlet_sync_core::Subject,
+) -> SubjectResult {
+    let levels = scale.levels();
+    // Counts of each node: the leaves' from the input, summed upwards.
+    let mut per_node: Vec<Vec<u64>> = vec![vec![0; levels.len()]; nodes.len()];
+    let mut has_input = vec![false; nodes.len()];
+    for (i, node) in nodes.iter().enumerate() {
+        if let Some(found) = by_unit.get(&node.row.id) {
+            has_input[i] = true;
+            for (l, level) in levels.iter().enumerate() {
+                per_node[i][l] = found.get(level).copied().unwrap_or(0);
+            }
+        }
+    }
+    // Sum children into parents that had no input of their own, deepest first.
+    for &i in order.iter().rev() {
+        if let Some(p) = nodes[i].parent
+            && !has_input[p]
+        {
+            let child = per_node[i].clone();
+            for (sum, c) in per_node[p].iter_mut().zip(child) {
+                *sum += c;
+            }
+        }
+    }
+    let totals: Vec<u64> = per_node.iter().map(|c| c.iter().sum()).collect();
+    let suppressed = suppress(nodes, &totals);
+    let low = levels.iter().position(|l| *l == scale.low()).unwrap_or(levels.len() - 1);
+    let rows = order
+        .iter()
+        .map(|&i| {
+            let total = totals[i];
+            let hidden = suppressed[i];
+            let counts = &per_node[i];
+            ResultRow {
+                unit: nodes[i].row.id.clone(),
+                total,
+                suppressed: hidden,
+                counts: (!hidden).then(|| counts.clone()),
+                shares: (!hidden).then(|| counts.iter().map(|c| percent(*c, total).unwrap_or(0.0)).collect()),
+                crossed: (!hidden).then(|| campaign.thresholds.iter().map(|t| t.crossed(counts[low], total)).collect()),
+            }
+        })
+        .collect();
+    SubjectResult {
+        question: question.id.to_string(),
+        question_label: question.label.clone(),
+        subject: subject.id.to_string(),
+        name: subject.name.clone(),
+        position: subject.position.clone(),
+        levels: levels.iter().map(|l| LevelInfo { code: l.code(), label: l.label(), low: *l == scale.low() }).collect(),
+        rows,
+    }
+}
+
+/// Which nodes hide their levels: small groups, and what protects them (see the module docs).
+fn suppress(nodes: &[Node], totals: &[u64]) -> Vec<bool> {
+    let mut hidden: Vec<bool> = totals.iter().map(|t| *t < MIN_GROUP).collect();
+    let smallest_shown = |hidden: &[bool], among: &[usize]| -> Option<usize> {
+        among.iter().copied().filter(|c| !hidden[*c]).min_by_key(|c| (totals[*c], *c))
+    };
+    loop {
+        let mut changed = false;
+        for (i, node) in nodes.iter().enumerate() {
+            if node.children.is_empty() {
+                continue;
+            }
+            let hidden_children = node.children.iter().filter(|c| hidden[**c]).count();
+            let protect = (!hidden[i] && hidden_children == 1) || (hidden[i] && hidden_children == 0);
+            if protect && let Some(c) = smallest_shown(&hidden, &node.children) {
+                hidden[c] = true;
+                changed = true;
+            }
+        }
+        if !changed {
+            return hidden;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use hamlet_sync_core::fixtures;
+
+    fn counts(entries: &[(&str, [u64; 3])]) -> LevelCounts {
+        let mut by_unit = HashMap::new();
+        for (unit, [high, mid, low]) in entries {
+            let levels =
+                BTreeMap::from([(Level::TinNhiemCao, *high), (Level::TinNhiem, *mid), (Level::TinNhiemThap, *low)]);
+            by_unit.insert((*unit).to_owned(), levels);
+        }
+        BTreeMap::from([(("tin-nhiem".to_owned(), "ong-an".to_owned()), by_unit)])
+    }
+
+    fn row<'a>(r: &'a Results, unit: &str) -> &'a ResultRow {
+        let subject = r.subjects.iter().find(|s| s.subject == "ong-an").expect("ong-an");
+        subject.rows.iter().find(|x| x.unit == unit).unwrap_or_else(|| panic!("row {unit}"))
+    }
+
+    #[test]
+    fn sums_up_the_tree_and_hides_small_groups_and_their_protectors() {
+        let campaign = fixtures::open_campaign();
+        let tree = fixtures::unit_tree();
+        let hamlets = HashMap::new();
+        // thon-dong 6 answers, thon-tay 2 (small), to-1 10.
+        let input = counts(&[("thon-dong", [1, 1, 4]), ("thon-tay", [2, 0, 0]), ("to-1", [5, 5, 0])]);
+        let r = compute(&campaign, &tree, &hamlets, &input, Depth::Hamlet, None);
+        let ids: Vec<&str> = r.units.iter().map(|u| u.id.as_str()).collect();
+        assert_eq!(ids, ["*", "tinh", "huyen", "xa-a", "thon-dong", "thon-tay", "xa-b", "to-1"]);
+        assert_eq!(row(&r, "*").counts, Some(vec![8, 6, 4]));
+        assert_eq!(row(&r, "xa-a").counts, Some(vec![3, 1, 4]));
+        assert!(row(&r, "thon-tay").suppressed, "2 answers");
+        assert!(row(&r, "thon-dong").suppressed, "would reveal thon-tay by subtraction from xa-a");
+        assert_eq!(row(&r, "thon-dong").total, 6);
+        assert_eq!(row(&r, "to-1").shares, Some(vec![50.0, 50.0, 0.0]));
+        // 4 low of 8 at xa-a: exactly 1/2 is not more than 1/2.
+        assert_eq!(row(&r, "xa-a").crossed, Some(vec![false, false]));
+        assert_eq!(row(&r, "thon-dong").crossed, None);
+    }
+
+    #[test]
+    fn a_hidden_parent_with_every_child_shown_hides_one_child() {
+        let campaign = fixtures::open_campaign();
+        let tree = fixtures::unit_tree();
+        // to-1 is small; protecting it hides huyen (its only sibling under tinh), then xa-a
+        // (huyen's only child), then thon-dong (so that xa-a is not the sum of shown hamlets).
+        let input = counts(&[("thon-dong", [2, 2, 2]), ("thon-tay", [3, 3, 0]), ("to-1", [1, 1, 0])]);
+        let r = compute(&campaign, &tree, &HashMap::new(), &input, Depth::Hamlet, None);
+        let hidden: Vec<&str> = r.units.iter().map(|u| u.id.as_str()).filter(|u| row(&r, u).suppressed).collect();
+        assert_eq!(hidden, ["huyen", "xa-a", "thon-dong", "xa-b", "to-1"]);
+        assert_eq!(row(&r, "tinh").counts, Some(vec![6, 6, 2]));
+        assert_eq!(row(&r, "thon-tay").counts, Some(vec![3, 3, 0]));
+    }
+
+    #[test]
+    fn participation_counts_submitted_and_ballots_against_expected() {
+        let campaign = fixtures::open_campaign();
+        let tree = fixtures::unit_tree();
+        let hamlets = HashMap::from([
+            ("thon-dong".to_owned(), HamletTotals { submitted: 32, ballots_returned: 0 }),
+            ("to-1".to_owned(), HamletTotals { submitted: 0, ballots_returned: 45 }),
+        ]);
+        let r = compute(&campaign, &tree, &hamlets, &BTreeMap::new(), Depth::Commune, None);
+        let unit = |id: &str| r.units.iter().find(|u| u.id == id).expect("unit");
+        assert_eq!(unit("xa-a").participation_percent, Some(5.4), "32 of 595");
+        assert_eq!(unit("xa-b").participation_percent, Some(25.0), "45 of 180");
+        assert_eq!(unit("*").expected_voters, 775);
+        assert!(r.units.iter().all(|u| u.level != "hamlet"), "depth commune stops above hamlets");
+    }
+}

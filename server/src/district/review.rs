@@ -1,0 +1,296 @@
+//! What district staff review: conflicts (the same field edited on two devices — every value,
+//! with the device that wrote it), flagged edits of sealed responses and other flags, each
+//! markable as reviewed with a comment (audited); and the residents' comments, searchable.
+
+use std::collections::HashMap;
+
+use hamlet_sync_core::{Campaign, UnitId, UnitLevel};
+use serde::Serialize;
+
+use super::{Actor, District, DistrictError, audit, fold_search};
+use crate::store::{on_pool, query_failed};
+
+/// A hamlet with fewer submitted responses than this is not named beside a comment.
+pub const MIN_NAMED_HAMLET: i64 = super::results::MIN_GROUP as i64;
+
+/// A review already made.
+#[derive(Debug, Clone, Serialize)]
+pub struct Reviewed {
+    /// When (unix ms).
+    pub at: i64,
+    /// By whom.
+    pub by: String,
+    /// Their comment.
+    pub comment: String,
+}
+
+/// One value of a conflict.
+#[derive(Debug, Clone, Serialize)]
+pub struct ConflictValue {
+    /// The value, as text.
+    pub value: String,
+    /// The Automerge actor (device) that wrote it, hex.
+    pub actor: String,
+    /// The enrolled device writing as that actor, and its collector, when known.
+    pub device: Option<String>,
+    /// Whether this is the value currently shown by the document.
+    pub shown: bool,
+}
+
+/// A conflict or a flag.
+#[derive(Debug, Clone, Serialize)]
+pub struct ReviewItem {
+    /// `conflict` or `flag`.
+    pub kind: &'static str,
+    /// What a review of it refers to.
+    pub item_key: String,
+    /// The hamlet.
+    pub hamlet: String,
+    /// Its name.
+    pub hamlet_name: String,
+    /// Its commune's name.
+    pub commune_name: String,
+    /// `ledger`, `response` or `tally`.
+    pub entity_kind: String,
+    /// The response or tally id.
+    pub entity_id: String,
+    /// For a conflict, the field (keys from the root, joined by `/`).
+    pub path: String,
+    /// For a flag, its kind (`edited_after_seal`, `invalid_answer`, …).
+    pub flag: Option<String>,
+    /// For a conflict, every value with its device.
+    pub values: Vec<ConflictValue>,
+    /// For a flag, its details as stored.
+    pub detail: serde_json::Value,
+    /// The review, if it was reviewed.
+    pub reviewed: Option<Reviewed>,
+}
+
+fn scalar_text(v: &serde_json::Value) -> String {
+    match v {
+        serde_json::Value::String(s) => s.clone(),
+        serde_json::Value::Null => "—".into(),
+        other => other.to_string(),
+    }
+}
+
+/// Every conflict and flag of `campaign` (`open_only`: those not reviewed yet).
+pub async fn items(
+    district: &District,
+    campaign: &Campaign,
+    open_only: bool,
+) -> Result<Vec<ReviewItem>, DistrictError> {
+    let tree = district.catalog().units().await?;
+    let store = district.store();
+    const SQL: &str = "SELECT 'conflict', c.hamlet_id, c.entity_kind, c.entity_id, c.path, c.item_key, c.detail, \
+            r.reviewed_at, r.reviewed_by, r.comment \
+        FROM conflicts c LEFT JOIN reviews r ON r.campaign_id = c.campaign_id AND r.item_key = c.item_key \
+        WHERE c.campaign_id = $1 \
+        UNION ALL \
+        SELECT f.kind, f.hamlet_id, f.entity_kind, f.entity_id, '', f.item_key, f.detail, \
+            r.reviewed_at, r.reviewed_by, r.comment \
+        FROM flags f LEFT JOIN reviews r ON r.campaign_id = f.campaign_id AND r.item_key = f.item_key \
+        WHERE f.campaign_id = $1 \
+        ORDER BY 2, 3, 4, 5";
+    type Row = (String, String, String, String, String, String, String, Option<i64>, Option<String>, Option<String>);
+    let rows: Vec<Row> = on_pool!(store, pool => sqlx::query_as(SQL).bind(campaign.id.as_str()).fetch_all(pool).await)
+        .map_err(query_failed("reading conflicts and flags"))?;
+    let mut out = Vec::new();
+    for (kind, hamlet, entity_kind, entity_id, path, item_key, detail, at, by, comment) in rows {
+        let reviewed = at.map(|at| Reviewed { at, by: by.unwrap_or_default(), comment: comment.unwrap_or_default() });
+        if open_only && reviewed.is_some() {
+            continue;
+        }
+        let detail: serde_json::Value = serde_json::from_str(&detail).unwrap_or(serde_json::Value::Null);
+        let unit = hamlet.parse::<UnitId>().ok();
+        let hamlet_name =
+            unit.as_ref().and_then(|id| tree.get(id).map(|u| u.name.clone())).unwrap_or_else(|| hamlet.clone());
+        let commune_name = unit
+            .as_ref()
+            .and_then(|id| tree.ancestor_at(id, UnitLevel::Commune))
+            .map_or_else(String::new, |c| c.name.clone());
+        let is_conflict = kind == "conflict";
+        let values = if is_conflict {
+            detail
+                .as_array()
+                .map(|values| {
+                    values
+                        .iter()
+                        .enumerate()
+                        .map(|(i, v)| ConflictValue {
+                            value: scalar_text(&v["value"]),
+                            actor: v["actor"].as_str().unwrap_or_default().to_owned(),
+                            device: None,
+                            shown: i == 0,
+                        })
+                        .collect()
+                })
+                .unwrap_or_default()
+        } else {
+            Vec::new()
+        };
+        out.push(ReviewItem {
+            kind: if is_conflict { "conflict" } else { "flag" },
+            item_key,
+            hamlet,
+            hamlet_name,
+            commune_name,
+            entity_kind,
+            entity_id,
+            path,
+            flag: (!is_conflict).then_some(kind),
+            values,
+            detail: if is_conflict { serde_json::Value::Null } else { detail },
+            reviewed,
+        });
+    }
+    // Conflicts first: two devices disagree, and one value is hidden from the counts' view.
+    out.sort_by_key(|i| i.kind != "conflict");
+    let names = device_names(district).await;
+    for value in out.iter_mut().flat_map(|i| i.values.iter_mut()) {
+        value.device = names.get(&value.actor).cloned();
+    }
+    Ok(out)
+}
+
+/// "device (collector)" of every enrolled actor id. Best effort: without accounts, no names.
+async fn device_names(district: &District) -> HashMap<String, String> {
+    const SQL: &str =
+        "SELECT da.actor_id, d.name, d.person_id FROM device_actors da JOIN devices d ON d.id = da.device_id";
+    let rows: Result<Vec<(String, String, String)>, _> =
+        on_pool!(district.store(), pool => sqlx::query_as(SQL).fetch_all(pool).await);
+    match rows {
+        Ok(rows) => rows.into_iter().map(|(actor, name, person)| (actor, format!("{name} ({person})"))).collect(),
+        Err(e) => {
+            tracing::debug!(error = %e, "no device names for conflicts");
+            HashMap::new()
+        }
+    }
+}
+
+/// Marks a conflict or flag as reviewed, with a comment; audited.
+pub async fn mark_reviewed(
+    district: &District,
+    campaign: &Campaign,
+    item_key: &str,
+    comment: &str,
+    actor: &Actor,
+) -> Result<(), DistrictError> {
+    let comment = comment.trim();
+    if comment.chars().count() > 2000 {
+        return Err(DistrictError::invalid("comment_too_long", "a review comment has at most 2000 characters"));
+    }
+    let store = district.store();
+    let id = campaign.id.as_str();
+    const EXISTS: &str = "SELECT CAST(COUNT(*) AS BIGINT) FROM (SELECT item_key FROM conflicts WHERE campaign_id = $1 \
+        AND item_key = $2 UNION ALL SELECT item_key FROM flags WHERE campaign_id = $1 AND item_key = $2) items";
+    let found: i64 = on_pool!(store, pool => sqlx::query_scalar(EXISTS).bind(id).bind(item_key).fetch_one(pool).await)
+        .map_err(query_failed("finding an item to review"))?;
+    if found == 0 {
+        return Err(DistrictError::NotFound(format!("no conflict or flag {item_key:?} in campaign {id}")));
+    }
+    const SQL: &str = "INSERT INTO reviews (campaign_id, item_key, reviewed_at, reviewed_by, comment) \
+        VALUES ($1, $2, $3, $4, $5) ON CONFLICT (campaign_id, item_key) DO UPDATE SET \
+        reviewed_at = excluded.reviewed_at, reviewed_by = excluded.reviewed_by, comment = excluded.comment";
+    let now = super::now_ms();
+    on_pool!(store, pool => {
+        sqlx::query(SQL).bind(id).bind(item_key).bind(now).bind(&actor.name).bind(comment).execute(pool).await.map(drop)
+    })
+    .map_err(query_failed("storing a review"))?;
+    audit::record(store, &actor.name, "review.mark", &format!("{id}/{item_key}"), comment).await?;
+    Ok(())
+}
+
+/// A resident's comment.
+#[derive(Debug, Clone, Serialize)]
+pub struct Comment {
+    /// The subject it is about.
+    pub subject: String,
+    /// The subject's name.
+    pub subject_name: String,
+    /// The hamlet, unless it has too few responses to be named.
+    pub hamlet: Option<String>,
+    /// The hamlet's name, likewise.
+    pub hamlet_name: Option<String>,
+    /// The commune's name.
+    pub commune_name: String,
+    /// The text.
+    pub text: String,
+}
+
+/// A page of comments.
+#[derive(Debug, Clone, Serialize)]
+pub struct Comments {
+    /// Comments matching, in all.
+    pub total: i64,
+    /// This page.
+    pub items: Vec<Comment>,
+}
+
+/// Comments of submitted responses matching `query` (case and diacritics ignored), about
+/// `subject` if given; `limit` from `offset`.
+pub async fn comments(
+    district: &District,
+    campaign: &Campaign,
+    query: &str,
+    subject: Option<&str>,
+    limit: i64,
+    offset: i64,
+) -> Result<Comments, DistrictError> {
+    let tree = district.catalog().units().await?;
+    let store = district.store();
+    let id = campaign.id.as_str();
+    let folded = fold_search(query.trim());
+    let pattern = format!("%{}%", folded.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_"));
+    let subject = subject.unwrap_or("");
+    const WHERE: &str = "WHERE a.campaign_id = $1 AND a.kind = 'comment' AND a.counted = 1 \
+        AND a.search_text LIKE $2 ESCAPE '\\' AND ($3 = '' OR a.subject_id = $3)";
+    let count_sql = sqlx::AssertSqlSafe(format!("SELECT CAST(COUNT(*) AS BIGINT) FROM answers a {WHERE}"));
+    let total: i64 = on_pool!(store, pool => {
+        sqlx::query_scalar(count_sql).bind(id).bind(&pattern).bind(subject).fetch_one(pool).await
+    })
+    .map_err(query_failed("counting comments"))?;
+    let page_sql = sqlx::AssertSqlSafe(format!(
+        "SELECT a.hamlet_id, a.subject_id, a.value_text FROM answers a {WHERE} \
+         ORDER BY a.hamlet_id, a.response_id, a.question_id, a.subject_id LIMIT $4 OFFSET $5"
+    ));
+    let rows: Vec<(String, String, Option<String>)> = on_pool!(store, pool => {
+        sqlx::query_as(page_sql)
+            .bind(id)
+            .bind(&pattern)
+            .bind(subject)
+            .bind(limit.clamp(1, 500))
+            .bind(offset.max(0))
+            .fetch_all(pool)
+            .await
+    })
+    .map_err(query_failed("reading comments"))?;
+    const SMALL: &str = "SELECT hamlet_id, submitted FROM hamlet_counts WHERE campaign_id = $1";
+    let submitted: HashMap<String, i64> =
+        on_pool!(store, pool => sqlx::query_as::<_, (String, i64)>(SMALL).bind(id).fetch_all(pool).await)
+            .map_err(query_failed("reading hamlet counts"))?
+            .into_iter()
+            .collect();
+    let names: HashMap<&str, &str> = campaign.subjects.iter().map(|s| (s.id.as_str(), s.name.as_str())).collect();
+    let items = rows
+        .into_iter()
+        .map(|(hamlet, subject, text)| {
+            let unit = hamlet.parse::<UnitId>().ok();
+            let named = submitted.get(&hamlet).copied().unwrap_or(0) >= MIN_NAMED_HAMLET;
+            let hamlet_name = unit.as_ref().and_then(|u| tree.get(u)).map(|u| u.name.clone());
+            let commune_name = unit
+                .as_ref()
+                .and_then(|u| tree.ancestor_at(u, UnitLevel::Commune))
+                .map_or_else(String::new, |c| c.name.clone());
+            Comment {
+                subject_name: names.get(subject.as_str()).map_or_else(|| subject.clone(), |n| (*n).to_owned()),
+                subject,
+                hamlet: named.then_some(hamlet),
+                hamlet_name: if named { hamlet_name } else { None },
+                commune_name,
+                text: text.unwrap_or_default(),
+            }
+        })
+        .collect();
+    Ok(Comments { total, items })
+}
