@@ -88,7 +88,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/devices/{id}/revoke", post(auth::revoke_device))
         .route("/api/tokens", post(auth::create_token))
         .route("/api/tokens/{id}", delete(auth::revoke_token))
-        .route("/admin/people", get(auth::people_page))
+        .route("/admin/people", get(auth::people_page).post(auth::create_person_form))
         .route("/admin/people/{id}/enroll", post(auth::enroll_page))
         .route("/admin/devices", get(auth::devices_page))
         .route("/admin/devices/{id}/revoke", post(auth::revoke_device_form))

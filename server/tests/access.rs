@@ -256,6 +256,17 @@ async fn a_cookie_session_needs_its_csrf_token_to_change_anything() {
         assert_eq!(reply.status, 403);
         let reply = world.post_as(&form, &format!("/admin/devices/{device}/revoke"), &format!("csrf={csrf}")).await;
         assert_eq!(reply.status, 303, "{reply:?}");
+        // The people page adds a collector with hamlets, then issues a code shown as text and QR.
+        let body = format!(
+            "csrf={csrf}&id=chi-lan&display_name=Ch%E1%BB%8B+Lan&role=collector&campaign=tin-nhiem-2025&hamlets=thon-dong%2C+thon-tay"
+        );
+        let reply = world.post_as(&form, "/admin/people", &body).await;
+        assert_eq!(reply.status, 303, "{reply:?}");
+        let page = world.server.request("GET", "/admin/people", &[("Cookie", &cookie)], None).await;
+        assert!(page.body.contains("chi-lan") && page.body.contains("tin-nhiem-2025/thon-tay"), "{}", page.body);
+        let reply = world.post_as(&form, "/admin/people/chi-lan/enroll", &format!("csrf={csrf}")).await;
+        assert_eq!(reply.status, 200);
+        assert!(reply.body.contains("<svg") && reply.body.contains("<code>"), "{}", reply.body);
         // Signing out ends the session.
         let reply = world.post_as(&[("Cookie", &cookie)], "/logout", "").await;
         assert_eq!(reply.status, 303);

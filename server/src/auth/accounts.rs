@@ -557,12 +557,10 @@ impl Accounts {
         Ok(accounts)
     }
 
-    /// Appends an entry to the audit log.
+    /// Appends an entry to the audit log (the district's, shared by staff actions and security
+    /// events).
     pub async fn audit(&self, actor: &str, action: &str, target: &str, detail: &str) -> Result<(), AccountError> {
-        const SQL: &str = "INSERT INTO audit_log (at, actor, action, target, detail) VALUES ($1, $2, $3, $4, $5)";
-        on_pool!(self.store, pool => sqlx::query(SQL).bind(now_ms()).bind(actor).bind(action).bind(target).bind(detail).execute(pool).await.map(|r| r.rows_affected()))
-            .map_err(query_failed("writing the audit log"))?;
-        Ok(())
+        Ok(crate::district::audit::record(&self.store, actor, action, target, detail).await?)
     }
 }
 

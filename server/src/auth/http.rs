@@ -896,17 +896,34 @@ fn when(ms: Option<i64>) -> String {
     }
 }
 
-/// `GET /admin/people`: people, with forms to add a person and issue enrollment codes.
+/// The CSRF token of a cookie session (empty for bearer tokens, which need none).
+fn session_csrf(principal: &Principal) -> String {
+    match principal {
+        Principal::Staff { csrf: Some(c), .. } => c.clone(),
+        _ => String::new(),
+    }
+}
+
+/// A form that is one button posting to `action` with the session's CSRF token.
+fn post_button(action: &str, csrf: &str, label: &str) -> String {
+    format!(
+        "<form method=\"post\" action=\"{}\"><input type=\"hidden\" name=\"csrf\" value=\"{}\">\
+         <button type=\"submit\">{}</button></form>",
+        escape(action),
+        escape(csrf),
+        escape(label)
+    )
+}
+
+/// `GET /admin/people`: people and their hamlets, a form to add a person, and buttons that
+/// issue enrollment codes.
 pub async fn people_page(
     State(state): State<AppState>,
     headers: HeaderMap,
     axum::Extension(principal): axum::Extension<Principal>,
 ) -> Result<Html<String>, ApiError> {
     let lang = language(&headers, None);
-    let csrf = match &principal {
-        Principal::Staff { csrf: Some(c), .. } => c.clone(),
-        _ => String::new(),
-    };
+    let csrf = session_csrf(&principal);
     let mut rows = String::new();
     for p in state.accounts.people().await? {
         let assignments: Vec<String> =
@@ -914,12 +931,10 @@ pub async fn people_page(
         let enroll = if p.role.is_staff() {
             String::new()
         } else {
-            format!(
-                "<form method=\"post\" action=\"/admin/people/{id}/enroll\"><input type=\"hidden\" name=\"csrf\" value=\"{csrf}\">\
-                 <button type=\"submit\">{label}</button></form>",
-                id = escape(&p.id),
-                csrf = escape(&csrf),
-                label = t(lang, "Cấp mã đăng ký thiết bị", "Issue a device enrollment code")
+            post_button(
+                &format!("/admin/people/{}/enroll", p.id),
+                &csrf,
+                t(lang, "Cấp mã đăng ký thiết bị", "Issue a device enrollment code"),
             )
         };
         rows.push_str(&format!(
@@ -936,7 +951,24 @@ pub async fn people_page(
         &format!(
             "<h1>{h}</h1><table><thead><tr><th scope=\"col\">{id}</th><th scope=\"col\">{name}</th><th scope=\"col\">{role}</th>\
              <th scope=\"col\">{asg}</th><th scope=\"col\"></th></tr></thead><tbody>{rows}</tbody></table>\
+             <h2>{add}</h2><form method=\"post\" action=\"/admin/people\"><input type=\"hidden\" name=\"csrf\" value=\"{csrf}\">\
+             <label for=\"id\">{id}</label><input id=\"id\" name=\"id\" required>\
+             <label for=\"display_name\">{name}</label><input id=\"display_name\" name=\"display_name\" required>\
+             <label for=\"role\">{role}</label><select id=\"role\" name=\"role\"><option value=\"collector\">{collector}</option>\
+             <option value=\"relay\">relay</option><option value=\"viewer\">viewer</option><option value=\"admin\">admin</option></select>\
+             <label for=\"campaign\">{campaign}</label><input id=\"campaign\" name=\"campaign\">\
+             <label for=\"hamlets\">{hamlets}</label><input id=\"hamlets\" name=\"hamlets\" placeholder=\"thon-dong, thon-tay\">\
+             <button type=\"submit\">{add}</button></form>\
              <p><a href=\"/admin/devices\">{devices}</a></p>",
+            csrf = escape(&csrf),
+            add = t(lang, "Thêm người dùng", "Add a person"),
+            collector = t(lang, "collector (người thu thập)", "collector"),
+            campaign = t(lang, "Đợt lấy ý kiến (mã)", "Campaign (id)"),
+            hamlets = t(
+                lang,
+                "Thôn, tổ dân phố được giao (mã, cách nhau bởi dấu phẩy)",
+                "Assigned hamlets (ids, comma-separated)"
+            ),
             h = t(lang, "Người dùng", "People"),
             id = t(lang, "Mã", "Id"),
             name = t(lang, "Họ tên", "Name"),
@@ -945,6 +977,57 @@ pub async fn people_page(
             devices = t(lang, "Thiết bị", "Devices"),
         ),
     )))
+}
+
+/// The form that adds a person.
+#[derive(Debug, Deserialize)]
+pub struct PersonForm {
+    id: String,
+    display_name: String,
+    role: String,
+    #[serde(default)]
+    campaign: String,
+    #[serde(default)]
+    hamlets: String,
+}
+
+/// `POST /admin/people`: adds a person (and their hamlets); a staff member's one-time password
+/// is shown once.
+pub async fn create_person_form(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    axum::Extension(principal): axum::Extension<Principal>,
+    Form(form): Form<PersonForm>,
+) -> Result<Response, ApiError> {
+    let lang = language(&headers, None);
+    let role =
+        Role::parse(&form.role).ok_or_else(|| ApiError::new(StatusCode::BAD_REQUEST, "invalid", "unknown role"))?;
+    let password = state.accounts.create_person(form.id.trim(), &form.display_name, role).await?;
+    audit(&state, &actor_name(&principal), "person.create", form.id.trim(), role.as_str()).await;
+    let hamlets: Vec<String> =
+        form.hamlets.split(',').map(str::trim).filter(|h| !h.is_empty()).map(str::to_owned).collect();
+    if !role.is_staff() && !form.campaign.trim().is_empty() && !hamlets.is_empty() {
+        state.accounts.set_assignments(form.id.trim(), form.campaign.trim(), &hamlets).await?;
+        let detail = format!("{}: {}", form.campaign.trim(), hamlets.join(", "));
+        audit(&state, &actor_name(&principal), "assignments.set", form.id.trim(), &detail).await;
+    }
+    Ok(match password {
+        Some(password) => Html(page(
+            lang,
+            t(lang, "Mật khẩu dùng một lần", "One-time password"),
+            &format!(
+                "<h1>{h}</h1><p>{for_} <strong>{id}</strong>: <code>{pw}</code></p><p>{note}</p><p><a href=\"/admin/people\">{back}</a></p>",
+                h = t(lang, "Mật khẩu dùng một lần", "One-time password"),
+                for_ = t(lang, "Cho", "For"),
+                id = escape(form.id.trim()),
+                pw = escape(&password),
+                note = t(lang, "Chỉ hiện một lần; phải đổi ở lần đăng nhập đầu tiên.", "Shown once; it must be changed at the first sign-in."),
+                back = t(lang, "Quay lại", "Back"),
+            ),
+        ))
+        .into_response(),
+        None => Redirect::to("/admin/people").into_response(),
+    })
 }
 
 /// `POST /admin/people/{id}/enroll`: shows a new one-time code as text and QR code.
@@ -981,22 +1064,13 @@ pub async fn devices_page(
     axum::Extension(principal): axum::Extension<Principal>,
 ) -> Result<Html<String>, ApiError> {
     let lang = language(&headers, None);
-    let csrf = match &principal {
-        Principal::Staff { csrf: Some(c), .. } => c.clone(),
-        _ => String::new(),
-    };
+    let csrf = session_csrf(&principal);
     let mut rows = String::new();
     for d in state.accounts.devices().await? {
         let action = if d.revoked_at.is_some() {
             format!("{} {}", t(lang, "Đã thu hồi", "Revoked"), when(d.revoked_at))
         } else {
-            format!(
-                "<form method=\"post\" action=\"/admin/devices/{id}/revoke\"><input type=\"hidden\" name=\"csrf\" value=\"{csrf}\">\
-                 <button type=\"submit\">{label}</button></form>",
-                id = escape(&d.id),
-                csrf = escape(&csrf),
-                label = t(lang, "Thu hồi", "Revoke")
-            )
+            post_button(&format!("/admin/devices/{}/revoke", d.id), &csrf, t(lang, "Thu hồi", "Revoke"))
         };
         rows.push_str(&format!(
             "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{action}</td></tr>",
