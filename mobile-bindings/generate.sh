@@ -10,7 +10,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 out="${1:-target/bindings}"
-cargo build --quiet -p hamlet-mobile --lib -p hamlet-uniffi-bindgen
+# Two commands: `--lib` would apply to both packages, and the generator has only a binary.
+cargo build --quiet -p hamlet-mobile --lib
+cargo build --quiet -p hamlet-uniffi-bindgen --bins
 target="$(cargo metadata --format-version 1 --no-deps | python3 -c 'import json, sys; print(json.load(sys.stdin)["target_directory"])')"
 case "$(uname -s)" in
   Darwin) library="$target/debug/libhamlet_mobile.dylib" ;;

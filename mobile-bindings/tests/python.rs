@@ -38,17 +38,21 @@ fn the_python_bindings_enroll_record_fifty_responses_and_sync_them_to_the_server
     let release = profile.file_name().is_some_and(|n| n == "release");
     // The cdylib and the generator, built as `cargo build` builds them (cargo test builds only
     // the rlib). The test runs after cargo has released its build lock.
-    let mut build = Command::new(env!("CARGO"));
-    build.args(["build", "--quiet", "-p", "hamlet-mobile", "--lib", "-p", "hamlet-uniffi-bindgen"]);
-    if release {
-        build.arg("--release");
+    // Two commands: `--lib` would apply to both packages, and the generator has only a binary.
+    for args in [["-p", "hamlet-mobile", "--lib"], ["-p", "hamlet-uniffi-bindgen", "--bins"]] {
+        let mut build = Command::new(env!("CARGO"));
+        build.args(["build", "--quiet"]).args(args);
+        if release {
+            build.arg("--release");
+        }
+        let status = build.current_dir(env!("CARGO_MANIFEST_DIR")).status().expect("cargo runs");
+        assert!(status.success(), "cargo build {args:?}");
     }
-    let status = build.current_dir(env!("CARGO_MANIFEST_DIR")).status().expect("cargo runs");
-    assert!(status.success(), "building the library and uniffi-bindgen");
     let library =
         profile.join(format!("{}hamlet_mobile{}", std::env::consts::DLL_PREFIX, std::env::consts::DLL_SUFFIX));
     let bindgen = profile.join(format!("uniffi-bindgen{}", std::env::consts::EXE_SUFFIX));
     assert!(library.exists(), "{} was not built", library.display());
+    assert!(bindgen.exists(), "{} was not built", bindgen.display());
 
     let dir = tempfile::tempdir().unwrap();
     let bindings = dir.path().join("bindings");
