@@ -262,7 +262,12 @@ async fn a_cookie_session_needs_its_csrf_token_to_change_anything() {
         );
         let reply = world.post_as(&form, "/admin/people", &body).await;
         assert_eq!(reply.status, 303, "{reply:?}");
+        let typo = format!(
+            "csrf={csrf}&id=chi-mai&display_name=Mai&role=collector&campaign=tin-nhiem-2025&hamlets=th%C3%B4n+3"
+        );
+        assert_eq!(world.post_as(&form, "/admin/people", &typo).await.status, 400);
         let page = world.server.request("GET", "/admin/people", &[("Cookie", &cookie)], None).await;
+        assert!(!page.body.contains("chi-mai"), "a refused form creates nobody");
         assert!(page.body.contains("chi-lan") && page.body.contains("tin-nhiem-2025/thon-tay"), "{}", page.body);
         let reply = world.post_as(&form, "/admin/people/chi-lan/enroll", &format!("csrf={csrf}")).await;
         assert_eq!(reply.status, 200);

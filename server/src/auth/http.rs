@@ -1002,10 +1002,18 @@ pub async fn create_person_form(
     let lang = language(&headers, None);
     let role =
         Role::parse(&form.role).ok_or_else(|| ApiError::new(StatusCode::BAD_REQUEST, "invalid", "unknown role"))?;
-    let password = state.accounts.create_person(form.id.trim(), &form.display_name, role).await?;
-    audit(&state, &actor_name(&principal), "person.create", form.id.trim(), role.as_str()).await;
     let hamlets: Vec<String> =
         form.hamlets.split(',').map(str::trim).filter(|h| !h.is_empty()).map(str::to_owned).collect();
+    // Check the assignment before creating anyone, so a typo does not leave a person half made.
+    let invalid = |e: hamlet_sync_core::ids::IdError| ApiError::new(StatusCode::BAD_REQUEST, "invalid", e.to_string());
+    if !form.campaign.trim().is_empty() {
+        CampaignId::new(form.campaign.trim()).map_err(invalid)?;
+    }
+    for hamlet in &hamlets {
+        hamlet_sync_core::UnitId::new(hamlet.as_str()).map_err(invalid)?;
+    }
+    let password = state.accounts.create_person(form.id.trim(), &form.display_name, role).await?;
+    audit(&state, &actor_name(&principal), "person.create", form.id.trim(), role.as_str()).await;
     if !role.is_staff() && !form.campaign.trim().is_empty() && !hamlets.is_empty() {
         state.accounts.set_assignments(form.id.trim(), form.campaign.trim(), &hamlets).await?;
         let detail = format!("{}: {}", form.campaign.trim(), hamlets.join(", "));
