@@ -9,10 +9,17 @@
 //! # Small groups
 //!
 //! A group (a unit, for one subject) with fewer than [`MIN_GROUP`] answers is not broken down:
-//! its total is shown, its levels are not. So that a hidden group cannot be recovered by
-//! subtraction, suppression is completed until, among the rows shown, no parent shows its
-//! levels while exactly one of its children hides them, and no hidden parent has all its
-//! children shown: the smallest shown sibling (or child) is hidden as well.
+//! its total is shown, its levels are not. So that hidden groups cannot be recovered by
+//! subtraction, suppression is completed top down: under a shown unit, the hidden children
+//! together hold no answer or at least [`MIN_GROUP`]; under a hidden unit, they hold at least
+//! [`MIN_GROUP`] or every child with answers is hidden. Then every figure that can be derived
+//! from the rows shown (a shown unit minus its shown descendants, and any sum or difference of
+//! those) is the count of a group of no answer or at least [`MIN_GROUP`]: the leaves under a
+//! shown unit and not under a shown unit below it hold all of a hidden child's unknown part,
+//! which is either at least [`MIN_GROUP`] or the whole child, and the rule at the shown unit
+//! covers the whole children. A property test checks it by rank over random trees. What it
+//! does not hide: a group of five or more who all answered alike shows how each of them
+//! answered, as a shown hamlet of five does.
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -419,7 +426,8 @@ fn subject_result(
         }
     }
     let totals: Vec<u64> = per_node.iter().map(|c| c.iter().sum()).collect();
-    let suppressed = suppress(nodes, &totals);
+    let children: Vec<Vec<usize>> = nodes.iter().map(|n| n.children.clone()).collect();
+    let suppressed = suppress(&children, &totals);
     let low = levels.iter().position(|l| *l == scale.low()).unwrap_or(levels.len() - 1);
     let rows = order
         .iter()
@@ -449,28 +457,35 @@ fn subject_result(
 }
 
 /// Which nodes hide their levels: small groups, and what protects them (see the module docs).
-fn suppress(nodes: &[Node], totals: &[u64]) -> Vec<bool> {
+/// `children_of[i]` lists node `i`'s children; node 0 is the root.
+///
+/// Top down, so that a node's status is final before its children are looked at: hiding a
+/// child never changes anything above it (a commune's status never depends on its hamlets,
+/// and the commune-level table agrees with the hamlet-level one). At each node, the smallest
+/// children shown are hidden until the hidden children hold nothing or at least [`MIN_GROUP`]
+/// answers (a shown node), or at least [`MIN_GROUP`] answers or every child with answers (a
+/// hidden node).
+fn suppress(children_of: &[Vec<usize>], totals: &[u64]) -> Vec<bool> {
     let mut hidden: Vec<bool> = totals.iter().map(|t| *t < MIN_GROUP).collect();
-    let smallest_shown = |hidden: &[bool], among: &[usize]| -> Option<usize> {
-        among.iter().copied().filter(|c| !hidden[*c]).min_by_key(|c| (totals[*c], *c))
-    };
-    loop {
-        let mut changed = false;
-        for (i, node) in nodes.iter().enumerate() {
-            if node.children.is_empty() {
-                continue;
+    let mut stack = vec![0];
+    while let Some(node) = stack.pop() {
+        let Some(children) = children_of.get(node) else { continue };
+        stack.extend(children.iter().copied());
+        let mut held: u64 = children.iter().filter(|c| hidden[**c]).map(|c| totals[*c]).sum();
+        // Shown children (each holds at least MIN_GROUP), the smallest last.
+        let mut shown: Vec<usize> = children.iter().copied().filter(|c| !hidden[*c]).collect();
+        shown.sort_by_key(|c| std::cmp::Reverse((totals[*c], *c)));
+        loop {
+            let protected = if hidden[node] { held >= MIN_GROUP } else { held == 0 || held >= MIN_GROUP };
+            if protected {
+                break;
             }
-            let hidden_children = node.children.iter().filter(|c| hidden[**c]).count();
-            let protect = (!hidden[i] && hidden_children == 1) || (hidden[i] && hidden_children == 0);
-            if protect && let Some(c) = smallest_shown(&hidden, &node.children) {
-                hidden[c] = true;
-                changed = true;
-            }
-        }
-        if !changed {
-            return hidden;
+            let Some(c) = shown.pop() else { break };
+            hidden[c] = true;
+            held += totals[c];
         }
     }
+    hidden
 }
 
 #[cfg(test)]
@@ -526,6 +541,153 @@ mod tests {
         assert_eq!(hidden, ["huyen", "xa-a", "thon-dong", "xa-b", "to-1"]);
         assert_eq!(row(&r, "tinh").counts, Some(vec![6, 6, 2]));
         assert_eq!(row(&r, "thon-tay").counts, Some(vec![3, 3, 0]));
+    }
+
+    /// The example tree with a third hamlet, `thon-bac`, in `xa-a`.
+    fn three_hamlet_commune() -> (Campaign, UnitTree) {
+        let mut units: Vec<hamlet_sync_core::Unit> = fixtures::unit_tree().units().cloned().collect();
+        let mut bac = units.iter().find(|u| u.id.as_str() == "thon-tay").cloned().expect("thon-tay");
+        bac.id = "thon-bac".parse().expect("id");
+        bac.name = "Thôn Bắc".into();
+        units.push(bac);
+        let tree = UnitTree::new(units).expect("tree");
+        let mut campaign = fixtures::open_campaign();
+        campaign
+            .hamlets
+            .push(hamlet_sync_core::HamletScope { hamlet: "thon-bac".parse().expect("id"), expected_voters: 50 });
+        (campaign, tree)
+    }
+
+    #[test]
+    fn two_hidden_hamlets_are_not_revealed_by_their_commune_minus_the_shown_one() {
+        // The example of the review: H1 = [0,0,1] and H2 = [0,0,1] are small, H3 = [10,10,0]
+        // is shown; the commune [10,10,2] minus H3 would give [0,0,2].
+        let (campaign, tree) = three_hamlet_commune();
+        let input = counts(&[("thon-dong", [0, 0, 1]), ("thon-tay", [0, 0, 1]), ("thon-bac", [10, 10, 0])]);
+        let r = compute(&campaign, &tree, &HashMap::new(), &input, Depth::Hamlet, None);
+        assert!(row(&r, "thon-dong").suppressed && row(&r, "thon-tay").suppressed);
+        assert_eq!(row(&r, "xa-a").counts, Some(vec![10, 10, 2]), "the commune has 22 answers");
+        assert!(row(&r, "thon-bac").suppressed, "xa-a minus thon-bac would reveal two answers");
+    }
+
+    /// Property: over random trees and counts, no combination of the figures shown (each shown
+    /// row's counts, and every total) determines the counts of a group of respondents of fewer
+    /// than [`MIN_GROUP`]. A group is a set of leaves; its counts are determined exactly when its
+    /// indicator vector lies in the span of the shown rows' indicators (and the zero leaves',
+    /// which are known from their totals). Checked by rank over a large prime field, exact for
+    /// these sizes (every minor of a 0/1 matrix of this size is far below the prime).
+    mod property {
+        use super::super::*;
+        use proptest::prelude::*;
+
+        const P: u128 = (1 << 61) - 1;
+
+        fn rank(rows: &[Vec<u128>]) -> usize {
+            let mut m: Vec<Vec<u128>> = rows.to_vec();
+            let cols = m.first().map_or(0, Vec::len);
+            let mut r = 0;
+            for c in 0..cols {
+                let Some(pivot) = (r..m.len()).find(|i| m[*i][c] != 0) else { continue };
+                m.swap(r, pivot);
+                let inv = pow(m[r][c], P - 2);
+                for j in 0..cols {
+                    m[r][j] = m[r][j] * inv % P;
+                }
+                for i in 0..m.len() {
+                    if i != r && m[i][c] != 0 {
+                        let f = m[i][c];
+                        for j in 0..cols {
+                            m[i][j] = (m[i][j] + P - f * m[r][j] % P) % P;
+                        }
+                    }
+                }
+                r += 1;
+            }
+            r
+        }
+
+        fn pow(mut b: u128, mut e: u128) -> u128 {
+            let mut acc = 1;
+            while e > 0 {
+                if e & 1 == 1 {
+                    acc = acc * b % P;
+                }
+                b = b * b % P;
+                e >>= 1;
+            }
+            acc
+        }
+
+        /// A random tree as parents (node 0 is the root, node i's parent is below i) and the
+        /// counts of each leaf; small counts and zeros are frequent.
+        fn tree() -> impl Strategy<Value = (Vec<usize>, Vec<u64>)> {
+            (2usize..16).prop_flat_map(|n| {
+                let parents = (1..n).map(|i| 0..i).collect::<Vec<_>>();
+                let counts = proptest::collection::vec(prop_oneof![3 => 0u64..4, 2 => 0u64..12], n);
+                (parents, counts)
+            })
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(5000))]
+            #[test]
+            fn no_shown_figure_or_difference_reveals_a_small_group((parents, leaf_counts) in tree()) {
+                let n = leaf_counts.len();
+                let mut children = vec![Vec::new(); n];
+                for (i, p) in parents.iter().enumerate() {
+                    children[*p].push(i + 1);
+                }
+                let parent = |i: usize| (i > 0).then(|| parents[i - 1]);
+                let leaves: Vec<usize> = (0..n).filter(|i| children[*i].is_empty()).collect();
+                // Totals: leaves carry counts, internal nodes sum their leaves.
+                let mut totals = vec![0u64; n];
+                for &l in &leaves {
+                    let mut at = Some(l);
+                    while let Some(i) = at {
+                        totals[i] += leaf_counts[l];
+                        at = parent(i);
+                    }
+                }
+                let hidden = suppress(&children, &totals);
+                // Shown rows are real groups of at least the minimum.
+                for i in 0..n {
+                    prop_assert!(hidden[i] || totals[i] >= MIN_GROUP, "node {i} shown with {}", totals[i]);
+                }
+                let under = |node: usize| -> Vec<u128> {
+                    leaves.iter().map(|&l| {
+                        let mut at = Some(l);
+                        while let Some(i) = at {
+                            if i == node { return 1; }
+                            at = parent(i);
+                        }
+                        0
+                    }).collect()
+                };
+                let mut known: Vec<Vec<u128>> = (0..n).filter(|i| !hidden[*i]).map(under).collect();
+                for &l in leaves.iter().filter(|l| totals[**l] == 0) {
+                    known.push(under(l));
+                }
+                let base = rank(&known);
+                let positive: Vec<usize> = (0..leaves.len()).filter(|k| totals[leaves[*k]] > 0).collect();
+                // Every set of positive leaves holding fewer than the minimum.
+                let mut stack: Vec<(usize, Vec<usize>, u64)> = vec![(0, Vec::new(), 0)];
+                while let Some((from, set, size)) = stack.pop() {
+                    if !set.is_empty() {
+                        let mut with = known.clone();
+                        with.push((0..leaves.len()).map(|k| u128::from(set.contains(&k))).collect());
+                        prop_assert!(rank(&with) > base, "leaves {:?} ({size} answers) can be derived", set.iter().map(|k| leaves[*k]).collect::<Vec<_>>());
+                    }
+                    for (at, &k) in positive.iter().enumerate().skip(from) {
+                        let s = size + totals[leaves[k]];
+                        if s < MIN_GROUP {
+                            let mut next = set.clone();
+                            next.push(k);
+                            stack.push((at + 1, next, s));
+                        }
+                    }
+                }
+            }
+        }
     }
 
     #[test]
