@@ -28,7 +28,7 @@ use crate::store::{Assignment, DocWrite, DocumentRecord, IndexFilter, IndexRow, 
 use crate::sync::{self, SyncError, SyncEvent, SyncOptions};
 use crate::views::{
     AnswerSlot, AssignmentView, BundleReport, CampaignView, Counts, EnrollmentView, HamletView, ResponseFilter,
-    ResponseItem, SyncReport, TallyInput, TallyItem,
+    ResponseItem, SetAsideItem, SyncReport, TallyInput, TallyItem,
 };
 
 /// Incremental chunks a document may gather before they are replaced by one snapshot.
@@ -261,28 +261,99 @@ pub(crate) struct Shared {
 }
 
 impl Shared {
-    /// Loads one document from its chunks.
-    fn load_doc(&self, record: DocumentRecord, chunks: &[(i64, bool, Vec<u8>)]) -> Result<Doc, CollectorError> {
-        let bytes: Vec<u8> = chunks.iter().flat_map(|(_, _, d)| d.iter().copied()).collect();
-        let bad = |reason: String| CollectorError::Document { document: record.id.clone(), reason };
-        // Our own store: refuse damage loudly rather than load part of a document.
-        let mut doc = if bytes.is_empty() {
-            Automerge::new()
+    /// Loads one document from its chunks. Chunks that do not load (two writers gave one actor
+    /// the same sequence number, a disk fault) are left out and returned with the reason, for
+    /// the caller to set aside: one bad chunk never makes the rest of the document, or any
+    /// other document, unreachable.
+    fn load_doc(
+        &self,
+        record: DocumentRecord,
+        chunks: &[(i64, bool, Vec<u8>)],
+    ) -> Result<(Doc, Vec<(i64, String)>), CollectorError> {
+        let strict = |bytes: &[u8]| {
+            Automerge::load_with_options(bytes, LoadOptions::new().on_partial_load(OnPartialLoad::Error))
+        };
+        let all: Vec<u8> = chunks.iter().flat_map(|(_, _, d)| d.iter().copied()).collect();
+        // A ledger's skeleton is the same change everywhere: a ledger can always start from it.
+        let skeleton = || match (record.kind.as_str(), CampaignId::new(record.campaign.as_str()), &record.hamlet) {
+            ("ledger", Ok(campaign), Some(hamlet)) => {
+                UnitId::new(hamlet.as_str()).ok().map(|h| Ledger::skeleton(&campaign, &h).save())
+            }
+            _ => None,
+        };
+        let mut bad = Vec::new();
+        let mut doc = if all.is_empty() {
+            match &skeleton() {
+                Some(s) => strict(s).map_err(|e| self.bad(&record, e.to_string()))?,
+                None => Automerge::new(),
+            }
         } else {
-            Automerge::load_with_options(&bytes, LoadOptions::new().on_partial_load(OnPartialLoad::Error))
-                .map_err(|e| bad(e.to_string()))?
+            match strict(&all) {
+                Ok(doc) => doc,
+                Err(e) => {
+                    tracing::warn!(document = %record.id, error = %e, "a stored document does not load; repairing");
+                    // Chunk by chunk, keeping each one that loads with those kept before it.
+                    let mut good = skeleton().unwrap_or_default();
+                    for (seq, _, data) in chunks {
+                        let mut trial = good.clone();
+                        trial.extend_from_slice(data);
+                        match strict(&trial) {
+                            Ok(_) => good = trial,
+                            Err(e) => bad.push((*seq, e.to_string())),
+                        }
+                    }
+                    if good.is_empty() {
+                        Automerge::new()
+                    } else {
+                        strict(&good).map_err(|e| self.bad(&record, e.to_string()))?
+                    }
+                }
+            }
         };
         doc.set_actor(self.actor.clone());
-        let saved_heads = doc.get_heads();
         let body = if record.kind == "ledger" {
-            Body::Ledger(Ledger::from_doc(doc).map_err(|e| bad(e.to_string()))?)
+            match Ledger::from_doc(doc) {
+                Ok(ledger) => Body::Ledger(ledger),
+                // Not a ledger at all: keep every chunk apart, start again from the skeleton.
+                Err(e) => {
+                    let skeleton = skeleton().ok_or_else(|| self.bad(&record, e.to_string()))?;
+                    bad = chunks.iter().map(|(seq, _, _)| (*seq, format!("not a hamlet ledger: {e}"))).collect();
+                    let mut doc = strict(&skeleton).map_err(|e| self.bad(&record, e.to_string()))?;
+                    doc.set_actor(self.actor.clone());
+                    Body::Ledger(Ledger::from_doc(doc).map_err(|e| self.bad(&record, e.to_string()))?)
+                }
+            }
         } else {
             let campaign = read_campaign(&doc).ok().map(Box::new);
             Body::Campaign { doc, campaign }
         };
-        let since_snapshot = chunks.iter().rev().take_while(|(_, snapshot, _)| !snapshot).count();
-        let last_seq = chunks.last().map_or(0, |(seq, _, _)| *seq);
-        Ok(Doc { record, body, saved_heads, chunks: since_snapshot, last_seq })
+        let saved_heads = body.doc().get_heads();
+        let kept: Vec<&(i64, bool, Vec<u8>)> =
+            chunks.iter().filter(|(seq, _, _)| !bad.iter().any(|(b, _)| b == seq)).collect();
+        let since_snapshot = kept.iter().rev().take_while(|(_, snapshot, _)| !snapshot).count();
+        let last_seq = kept.last().map_or(0, |(seq, _, _)| *seq);
+        Ok((Doc { record, body, saved_heads, chunks: since_snapshot, last_seq }, bad))
+    }
+
+    fn bad(&self, record: &DocumentRecord, reason: String) -> CollectorError {
+        CollectorError::Document { document: record.id.clone(), reason }
+    }
+
+    /// Loads a document and sets aside in the store what of it does not load, saying so.
+    async fn load_and_repair(
+        &self,
+        record: DocumentRecord,
+        chunks: &[(i64, bool, Vec<u8>)],
+    ) -> Result<Doc, CollectorError> {
+        let id = record.id.clone();
+        let (doc, bad) = self.load_doc(record, chunks)?;
+        if !bad.is_empty() {
+            for (seq, reason) in &bad {
+                tracing::warn!(document = %id, chunk = seq, reason, "a stored chunk does not load: set aside");
+            }
+            self.store.set_aside(&bad).await?;
+        }
+        Ok(doc)
     }
 
     /// Drops the in-memory copy of a document and loads what the store holds.
@@ -296,7 +367,7 @@ impl Shared {
             .filter(|c| c.document == record.id)
             .map(|c| (c.seq, c.snapshot, c.data))
             .collect();
-        let doc = self.load_doc(record, &chunks)?;
+        let doc = self.load_and_repair(record, &chunks).await?;
         inner.docs.insert(*id, doc);
         Ok(())
     }
@@ -352,6 +423,47 @@ impl Shared {
             }
             Err(e) => tracing::warn!(document = %doc.record.id, error = %e, "compaction failed"),
         }
+    }
+
+    /// Checks the response index against the ledgers and corrects what differs: a crash, or an
+    /// older version of this library, may have stored a ledger's changes without their rows.
+    /// A missing row for one of this collector's responses is marked not acknowledged: the
+    /// next sync confirms it, so the phone never shows as safe what may not be.
+    async fn check_index(&self, inner: &Inner) -> Result<(), CollectorError> {
+        let me = inner.identity.as_ref().map(|i| i.collector.clone());
+        for doc in inner.docs.values() {
+            let Body::Ledger(ledger) = &doc.body else { continue };
+            let stored = self.store.index_of(&doc.record.id).await?;
+            let mut rows = Vec::new();
+            let mut present = BTreeSet::new();
+            for view in ledger.responses()? {
+                present.insert(view.id.to_string());
+                let mut row = index_row(&doc.record, &view, None);
+                match stored.iter().find(|s| s.id == row.id) {
+                    Some(s)
+                        if s.status == row.status
+                            && s.collector == row.collector
+                            && s.recorded_on == row.recorded_on =>
+                    {
+                        continue;
+                    }
+                    Some(_) => {}
+                    None if row.collector.is_some() && row.collector == me => {
+                        row.last_change = ledger.doc().get_heads().first().map(|h| h.0.to_vec());
+                        row.acknowledged = false;
+                    }
+                    None => {}
+                }
+                rows.push(row);
+            }
+            let removed: Vec<String> =
+                stored.iter().filter(|s| !present.contains(&s.id)).map(|s| s.id.clone()).collect();
+            if !rows.is_empty() || !removed.is_empty() {
+                tracing::warn!(document = %doc.record.id, corrected = rows.len(), removed = removed.len(), "the response index disagreed with the ledger: corrected");
+                self.store.repair_index(&doc.record.id, &rows, &removed).await?;
+            }
+        }
+        Ok(())
     }
 
     /// After a local operation on `responses` of ledger `id`: stores the change and the index
@@ -431,9 +543,12 @@ impl Collector {
             for record in records {
                 let id = DocumentId::parse_url_or_id(&record.id)
                     .map_err(|e| StoreError::Corrupt(format!("document id: {e}")))?;
-                let doc = shared.load_doc(record.clone(), chunks.get(&record.id).map_or(&[][..], Vec::as_slice))?;
+                let doc = shared
+                    .load_and_repair(record.clone(), chunks.get(&record.id).map_or(&[][..], Vec::as_slice))
+                    .await?;
                 inner.docs.insert(id, doc);
             }
+            shared.check_index(&inner).await?;
         }
         Ok(shared)
     }
@@ -578,7 +693,7 @@ impl Collector {
                 let id = DocumentId::parse_url_or_id(&record.id)
                     .map_err(|e| CollectorError::Invalid(format!("document id: {e}")))?;
                 let chunks: Vec<(i64, bool, Vec<u8>)> = chunk.map(|c| (0, true, c)).into_iter().collect();
-                let doc = self.shared.load_doc(record, &chunks)?;
+                let (doc, _) = self.shared.load_doc(record, &chunks)?;
                 inner.docs.insert(id, doc);
             }
             // The chunk sequence numbers of the new documents are only used to compact: read
@@ -926,6 +1041,20 @@ impl Collector {
         progress: BundleProgress<'_>,
     ) -> Result<BundleReport, CollectorError> {
         self.block(bundle::import(&self.shared, path.as_ref(), progress))
+    }
+
+    /// The chunks set aside when the store was opened because they did not load.
+    pub fn set_aside(&self) -> Result<Vec<SetAsideItem>, CollectorError> {
+        let chunks = self.block(self.shared.store.set_aside_chunks())?;
+        Ok(chunks
+            .into_iter()
+            .map(|c| SetAsideItem {
+                document: c.chunk.document,
+                seq: c.chunk.seq,
+                bytes: c.chunk.data.len() as u64,
+                reason: c.reason,
+            })
+            .collect())
     }
 
     /// SQLite's integrity check of the store: `ok` when sound.

@@ -8,8 +8,8 @@ use std::sync::Arc;
 use crate::collector::{Collector, CollectorError};
 use crate::sync::SyncOptions;
 use crate::views::{
-    AnswerSlot, BundleReport, CampaignView, Counts, EnrollmentView, ResponseFilter, ResponseItem, SyncReport,
-    TallyInput, TallyItem,
+    AnswerSlot, BundleReport, CampaignView, Counts, EnrollmentView, ResponseFilter, ResponseItem, SetAsideItem,
+    SyncReport, TallyInput, TallyItem,
 };
 
 /// What went wrong, in the few kinds an app reacts to differently. `message` is for people.
@@ -45,6 +45,13 @@ pub enum HamletError {
         /// What the server said.
         message: String,
     },
+    /// Another program (or another `HamletCollector` in this app) has the store open: one store
+    /// has one writer. Close the other, or use the one already open.
+    #[error("{message}")]
+    StoreInUse {
+        /// Which store.
+        message: String,
+    },
     /// The local store or a bundle file failed.
     #[error("{message}")]
     Storage {
@@ -71,6 +78,7 @@ impl From<CollectorError> for HamletError {
             CollectorError::Enroll(EnrollError::Refused { .. })
             | CollectorError::Sync(SyncError::Unauthorized { .. }) => HamletError::Refused { message },
             CollectorError::Enroll(_) | CollectorError::Sync(_) => HamletError::Network { message },
+            CollectorError::Store(crate::store::StoreError::InUse { .. }) => HamletError::StoreInUse { message },
             CollectorError::Store(_)
             | CollectorError::Bundle(_)
             | CollectorError::Document { .. }
@@ -208,6 +216,11 @@ impl HamletCollector {
     /// Sets the offset from UTC used for "today" (default +07:00, i.e. 420).
     pub fn set_utc_offset_minutes(&self, minutes: i32) -> Result<(), HamletError> {
         Ok(self.inner.set_utc_offset_minutes(minutes)?)
+    }
+
+    /// The chunks of documents set aside when the store was opened because they did not load.
+    pub fn set_aside(&self) -> Result<Vec<SetAsideItem>, HamletError> {
+        Ok(self.inner.set_aside()?)
     }
 
     /// The actor id this device writes with (hex).

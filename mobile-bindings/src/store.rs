@@ -21,7 +21,7 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePo
 use sqlx::{Row, Sqlite, Transaction};
 
 /// The schema version this code writes (SQLite's `user_version`).
-const SCHEMA_VERSION: i64 = 1;
+const SCHEMA_VERSION: i64 = 2;
 
 const SCHEMA_V1: &[&str] = &[
     "CREATE TABLE meta (key TEXT PRIMARY KEY NOT NULL, value TEXT NOT NULL)",
@@ -78,6 +78,37 @@ const SCHEMA_V1: &[&str] = &[
     "CREATE INDEX responses_by_status ON responses (status, recorded_on)",
 ];
 
+/// Version 2: what the store keeps apart from its documents, each with the reason.
+const SCHEMA_V2: &[&str] = &[
+    // Chunks that did not load when the store was opened (two writers, a disk fault): kept,
+    // never loaded again, listed for the collector and for export.
+    "CREATE TABLE set_aside (
+        seq INTEGER PRIMARY KEY,
+        document TEXT NOT NULL,
+        snapshot INTEGER NOT NULL,
+        data BLOB NOT NULL,
+        reason TEXT NOT NULL
+    )",
+    // A server's refusal of a document's changes: that document stops syncing with that server
+    // storage until new changes are made, and the collector is shown the reason.
+    "CREATE TABLE refusals (
+        document TEXT NOT NULL,
+        server TEXT NOT NULL,
+        reason TEXT NOT NULL,
+        heads BLOB NOT NULL,
+        PRIMARY KEY (document, server)
+    )",
+    // Changes by other devices' actors that arrived in a bundle: carried, never merged into the
+    // phone's own documents (a server may refuse them; that must not block the phone's own).
+    "CREATE TABLE carried (
+        hash BLOB PRIMARY KEY NOT NULL,
+        document TEXT NOT NULL,
+        actor TEXT NOT NULL,
+        data BLOB NOT NULL,
+        source TEXT NOT NULL
+    )",
+];
+
 /// What went wrong with the local store.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -106,6 +137,13 @@ pub enum StoreError {
     /// A stored value does not read back (damaged or foreign data).
     #[error("store: {0}")]
     Corrupt(String),
+    /// Another program (or another `Collector` in this one) has the store open: two writers
+    /// would give this device's actor the same sequence number twice and damage the store.
+    #[error("the store {path} is in use by another program: close it there first")]
+    InUse {
+        /// The store file.
+        path: String,
+    },
 }
 
 fn failed(context: &'static str) -> impl FnOnce(sqlx::Error) -> StoreError {
@@ -162,6 +200,15 @@ pub struct StoredChunk {
     pub snapshot: bool,
     /// The bytes.
     pub data: Vec<u8>,
+}
+
+/// A chunk that did not load, kept apart with the reason.
+#[derive(Clone, Debug)]
+pub struct SetAsideChunk {
+    /// The chunk as it was stored.
+    pub chunk: StoredChunk,
+    /// Why it did not load.
+    pub reason: String,
 }
 
 /// A response as the index knows it.
@@ -237,6 +284,39 @@ pub struct IndexCounts {
 #[derive(Clone, Debug)]
 pub struct Store {
     pool: SqlitePool,
+    /// The exclusive lock on `<store>.lock`, held while this store (any clone of it) is open.
+    lock: std::sync::Arc<std::sync::Mutex<Option<std::fs::File>>>,
+}
+
+/// Takes the exclusive lock that makes one store one writer. The lock is the operating
+/// system's (`flock` on Linux and Android, `LockFileEx` on Windows): it goes with the process,
+/// so a killed app never leaves a stale lock behind. The lock file itself is never deleted
+/// (deleting it would let two openers lock two different files).
+fn lock_store(path: &Path, shown: &str) -> Result<std::fs::File, StoreError> {
+    let mut name = path.as_os_str().to_owned();
+    name.push(".lock");
+    let file = owner_only(std::fs::OpenOptions::new().read(true).write(true).create(true).truncate(false))
+        .open(&name)
+        .map_err(|e| StoreError::Open { path: shown.to_owned(), source: sqlx::Error::Io(e) })?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(std::fs::TryLockError::WouldBlock) => Err(StoreError::InUse { path: shown.to_owned() }),
+        Err(std::fs::TryLockError::Error(e)) => {
+            Err(StoreError::Open { path: shown.to_owned(), source: sqlx::Error::Io(e) })
+        }
+    }
+}
+
+/// Files of the store are readable by their owner only: they hold the device token.
+#[cfg(unix)]
+fn owner_only(options: &mut std::fs::OpenOptions) -> &mut std::fs::OpenOptions {
+    use std::os::unix::fs::OpenOptionsExt;
+    options.mode(0o600)
+}
+
+#[cfg(not(unix))]
+fn owner_only(options: &mut std::fs::OpenOptions) -> &mut std::fs::OpenOptions {
+    options
 }
 
 impl Store {
@@ -247,6 +327,13 @@ impl Store {
         if let Some(folder) = path.parent().filter(|f| !f.as_os_str().is_empty()) {
             std::fs::create_dir_all(folder).map_err(|e| open_error(sqlx::Error::Io(e)))?;
         }
+        // The lock first: nothing of the file is read or written before it is ours.
+        let lock = lock_store(path, &shown)?;
+        // Created by us, readable by the owner only (the file holds the device token); SQLite
+        // gives its journal files the same permissions.
+        owner_only(std::fs::OpenOptions::new().write(true).create(true).truncate(false))
+            .open(path)
+            .map_err(|e| open_error(sqlx::Error::Io(e)))?;
         let options = SqliteConnectOptions::from_str("sqlite:")
             .map_err(open_error)?
             .filename(path)
@@ -258,7 +345,7 @@ impl Store {
         // One connection: the library serialises its writes anyway, and a single connection
         // keeps the in-memory page cache warm for the reads that follow them.
         let pool = SqlitePoolOptions::new().max_connections(1).connect_with(options).await.map_err(open_error)?;
-        let store = Store { pool };
+        let store = Store { pool, lock: std::sync::Arc::new(std::sync::Mutex::new(Some(lock))) };
         store.migrate().await?;
         Ok(store)
     }
@@ -271,23 +358,34 @@ impl Store {
         if version > SCHEMA_VERSION {
             return Err(StoreError::NewerSchema { found: version });
         }
-        if version == 0 {
-            let mut tx = self.pool.begin().await.map_err(failed("creating the schema"))?;
-            for statement in SCHEMA_V1 {
-                sqlx::query(sqlx::AssertSqlSafe(*statement))
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(failed("creating the schema"))?;
-            }
-            sqlx::query("PRAGMA user_version = 1").execute(&mut *tx).await.map_err(failed("creating the schema"))?;
-            tx.commit().await.map_err(failed("creating the schema"))?;
+        if version == SCHEMA_VERSION {
+            return Ok(());
         }
+        let context = "updating the schema";
+        let mut tx = self.pool.begin().await.map_err(failed(context))?;
+        let steps: [(i64, &[&str]); 2] = [(1, SCHEMA_V1), (2, SCHEMA_V2)];
+        for (step, statements) in steps {
+            if version >= step {
+                continue;
+            }
+            for statement in statements {
+                sqlx::query(sqlx::AssertSqlSafe(*statement)).execute(&mut *tx).await.map_err(failed(context))?;
+            }
+        }
+        sqlx::query(sqlx::AssertSqlSafe(format!("PRAGMA user_version = {SCHEMA_VERSION}")))
+            .execute(&mut *tx)
+            .await
+            .map_err(failed(context))?;
+        tx.commit().await.map_err(failed(context))?;
         Ok(())
     }
 
-    /// Closes the pool (tests reopen the file afterwards).
+    /// Closes the pool and releases the lock (tests reopen the file afterwards).
     pub async fn close(&self) {
         self.pool.close().await;
+        if let Ok(mut lock) = self.lock.lock() {
+            lock.take();
+        }
     }
 
     /// A value of the `meta` table.
@@ -440,27 +538,7 @@ impl Store {
             None => None,
         };
         for row in &write.index {
-            sqlx::query(
-                "INSERT INTO responses (id, document, campaign, hamlet, collector, status, recorded_on, last_change, acknowledged)
-                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
-                 ON CONFLICT (id) DO UPDATE SET status = excluded.status, collector = excluded.collector,
-                   recorded_on = excluded.recorded_on,
-                   last_change = COALESCE(excluded.last_change, responses.last_change),
-                   acknowledged = CASE WHEN excluded.last_change IS NULL THEN responses.acknowledged
-                                       ELSE excluded.acknowledged END",
-            )
-            .bind(&row.id)
-            .bind(&row.document)
-            .bind(&row.campaign)
-            .bind(&row.hamlet)
-            .bind(&row.collector)
-            .bind(&row.status)
-            .bind(&row.recorded_on)
-            .bind(&row.last_change)
-            .bind(row.acknowledged)
-            .execute(&mut *tx)
-            .await
-            .map_err(failed(context))?;
+            upsert_index_row(&mut tx, row).await?;
         }
         if let Some((server, state, heads)) = &write.sync {
             sqlx::query(
@@ -594,6 +672,82 @@ impl Store {
         Ok(IndexCounts { recorded_today: n(0), drafts: n(1), pending: n(2), acknowledged: n(3), voided: n(4) })
     }
 
+    /// Moves chunks that do not load out of the document, into `set_aside`, each with its
+    /// reason; one transaction.
+    pub async fn set_aside(&self, chunks: &[(i64, String)]) -> Result<(), StoreError> {
+        let context = "setting aside a damaged chunk";
+        let mut tx = self.pool.begin().await.map_err(failed(context))?;
+        for (seq, reason) in chunks {
+            sqlx::query(
+                "INSERT INTO set_aside (seq, document, snapshot, data, reason)
+                 SELECT seq, document, snapshot, data, ? FROM chunks WHERE seq = ?",
+            )
+            .bind(reason)
+            .bind(seq)
+            .execute(&mut *tx)
+            .await
+            .map_err(failed(context))?;
+            sqlx::query("DELETE FROM chunks WHERE seq = ?")
+                .bind(seq)
+                .execute(&mut *tx)
+                .await
+                .map_err(failed(context))?;
+        }
+        tx.commit().await.map_err(failed(context))
+    }
+
+    /// The chunks set aside, oldest first.
+    pub async fn set_aside_chunks(&self) -> Result<Vec<SetAsideChunk>, StoreError> {
+        let rows = sqlx::query("SELECT seq, document, snapshot, data, reason FROM set_aside ORDER BY seq")
+            .fetch_all(&self.pool)
+            .await
+            .map_err(failed("reading what was set aside"))?;
+        Ok(rows
+            .into_iter()
+            .map(|r| SetAsideChunk {
+                chunk: StoredChunk {
+                    seq: r.get(0),
+                    document: r.get(1),
+                    snapshot: r.get::<i64, _>(2) != 0,
+                    data: r.get(3),
+                },
+                reason: r.get(4),
+            })
+            .collect())
+    }
+
+    /// The index rows of one document.
+    pub async fn index_of(&self, document: &str) -> Result<Vec<IndexRow>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT id, document, campaign, hamlet, collector, status, recorded_on, last_change, acknowledged
+             FROM responses WHERE document = ? ORDER BY id",
+        )
+        .bind(document)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(failed("reading the index"))?;
+        Ok(rows.into_iter().map(index_row).collect())
+    }
+
+    /// Corrects the index of `document`: rows written (inserted, or updated keeping their
+    /// last change when the row gives none) and rows removed, in one transaction.
+    pub async fn repair_index(&self, document: &str, rows: &[IndexRow], removed: &[String]) -> Result<(), StoreError> {
+        let context = "repairing the index";
+        let mut tx = self.pool.begin().await.map_err(failed(context))?;
+        for row in rows {
+            upsert_index_row(&mut tx, row).await?;
+        }
+        for id in removed {
+            sqlx::query("DELETE FROM responses WHERE id = ? AND document = ?")
+                .bind(id)
+                .bind(document)
+                .execute(&mut *tx)
+                .await
+                .map_err(failed(context))?;
+        }
+        tx.commit().await.map_err(failed(context))
+    }
+
     /// SQLite's own integrity check: `ok` when the file is sound.
     pub async fn integrity_check(&self) -> Result<String, StoreError> {
         let rows: Vec<String> = sqlx::query_scalar("PRAGMA integrity_check")
@@ -616,6 +770,31 @@ fn index_row(r: sqlx::sqlite::SqliteRow) -> IndexRow {
         last_change: r.get(7),
         acknowledged: r.get::<i64, _>(8) != 0,
     }
+}
+
+async fn upsert_index_row(tx: &mut Transaction<'static, Sqlite>, row: &IndexRow) -> Result<(), StoreError> {
+    sqlx::query(
+        "INSERT INTO responses (id, document, campaign, hamlet, collector, status, recorded_on, last_change, acknowledged)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
+         ON CONFLICT (id) DO UPDATE SET status = excluded.status, collector = excluded.collector,
+           recorded_on = excluded.recorded_on,
+           last_change = COALESCE(excluded.last_change, responses.last_change),
+           acknowledged = CASE WHEN excluded.last_change IS NULL THEN responses.acknowledged
+                               ELSE excluded.acknowledged END",
+    )
+    .bind(&row.id)
+    .bind(&row.document)
+    .bind(&row.campaign)
+    .bind(&row.hamlet)
+    .bind(&row.collector)
+    .bind(&row.status)
+    .bind(&row.recorded_on)
+    .bind(&row.last_change)
+    .bind(row.acknowledged)
+    .execute(&mut **tx)
+    .await
+    .map_err(failed("writing the index"))?;
+    Ok(())
 }
 
 async fn insert_chunk(

@@ -254,3 +254,17 @@ pub struct EnrollmentView {
     /// What is assigned.
     pub campaigns: Vec<AssignmentView>,
 }
+
+/// A stored chunk that did not load when the store was opened, kept apart (never loaded again,
+/// never deleted) with the reason.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, uniffi::Record)]
+pub struct SetAsideItem {
+    /// The document it belonged to.
+    pub document: String,
+    /// Its place in the store's writing order.
+    pub seq: i64,
+    /// Its size.
+    pub bytes: u64,
+    /// Why it did not load.
+    pub reason: String,
+}

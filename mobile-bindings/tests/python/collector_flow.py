@@ -25,6 +25,14 @@ def check(condition, message):
 def main():
     phone = HamletCollector.open(os.environ["HAMLET_STORE"])
     check(phone.enrollment() is None, "a new store is not enrolled")
+    # One store, one writer: a second opener (a background job, the app opening it twice) is
+    # told the store is in use, and the first keeps working.
+    try:
+        HamletCollector.open(os.environ["HAMLET_STORE"])
+        check(False, "a store already open must not open a second time")
+    except HamletError.StoreInUse as e:
+        check("in use by another program" in str(e), "the error says why: %s" % e)
+    check(phone.set_aside() == [], "nothing set aside in a new store")
     try:
         phone.counts()
         check(False, "counts before enrollment must fail")
@@ -82,6 +90,13 @@ def main():
     check(all(r.acknowledged for r in phone.responses(ResponseFilter(campaign=None, hamlet=None, status=None,
                                                                         recorded_on=None, mine_only=True))),
           "every response shows acknowledged")
+
+    # Closed, the store opens again, with everything in it.
+    del phone
+    import gc
+    gc.collect()
+    reopened = HamletCollector.open(os.environ["HAMLET_STORE"])
+    check(reopened.counts().acknowledged == 50, "the store reopens whole after it is closed")
 
     print(json.dumps({"ids": ids, "bytes_sent": report.bytes_sent, "round_trips": report.round_trips}))
 

@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 use hamlet_mobile::enroll::EnrollError;
+use hamlet_mobile::store::StoreError;
 use hamlet_mobile::sync::SyncError;
 use hamlet_mobile::views::{ResponseFilter, SyncReport, TallyInput};
 use hamlet_mobile::{Collector, CollectorError, SyncEvent, SyncOptions};
@@ -36,6 +37,9 @@ struct Cli {
     /// Print JSON, for scripts.
     #[arg(long, global = true)]
     json: bool,
+    /// Seconds to wait while another program has the store open (one writer at a time).
+    #[arg(long, env = "HAMLET_STORE_WAIT", default_value_t = 10, global = true)]
+    wait: u64,
     #[command(subcommand)]
     command: Command,
 }
@@ -294,7 +298,7 @@ fn pick_hamlet(collector: &Collector, campaign: &str, given: Option<String>) -> 
 
 fn run(cli: Cli) -> Result<(), Failure> {
     let (lang, json) = (cli.lang, cli.json);
-    let collector = Collector::open(&cli.store)?;
+    let collector = open(&cli.store, Duration::from_secs(cli.wait))?;
     match cli.command {
         Command::Enroll { server, code, device_name, collector: person, campaign, hamlet, no_sync } => {
             let enrolled = match (code, person, campaign) {
@@ -519,6 +523,19 @@ fn run(cli: Cli) -> Result<(), Failure> {
         }
     }
     Ok(())
+}
+
+/// Opens the store, waiting up to `wait` while another program has it open.
+fn open(store: &std::path::Path, wait: Duration) -> Result<Collector, Failure> {
+    let started = std::time::Instant::now();
+    loop {
+        match Collector::open(store) {
+            Err(CollectorError::Store(StoreError::InUse { .. })) if started.elapsed() < wait => {
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            other => return Ok(other?),
+        }
+    }
 }
 
 fn answers_from_file(path: &std::path::Path) -> Result<Vec<(String, String)>, Failure> {
