@@ -19,8 +19,17 @@
 //! are listed with `counted = true`; edits made after the seal are flagged
 //! ([`FlagKind::EditedAfterSeal`]) and never counted. A voided response keeps its rows, all with
 //! `counted = false`. Values that do not fit the form are not listed as answers but flagged.
+//!
+//! Only what the campaign's rules allow counts; the rest is kept and flagged: a response on
+//! another form version ([`FlagKind::FormVersion`]), or recorded before the schedule opens or
+//! submitted after it closes ([`FlagKind::OutsideSchedule`]), has no counted answer. A tally is
+//! counted (`TallyRow::counted`) only when nothing is flagged on it: figures that do not add up,
+//! more ballots returned than the hamlet's expected voters, or the same figures as a tally with
+//! a smaller id ([`FlagKind::TallyDuplicate`], a retry that made a new id). The server may count
+//! a flagged tally once staff reviewed it. Since a duplicate depends on the other tallies, a
+//! change to any tally re-reads them all (a hamlet holds a handful).
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 use automerge::{ChangeHash, PatchAction, Prop, ROOT, ReadDoc};
 use serde::{Deserialize, Serialize};
@@ -94,6 +103,8 @@ pub struct TallyRow {
     pub collector: Option<String>,
     /// Ballot counts.
     pub ballots: Ballots,
+    /// Whether it counts in results: nothing is flagged on it.
+    pub counted: bool,
 }
 
 /// One count of a tally.
@@ -156,10 +167,27 @@ pub enum FlagKind {
         /// Why.
         reason: String,
     },
-    /// A tally whose figures do not add up.
+    /// A tally whose figures do not add up, or exceed the hamlet's voters.
     TallyInconsistent {
         /// Why.
         reason: String,
+    },
+    /// A response recorded before the campaign's schedule opens or submitted after it closes:
+    /// kept, not counted.
+    OutsideSchedule {
+        /// Day recorded.
+        recorded_on: Option<Day>,
+        /// Day submitted.
+        submitted_on: Option<Day>,
+        /// The schedule's first day.
+        opens_on: Day,
+        /// The schedule's last day.
+        closes_on: Day,
+    },
+    /// A tally with exactly the figures of another one (a retry entered it again).
+    TallyDuplicate {
+        /// The tally it repeats (the smaller id, which counts).
+        of: TallyId,
     },
     /// A response or tally key that is not a valid id.
     MalformedKey {
@@ -224,6 +252,7 @@ pub fn project(campaign: &Campaign, ledger: &Ledger) -> Result<Projection, Ledge
 pub fn project_since(campaign: &Campaign, ledger: &Ledger, before: &[ChangeHash]) -> Result<Projection, LedgerError> {
     let after = ledger.doc().get_heads();
     let mut entities = BTreeSet::new();
+    let mut tallies_touched = false;
     for patch in ledger.doc().diff(before, &after) {
         if patch.obj == ROOT {
             // The skeleton itself changed: only the first sync of a ledger does this.
@@ -239,7 +268,13 @@ pub fn project_since(campaign: &Campaign, ledger: &Ledger, before: &[ChangeHash]
             (None, PatchAction::Conflict { prop: Prop::Map(key) }) => key.clone(),
             _ => return project(campaign, ledger),
         };
-        entities.insert(entity_of(collection, &key));
+        let entity = entity_of(collection, &key);
+        tallies_touched |= matches!(entity, Entity::Tally(_));
+        entities.insert(entity);
+    }
+    if tallies_touched {
+        // Whether a tally repeats another depends on every tally.
+        entities.extend(ledger.tally_ids().into_iter().map(Entity::Tally));
     }
     build(campaign, ledger, false, entities)
 }
@@ -259,11 +294,17 @@ fn build(
     entities: BTreeSet<Entity>,
 ) -> Result<Projection, LedgerError> {
     let mut rows = Rows::default();
+    let mut firsts = None;
     for entity in &entities {
         match entity {
             Entity::Ledger => ledger_rows(ledger, &mut rows)?,
             Entity::Response(id) => response_rows(campaign, ledger, id, &mut rows)?,
-            Entity::Tally(id) => tally_rows(campaign, ledger, id, &mut rows)?,
+            Entity::Tally(id) => {
+                if firsts.is_none() {
+                    firsts = Some(first_tallies(ledger)?);
+                }
+                tally_rows(campaign, ledger, id, firsts.as_ref().unwrap_or(&BTreeMap::new()), &mut rows)?
+            }
         }
     }
     Ok(Projection { campaign: ledger.campaign().clone(), hamlet: ledger.hamlet().clone(), full, entities, rows })
@@ -299,11 +340,26 @@ fn response_rows(campaign: &Campaign, ledger: &Ledger, id: &ResponseId, rows: &m
     let entity = Entity::Response(id.clone());
     let status = view.status();
     let flag = |kind| FlagRow { entity: entity.clone(), kind };
+    let mut by_the_rules = true;
     if view.form_version != Some(i64::from(campaign.form.version)) {
         rows.flags.push(flag(FlagKind::FormVersion { found: view.form_version, expected: campaign.form.version }));
+        by_the_rules = false;
+    }
+    let submitted_on = view.seal.as_ref().and_then(|s| s.on);
+    let schedule = campaign.schedule;
+    let early = view.recorded_on.is_some_and(|d| d < schedule.opens_on);
+    let late = submitted_on.is_some_and(|d| d > schedule.closes_on);
+    if early || late {
+        rows.flags.push(flag(FlagKind::OutsideSchedule {
+            recorded_on: view.recorded_on,
+            submitted_on,
+            opens_on: schedule.opens_on,
+            closes_on: schedule.closes_on,
+        }));
+        by_the_rules = false;
     }
     let (answers, counted) = match &view.seal {
-        Some(seal) => (&seal.answers, status == Status::Submitted),
+        Some(seal) => (&seal.answers, status == Status::Submitted && by_the_rules),
         None => (&view.answers, false),
     };
     let subjects = campaign.subject_ids();
@@ -348,10 +404,33 @@ fn response_rows(campaign: &Campaign, ledger: &Ledger, id: &ResponseId, rows: &m
     Ok(())
 }
 
-fn tally_rows(campaign: &Campaign, ledger: &Ledger, id: &TallyId, rows: &mut Rows) -> Result<(), LedgerError> {
+/// What a tally's figures are, for finding tallies entered twice.
+fn figures(view: &crate::ledger::TallyView) -> String {
+    serde_json::to_string(&(&view.ballots, &view.counts)).unwrap_or_default()
+}
+
+/// The smallest tally id with each set of figures.
+fn first_tallies(ledger: &Ledger) -> Result<BTreeMap<String, TallyId>, LedgerError> {
+    let mut firsts: BTreeMap<String, TallyId> = BTreeMap::new();
+    for view in ledger.tallies()? {
+        let first = firsts.entry(figures(&view)).or_insert_with(|| view.id.clone());
+        if view.id < *first {
+            *first = view.id;
+        }
+    }
+    Ok(firsts)
+}
+
+fn tally_rows(
+    campaign: &Campaign,
+    ledger: &Ledger,
+    id: &TallyId,
+    firsts: &BTreeMap<String, TallyId>,
+    rows: &mut Rows,
+) -> Result<(), LedgerError> {
     let Some(view) = ledger.tally(id)? else { return Ok(()) };
     let entity = Entity::Tally(id.clone());
-    let mut counts = std::collections::BTreeMap::new();
+    let mut counts = BTreeMap::new();
     for (key, scalar) in &view.counts {
         let count = match scalar {
             Scalar::Int(n) => u32::try_from(*n).ok(),
@@ -372,10 +451,26 @@ fn tally_rows(campaign: &Campaign, ledger: &Ledger, id: &TallyId, rows: &mut Row
             }),
         }
     }
+    let flags_before = rows.flags.len();
     if let Err(e) = crate::ledger::check_tally(campaign, &view.ballots, &counts) {
         rows.flags
             .push(FlagRow { entity: entity.clone(), kind: FlagKind::TallyInconsistent { reason: e.to_string() } });
+    } else if let Some(scope) = campaign.hamlets.iter().find(|h| &h.hamlet == ledger.hamlet())
+        && view.ballots.returned > scope.expected_voters
+    {
+        let reason = format!(
+            "{} ballots returned, more than the hamlet's {} expected voters",
+            view.ballots.returned, scope.expected_voters
+        );
+        rows.flags.push(FlagRow { entity: entity.clone(), kind: FlagKind::TallyInconsistent { reason } });
     }
+    // The same figures as a tally with a smaller id: entered twice.
+    if let Some(first) = firsts.get(&figures(&view))
+        && first != id
+    {
+        rows.flags.push(FlagRow { entity: entity.clone(), kind: FlagKind::TallyDuplicate { of: first.clone() } });
+    }
+    let counted = rows.flags.len() == flags_before;
     rows.tally_counts.extend(counts.into_iter().map(|(k, count)| TallyCountRow {
         tally: id.clone(),
         question: k.question,
@@ -389,6 +484,7 @@ fn tally_rows(campaign: &Campaign, ledger: &Ledger, id: &TallyId, rows: &mut Row
         recorded_on: view.recorded_on,
         collector: view.collector,
         ballots: view.ballots,
+        counted,
     });
     Ok(())
 }

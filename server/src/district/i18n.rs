@@ -262,9 +262,11 @@ texts! {
     nothing_to_review: "Không có gì cần xem xét.", "Nothing to review.";
     flag_edited_after_seal: "Sửa sau khi nộp (không tính)", "Edited after submission (not counted)";
     flag_invalid_answer: "Câu trả lời không hợp lệ", "Invalid answer";
-    flag_form_version: "Sai phiên bản mẫu phiếu", "Other form version";
-    flag_invalid_count: "Số liệu biên bản không hợp lệ", "Invalid tally count";
-    flag_tally_inconsistent: "Biên bản không khớp", "Tally does not add up";
+    flag_form_version: "Sai phiên bản mẫu phiếu (không tính)", "Other form version (not counted)";
+    flag_invalid_count: "Số liệu biên bản không hợp lệ (chưa tính)", "Invalid tally count (not counted until reviewed)";
+    flag_tally_inconsistent: "Biên bản không khớp hoặc vượt số cử tri (chưa tính)", "Tally does not add up or exceeds the voters (not counted until reviewed)";
+    flag_outside_schedule: "Ghi hoặc nộp ngoài thời gian lấy ý kiến (không tính)", "Recorded or submitted outside the schedule (not counted)";
+    flag_tally_duplicate: "Biên bản nhập trùng (chưa tính)", "Tally entered twice (not counted until reviewed)";
     flag_malformed_key: "Mã không hợp lệ", "Malformed key";
     sealed_value: "giá trị đã nộp", "submitted value";
     current_value: "giá trị hiện tại", "current value";

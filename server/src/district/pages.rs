@@ -806,6 +806,8 @@ fn flag_label(t: &Texts, flag: &str) -> &'static str {
         "form_version" => t.flag_form_version,
         "invalid_count" => t.flag_invalid_count,
         "tally_inconsistent" => t.flag_tally_inconsistent,
+        "outside_schedule" => t.flag_outside_schedule,
+        "tally_duplicate" => t.flag_tally_duplicate,
         _ => t.flag_malformed_key,
     }
 }

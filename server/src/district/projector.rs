@@ -264,7 +264,8 @@ impl Projector {
                     continue;
                 }
             };
-            let rows = SqlRows::from_projection(&projection);
+            let mut rows = SqlRows::from_projection(&projection);
+            self.count_reviewed_tallies(campaign.id.as_str(), &mut rows).await?;
             let apply = Apply {
                 document: &key,
                 campaign: projection.campaign.as_str(),
@@ -282,6 +283,44 @@ impl Projector {
             }
         }
         Err(ProjectorError::Contended(key))
+    }
+
+    /// Counts the flagged tallies of `rows` whose every flag staff reviewed.
+    async fn count_reviewed_tallies(&self, campaign: &str, rows: &mut SqlRows) -> Result<(), StoreError> {
+        let flagged: Vec<&ItemSql> = rows.flags.iter().filter(|f| f.entity_kind == "tally").collect();
+        if flagged.is_empty() {
+            return Ok(());
+        }
+        const SQL: &str = "SELECT item_key FROM reviews WHERE campaign_id = $1 AND item_key LIKE 'flag:%:tally:%'";
+        let reviewed: BTreeSet<String> = crate::store::on_pool!(self.store, pool => {
+            sqlx::query_scalar(SQL).bind(campaign).fetch_all(pool).await
+        })
+        .map_err(query_failed("reading reviewed tally flags"))?
+        .into_iter()
+        .collect();
+        let mut pending: BTreeSet<String> = BTreeSet::new();
+        for f in flagged {
+            if !reviewed.contains(&f.item_key) {
+                pending.insert(f.entity_id.clone());
+            }
+        }
+        for t in rows.tallies.iter_mut().filter(|t| t.counted == 0 && !pending.contains(&t.id)) {
+            t.counted = 1;
+        }
+        Ok(())
+    }
+
+    /// Projects ledger `document` again in full (after a review changed what it counts).
+    pub async fn reproject_document(&self, document: &str) -> Result<(), ProjectorError> {
+        crate::store::on_pool!(self.store, pool => {
+            sqlx::query("DELETE FROM projection_marks WHERE document_id = $1").bind(document).execute(pool).await.map(drop)
+        })
+        .map_err(query_failed("dropping a projection mark"))?;
+        let Ok(id) = document.parse::<DocumentId>() else { return Ok(()) };
+        let doc = self.load(document).await?;
+        let Some((campaign, _)) = ledger_of(&doc) else { return Ok(()) };
+        let Some(campaign) = self.catalog.campaign(&campaign).await? else { return Ok(()) };
+        self.project_document(id, &campaign, doc).await
     }
 
     /// The document as stored (every chunk).
@@ -497,6 +536,8 @@ struct TallySql {
     recorded_on: Option<String>,
     collector: Option<String>,
     ballots: [i64; 4],
+    /// 1 when it counts: nothing flagged on it, or every flag reviewed.
+    counted: i64,
 }
 
 #[derive(Debug)]
@@ -536,6 +577,8 @@ fn flag_kind(kind: &FlagKind) -> &'static str {
         FlagKind::FormVersion { .. } => "form_version",
         FlagKind::InvalidCount { .. } => "invalid_count",
         FlagKind::TallyInconsistent { .. } => "tally_inconsistent",
+        FlagKind::OutsideSchedule { .. } => "outside_schedule",
+        FlagKind::TallyDuplicate { .. } => "tally_duplicate",
         FlagKind::MalformedKey { .. } => "malformed_key",
     }
 }
@@ -598,6 +641,7 @@ impl SqlRows {
                 recorded_on: day(t.recorded_on),
                 collector: t.collector.clone(),
                 ballots: [t.ballots.issued, t.ballots.returned, t.ballots.valid, t.ballots.invalid].map(i64::from),
+                counted: i64::from(t.counted),
             })
             .collect();
         let tally_counts = r
@@ -688,10 +732,13 @@ impl Counted {
             let level = a.text.clone().unwrap_or_default();
             c.add_level((a.question.clone(), a.subject.clone(), level), 1, 0);
         }
-        for t in &rows.tallies {
+        // A tally that does not count adds nothing: no ballots, no levels.
+        let mut counted = BTreeSet::new();
+        for t in rows.tallies.iter().filter(|t| t.counted == 1) {
             c.add_tally(t.ballots, 1);
+            counted.insert(t.id.as_str());
         }
-        for t in &rows.tally_counts {
+        for t in rows.tally_counts.iter().filter(|t| counted.contains(t.tally.as_str())) {
             c.add_level((t.question.clone(), t.subject.clone(), t.level.to_owned()), 0, t.count);
         }
         c
@@ -840,27 +887,32 @@ macro_rules! projection_sql {
                 let tallies = ids(a, "tally");
                 for chunk in tallies.chunks(IN_CHUNK) {
                     let mut q = scoped(
-                        "SELECT ballots_issued, ballots_returned, ballots_valid, ballots_invalid FROM tallies",
+                        "SELECT tally_id, ballots_issued, ballots_returned, ballots_valid, ballots_invalid FROM tallies",
                         a,
                     );
                     push_in(&mut q, "tally_id", chunk);
-                    let rows: Vec<(i64, i64, i64, i64)> = q
+                    q.push(" AND counted = 1");
+                    let rows: Vec<(String, i64, i64, i64, i64)> = q
                         .build_query_as()
                         .fetch_all(&mut *conn)
                         .await
                         .map_err(query_failed("reading old tallies"))?;
-                    for (i, r, v, n) in rows {
+                    let mut counted = BTreeSet::new();
+                    for (id, i, r, v, n) in rows {
                         old.add_tally([i, r, v, n], 1);
+                        counted.insert(id);
                     }
-                    let mut q = scoped("SELECT question_id, subject_id, level, count FROM tally_counts", a);
+                    let mut q = scoped("SELECT tally_id, question_id, subject_id, level, count FROM tally_counts", a);
                     push_in(&mut q, "tally_id", chunk);
-                    let rows: Vec<(String, String, String, i64)> = q
+                    let rows: Vec<(String, String, String, String, i64)> = q
                         .build_query_as()
                         .fetch_all(&mut *conn)
                         .await
                         .map_err(query_failed("reading old tally counts"))?;
-                    for (question, subject, level, count) in rows {
-                        old.add_level((question, subject, level), 0, count);
+                    for (id, question, subject, level, count) in rows {
+                        if counted.contains(&id) {
+                            old.add_level((question, subject, level), 0, count);
+                        }
                     }
                 }
                 Ok(old)
@@ -941,7 +993,7 @@ macro_rules! projection_sql {
                 for chunk in rows.tallies.chunks(INSERT_CHUNK) {
                     let mut q = QueryBuilder::<$db>::new(
                         "INSERT INTO tallies (campaign_id, hamlet_id, tally_id, recorded_on, collector, \
-                         ballots_issued, ballots_returned, ballots_valid, ballots_invalid) ",
+                         ballots_issued, ballots_returned, ballots_valid, ballots_invalid, counted) ",
                     );
                     q.push_values(chunk, |mut b, r| {
                         b.push_bind(a.campaign)
@@ -952,7 +1004,8 @@ macro_rules! projection_sql {
                             .push_bind(r.ballots[0])
                             .push_bind(r.ballots[1])
                             .push_bind(r.ballots[2])
-                            .push_bind(r.ballots[3]);
+                            .push_bind(r.ballots[3])
+                            .push_bind(r.counted);
                     });
                     q.build().execute(&mut *conn).await.map_err(query_failed("inserting tallies"))?;
                 }

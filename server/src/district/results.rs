@@ -590,14 +590,15 @@ mod tests {
                 let Some(pivot) = (r..m.len()).find(|i| m[*i][c] != 0) else { continue };
                 m.swap(r, pivot);
                 let inv = pow(m[r][c], P - 2);
-                for j in 0..cols {
-                    m[r][j] = m[r][j] * inv % P;
+                for x in &mut m[r] {
+                    *x = *x * inv % P;
                 }
-                for i in 0..m.len() {
-                    if i != r && m[i][c] != 0 {
-                        let f = m[i][c];
-                        for j in 0..cols {
-                            m[i][j] = (m[i][j] + P - f * m[r][j] % P) % P;
+                let pivot_row = m[r].clone();
+                for (i, row) in m.iter_mut().enumerate() {
+                    if i != r && row[c] != 0 {
+                        let f = row[c];
+                        for (x, p) in row.iter_mut().zip(&pivot_row) {
+                            *x = (*x + P - f * p % P) % P;
                         }
                     }
                 }

@@ -198,6 +198,20 @@ pub async fn mark_reviewed(
     })
     .map_err(query_failed("storing a review"))?;
     audit::record(store, &actor.name, "review.mark", &format!("{id}/{item_key}"), comment).await?;
+    // A flagged tally counts once reviewed: count its hamlet again.
+    const TALLY: &str = "SELECT ch.document_id FROM flags f JOIN campaign_hamlets ch \
+        ON ch.campaign_id = f.campaign_id AND ch.hamlet_id = f.hamlet_id \
+        WHERE f.campaign_id = $1 AND f.item_key = $2 AND f.entity_kind = 'tally'";
+    let documents: Vec<String> =
+        on_pool!(store, pool => sqlx::query_scalar(TALLY).bind(id).bind(item_key).fetch_all(pool).await)
+            .map_err(query_failed("finding a reviewed tally's ledger"))?;
+    for document in documents {
+        district
+            .projector
+            .reproject_document(&document)
+            .await
+            .map_err(|e| DistrictError::Internal(format!("counting a reviewed tally: {e}")))?;
+    }
     Ok(())
 }
 

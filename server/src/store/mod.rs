@@ -575,6 +575,12 @@ const MIGRATIONS: &[(i64, &str, &str, &str)] = &[
         include_str!("../../migrations/sqlite/0003_accounts.sql"),
         include_str!("../../migrations/postgres/0003_accounts.sql"),
     ),
+    (
+        4,
+        "counting_rules",
+        include_str!("../../migrations/sqlite/0004_counting_rules.sql"),
+        include_str!("../../migrations/postgres/0004_counting_rules.sql"),
+    ),
 ];
 
 fn migrator(backend: Backend) -> Migrator {

@@ -1,0 +1,79 @@
+//! Counting by the campaign's rules, through the hub and the projector, on SQLite and
+//! PostgreSQL: what is kept and flagged but not counted, and what review changes.
+#![allow(clippy::expect_used, clippy::unwrap_used)]
+
+mod district;
+mod support;
+
+use std::collections::BTreeMap;
+
+use district::{harness, ledger};
+use hamlet_server::district::{results, review};
+use hamlet_sync_core::ledger::{Ballots, CountKey};
+use hamlet_sync_core::{Campaign, Day, Level, Tally, fixtures};
+
+fn day() -> Day {
+    "2025-06-04".parse().unwrap()
+}
+
+fn tally(campaign: &Campaign, id: &str, valid: u32) -> Tally {
+    let counts: BTreeMap<CountKey, u32> = campaign
+        .subjects
+        .iter()
+        .map(|s| {
+            (
+                CountKey {
+                    question: fixtures::question("tin-nhiem"),
+                    subject: s.id.clone(),
+                    level: Level::TinNhiemCao,
+                },
+                valid,
+            )
+        })
+        .collect();
+    Tally {
+        id: id.parse().unwrap(),
+        collector: "thu-ky".parse().unwrap(),
+        ballots: Ballots { issued: valid, returned: valid, valid, invalid: 0 },
+        counts,
+    }
+}
+
+async fn total(h: &district::Harness, campaign: &Campaign, unit: &str) -> u64 {
+    let r = results::load(&h.district, campaign, results::Depth::Hamlet, None).await.unwrap();
+    let s = r.subjects.iter().find(|s| s.subject == "ong-an").unwrap();
+    s.rows.iter().find(|x| x.unit == unit).unwrap().total
+}
+
+#[tokio::test]
+async fn a_tally_of_more_ballots_than_voters_counts_only_once_reviewed() {
+    for db in support::databases().await {
+        let h = harness(db.url()).await;
+        let campaign = h.open(&fixtures::campaign()).await;
+        // to-1 expects 180 voters: a tally of two million, and a plausible one entered twice.
+        let mut phone = h.phone(1);
+        let mut l = ledger(&campaign, "to-1", 1);
+        l.record_tally(&campaign, &tally(&campaign, "hop-1", 2_000_000), day()).unwrap();
+        l.record_tally(&campaign, &tally(&campaign, "hop-2", 60), day()).unwrap();
+        l.record_tally(&campaign, &tally(&campaign, "hop-3", 60), day()).unwrap();
+        h.sync(&mut phone, &mut l).await;
+        assert_eq!(total(&h, &campaign, "to-1").await, 60, "{}: only the plausible tally, once", db.name);
+        let items = review::items(&h.district, &campaign, true).await.unwrap();
+        let mut flags: Vec<(&str, &str)> =
+            items.iter().map(|i| (i.entity_id.as_str(), i.flag.as_deref().unwrap_or("conflict"))).collect();
+        flags.sort();
+        assert_eq!(flags, [("hop-1", "tally_inconsistent"), ("hop-3", "tally_duplicate")], "{}", db.name);
+        let progress = hamlet_server::district::progress::load(&h.district, &campaign).await.unwrap();
+        let to1 = progress.hamlets.iter().find(|x| x.id == "to-1").unwrap();
+        assert_eq!(to1.counts.ballots_returned, 60, "{}: participation counts what counts", db.name);
+
+        // Staff check the duplicate with the hamlet: it was a second meeting after all.
+        let key = &items.iter().find(|i| i.entity_id == "hop-3").unwrap().item_key;
+        review::mark_reviewed(&h.district, &campaign, key, "Hai cuộc họp", &district::admin()).await.unwrap();
+        assert_eq!(total(&h, &campaign, "to-1").await, 120, "{}: counted once reviewed", db.name);
+        // A later change to the ledger keeps it counted.
+        l.record_tally(&campaign, &tally(&campaign, "hop-4", 10), day()).unwrap();
+        h.sync(&mut phone, &mut l).await;
+        assert_eq!(total(&h, &campaign, "to-1").await, 130, "{}", db.name);
+    }
+}
