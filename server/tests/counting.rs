@@ -58,7 +58,7 @@ async fn a_tally_of_more_ballots_than_voters_counts_only_once_reviewed() {
         l.record_tally(&campaign, &tally(&campaign, "hop-3", 60), day()).unwrap();
         h.sync(&mut phone, &mut l).await;
         assert_eq!(total(&h, &campaign, "to-1").await, 60, "{}: only the plausible tally, once", db.name);
-        let items = review::items(&h.district, &campaign, true).await.unwrap();
+        let items = review::items(&h.district, &campaign, true, &district::admin()).await.unwrap();
         let mut flags: Vec<(&str, &str)> =
             items.iter().map(|i| (i.entity_id.as_str(), i.flag.as_deref().unwrap_or("conflict"))).collect();
         flags.sort();

@@ -263,7 +263,7 @@ async fn known_inputs_give_exact_results() {
         assert_eq!((to1.counts.tallies, to1.counts.ballots_returned), (1, 11), "{}", db.name);
 
         // Review: the edit after the seal is flagged, the double submission is a conflict.
-        let items = review::items(&h.district, &campaign, true).await.unwrap();
+        let items = review::items(&h.district, &campaign, true, &district::admin()).await.unwrap();
         let flags: Vec<_> = items.iter().filter_map(|i| i.flag.as_deref()).collect();
         assert_eq!(flags, ["edited_after_seal"], "{}", db.name);
         let conflicts: Vec<_> = items.iter().filter(|i| i.kind == "conflict").collect();
@@ -275,8 +275,13 @@ async fn known_inputs_give_exact_results() {
         review::mark_reviewed(&h.district, &campaign, &conflicts[0].item_key, "Đã kiểm tra: một phiếu", &actor)
             .await
             .unwrap();
-        assert_eq!(review::items(&h.district, &campaign, true).await.unwrap().len(), 1, "{}", db.name);
-        let all = review::items(&h.district, &campaign, false).await.unwrap();
+        assert_eq!(
+            review::items(&h.district, &campaign, true, &district::admin()).await.unwrap().len(),
+            1,
+            "{}",
+            db.name
+        );
+        let all = review::items(&h.district, &campaign, false, &district::admin()).await.unwrap();
         let done = all.iter().find(|i| i.kind == "conflict").unwrap().reviewed.as_ref().unwrap();
         assert_eq!((done.by.as_str(), done.comment.as_str()), ("test-admin", "Đã kiểm tra: một phiếu"), "{}", db.name);
         let log = hamlet_server::district::audit::list(&h.store, &Default::default()).await.unwrap();

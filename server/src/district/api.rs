@@ -142,7 +142,7 @@ pub fn viewer_api() -> Api {
         .post("/api/campaigns/{campaign}/review", "Marks a conflict or flag as reviewed, with a comment (audited). Body: {\"item_key\", \"comment\"}.", Some(JSON), post_review)
         .get(
             "/api/campaigns/{campaign}/export/{file}",
-            "Exports, streamed: `results.csv`, `results.xlsx`, `responses.csv`, `responses.xlsx` (no identities).",
+            "Exports, streamed and audited: `results.csv`, `results.xlsx` (small groups suppressed); `responses.csv`, `responses.xlsx` (one row per response, no identities; administrators only). A failure half-way aborts the connection.",
             &[],
             "application/octet-stream",
             get_export,
@@ -369,6 +369,7 @@ struct ReviewQuery {
 
 async fn get_review(
     district: District,
+    actor: Actor,
     Path(id): Path<String>,
     Query(q): Query<ReviewQuery>,
 ) -> Result<Response, DistrictError> {
@@ -380,7 +381,7 @@ async fn get_review(
             return Err(DistrictError::bad("invalid_status", format!("status {other:?} is not open or all")));
         }
     };
-    Ok(Json(review::items(&district, &campaign, open_only).await?).into_response())
+    Ok(Json(review::items(&district, &campaign, open_only, &actor).await?).into_response())
 }
 
 #[derive(Debug, Deserialize)]
@@ -402,14 +403,18 @@ async fn post_review(
     Ok(Json(json!({"reviewed": body.item_key})).into_response())
 }
 
-async fn get_export(district: District, Path((id, file)): Path<(String, String)>) -> Result<Response, DistrictError> {
+async fn get_export(
+    district: District,
+    actor: Actor,
+    Path((id, file)): Path<(String, String)>,
+) -> Result<Response, DistrictError> {
     let campaign = district.catalog().require(&id).await?;
     let kind = export::Kind::from_file_name(&file).ok_or_else(|| {
         DistrictError::NotFound(format!(
             "no export {file:?}: results.csv, results.xlsx, responses.csv or responses.xlsx"
         ))
     })?;
-    export::response(&district, campaign, kind).await
+    export::response(&district, campaign, kind, &actor).await
 }
 
 async fn list_units(district: District) -> Result<Response, DistrictError> {

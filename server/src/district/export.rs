@@ -5,6 +5,13 @@
 //! hands rows over a small bounded channel, so a large campaign never sits in memory. CSV goes
 //! to the client as it is made. XLSX is written by `rust_xlsxwriter` in its constant-memory mode
 //! (each row is flushed to a temporary file as it is written) and the finished file is streamed.
+//!
+//! Results obey small-group suppression like every page. The per-response export (one row per
+//! ballot, with its hamlet, days and comments) does not, so only administrators may take it, and
+//! every export is audited. Since the status line is sent before the first row, a failure
+//! half-way cannot become an error status: the body ends with an error instead, which aborts the
+//! connection (no clean end of a chunked body), so the client never mistakes a truncated file
+//! for a whole one; the failure is logged and audited.
 
 use std::collections::HashMap;
 use std::io::Read;
@@ -17,7 +24,7 @@ use hamlet_sync_core::{Campaign, Level, UnitLevel};
 use tokio::sync::mpsc;
 
 use super::results::{self, Depth};
-use super::{District, DistrictError, csv};
+use super::{Actor, District, DistrictError, audit, csv};
 use crate::store::{on_pool, query_failed};
 
 /// Responses read from the database per page.
@@ -48,6 +55,11 @@ impl Kind {
             "responses.xlsx" => Some(Kind::ResponsesXlsx),
             _ => None,
         }
+    }
+
+    /// Whether it lists single responses (not suppressed: administrators only).
+    pub fn is_per_response(self) -> bool {
+        matches!(self, Kind::ResponsesCsv | Kind::ResponsesXlsx)
     }
 
     fn is_xlsx(self) -> bool {
@@ -94,22 +106,48 @@ impl Cell {
 
 type Row = Vec<Cell>;
 
-/// The HTTP response streaming the export `kind` of `campaign`.
-pub async fn response(district: &District, campaign: Arc<Campaign>, kind: Kind) -> Result<Response, DistrictError> {
-    let (rows_tx, rows_rx) = mpsc::channel::<Vec<Row>>(2);
+/// What the producer hands over: rows, or the news that it failed.
+type Batch = Result<Vec<Row>, Failed>;
+
+/// The producer failed; the cause was logged where it happened.
+#[derive(Debug, Clone, Copy)]
+pub struct Failed;
+
+/// The HTTP response streaming the export `kind` of `campaign`, for `actor` (audited; the
+/// per-response export is for administrators only).
+pub async fn response(
+    district: &District,
+    campaign: Arc<Campaign>,
+    kind: Kind,
+    actor: &Actor,
+) -> Result<Response, DistrictError> {
+    let file = format!("{}-{}.{}", kind.stem(), campaign.id, if kind.is_xlsx() { "xlsx" } else { "csv" });
+    let target = format!("{}/{file}", campaign.id);
+    if kind.is_per_response() && !actor.is_admin() {
+        audit::record(district.store(), &actor.name, "export.refused", &target, "per-response export").await?;
+        return Err(DistrictError::Forbidden(
+            "the per-response export lists single ballots: only an administrator may take it".into(),
+        ));
+    }
+    audit::record(district.store(), &actor.name, "export", &target, "").await?;
+    let (rows_tx, rows_rx) = mpsc::channel::<Batch>(2);
     let producer = district.clone();
     let produced = campaign.clone();
+    let who = actor.name.clone();
     tokio::spawn(async move {
         let result = match kind {
             Kind::ResultsCsv | Kind::ResultsXlsx => results_rows(&producer, &produced, &rows_tx).await,
             Kind::ResponsesCsv | Kind::ResponsesXlsx => response_rows(&producer, &produced, &rows_tx).await,
         };
         if let Err(e) = result {
-            // The client sees a truncated file; the cause is logged here, once.
+            // The body ends with an error (the connection is aborted); the cause is logged here.
             tracing::error!(campaign = %produced.id, error = %e, "export failed");
+            let _ = rows_tx.send(Err(Failed)).await;
+            if let Err(e) = audit::record(producer.store(), &who, "export.failed", &target, "").await {
+                tracing::error!(error = %e, "could not audit a failed export");
+            }
         }
     });
-    let file = format!("{}-{}.{}", kind.stem(), campaign.id, if kind.is_xlsx() { "xlsx" } else { "csv" });
     let disposition = format!("attachment; filename=\"{file}\"");
     let (body, content_type) = if kind.is_xlsx() {
         (xlsx_body(rows_rx), "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet")
@@ -124,11 +162,15 @@ fn stream_of(rx: mpsc::Receiver<Result<Bytes, std::io::Error>>) -> Body {
     Body::from_stream(futures_util::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|item| (item, rx)) }))
 }
 
-fn csv_body(mut rows: mpsc::Receiver<Vec<Row>>) -> Body {
+fn csv_body(mut rows: mpsc::Receiver<Batch>) -> Body {
     let (tx, rx) = mpsc::channel::<Result<Bytes, std::io::Error>>(4);
     tokio::spawn(async move {
         let mut first = true;
         while let Some(batch) = rows.recv().await {
+            let Ok(batch) = batch else {
+                let _ = tx.send(Err(std::io::Error::other("the export failed"))).await;
+                return;
+            };
             let mut text = String::new();
             if first {
                 text.push_str(csv::BOM);
@@ -146,7 +188,7 @@ fn csv_body(mut rows: mpsc::Receiver<Vec<Row>>) -> Body {
     stream_of(rx)
 }
 
-fn xlsx_body(rows: mpsc::Receiver<Vec<Row>>) -> Body {
+fn xlsx_body(rows: mpsc::Receiver<Batch>) -> Body {
     let (tx, rx) = mpsc::channel::<Result<Bytes, std::io::Error>>(4);
     tokio::task::spawn_blocking(move || {
         let io = |e: String| std::io::Error::other(e);
@@ -172,7 +214,7 @@ fn xlsx_body(rows: mpsc::Receiver<Vec<Row>>) -> Body {
 }
 
 /// Writes the rows received into an XLSX file in constant memory; returns the finished file.
-pub fn write_xlsx(mut rows: mpsc::Receiver<Vec<Row>>) -> Result<tempfile::NamedTempFile, String> {
+pub fn write_xlsx(mut rows: mpsc::Receiver<Batch>) -> Result<tempfile::NamedTempFile, String> {
     use rust_xlsxwriter::{Format, Workbook};
     let mut workbook = Workbook::new();
     let bold = Format::new().set_bold();
@@ -180,6 +222,7 @@ pub fn write_xlsx(mut rows: mpsc::Receiver<Vec<Row>>) -> Result<tempfile::NamedT
     let mut r: u32 = 0;
     let mut widths: Vec<usize> = Vec::new();
     while let Some(batch) = rows.blocking_recv() {
+        let batch = batch.map_err(|_| "the rows could not be read".to_owned())?;
         for row in batch {
             for (c, cell) in row.iter().enumerate() {
                 let col = u16::try_from(c).map_err(|_| "too many columns".to_owned())?;
@@ -215,11 +258,7 @@ pub fn write_xlsx(mut rows: mpsc::Receiver<Vec<Row>>) -> Result<tempfile::NamedT
     Ok(file)
 }
 
-async fn results_rows(
-    district: &District,
-    campaign: &Campaign,
-    tx: &mpsc::Sender<Vec<Row>>,
-) -> Result<(), DistrictError> {
+async fn results_rows(district: &District, campaign: &Campaign, tx: &mpsc::Sender<Batch>) -> Result<(), DistrictError> {
     let thresholds: Vec<String> = campaign.thresholds.iter().map(|t| t.label.vi.clone()).collect();
     let mut header_done = false;
     for subject in &campaign.subjects {
@@ -280,7 +319,7 @@ async fn results_rows(
                 batch.push(out);
             }
         }
-        if tx.send(batch).await.is_err() {
+        if tx.send(Ok(batch)).await.is_err() {
             return Ok(());
         }
     }
@@ -308,7 +347,7 @@ fn status_vi(status: &str) -> &'static str {
 async fn response_rows(
     district: &District,
     campaign: &Campaign,
-    tx: &mpsc::Sender<Vec<Row>>,
+    tx: &mpsc::Sender<Batch>,
 ) -> Result<(), DistrictError> {
     let tree = district.catalog().units().await?;
     // Columns: one per answer key, in form order.
@@ -330,7 +369,7 @@ async fn response_rows(
             .map(Cell::text)
             .collect();
     header.extend(keys.iter().map(|(_, _, h)| Cell::text(h)));
-    if tx.send(vec![header]).await.is_err() {
+    if tx.send(Ok(vec![header])).await.is_err() {
         return Ok(());
     }
     let names: HashMap<String, (String, String)> = campaign
@@ -412,7 +451,7 @@ async fn response_rows(
             }
             batch.push(row);
         }
-        if tx.send(batch).await.is_err() {
+        if tx.send(Ok(batch)).await.is_err() {
             return Ok(());
         }
         after_hamlet = last_hamlet;

@@ -122,6 +122,9 @@ pub enum DistrictError {
         /// Why.
         message: String,
     },
+    /// The actor may not do this (their role does not allow it).
+    #[error("{0}")]
+    Forbidden(String),
     /// The district features are not running in this process.
     #[error("the district features are not available on this server")]
     Unavailable,
@@ -155,6 +158,7 @@ impl DistrictError {
             DistrictError::BadRequest { code, message } => (StatusCode::BAD_REQUEST, code, message.clone()),
             DistrictError::Invalid { code, message, .. } => (StatusCode::UNPROCESSABLE_ENTITY, code, message.clone()),
             DistrictError::Conflict { code, message } => (StatusCode::CONFLICT, code, message.clone()),
+            DistrictError::Forbidden(m) => (StatusCode::FORBIDDEN, "forbidden", m.clone()),
             DistrictError::Unavailable => (StatusCode::SERVICE_UNAVAILABLE, "unavailable", self.to_string()),
             DistrictError::Store(_) | DistrictError::Internal(_) => {
                 (StatusCode::INTERNAL_SERVER_ERROR, "internal", "the server could not do this; try again later".into())

@@ -330,11 +330,20 @@ fn hamlet_rows(
     html
 }
 
-fn exports_block(t: &Texts, campaign: &Campaign) -> String {
+/// The export links; the per-response export only for administrators (it is not suppressed).
+fn exports_block(t: &Texts, campaign: &Campaign, admin: bool) -> String {
     let id = url(campaign.id.as_str());
+    let responses = if admin {
+        format!(
+            " &nbsp; | &nbsp; {}: <a href=\"/api/campaigns/{id}/export/responses.csv\">CSV</a> · <a href=\"/api/campaigns/{id}/export/responses.xlsx\">XLSX</a>",
+            t.export_responses
+        )
+    } else {
+        String::new()
+    };
     format!(
-        "<div class=\"card\"><h2>{}</h2><p>{}: <a href=\"/api/campaigns/{id}/export/results.csv\">CSV</a> · <a href=\"/api/campaigns/{id}/export/results.xlsx\">XLSX</a> &nbsp; | &nbsp; {}: <a href=\"/api/campaigns/{id}/export/responses.csv\">CSV</a> · <a href=\"/api/campaigns/{id}/export/responses.xlsx\">XLSX</a></p></div>",
-        t.exports, t.export_results, t.export_responses
+        "<div class=\"card\"><h2>{}</h2><p>{}: <a href=\"/api/campaigns/{id}/export/results.csv\">CSV</a> · <a href=\"/api/campaigns/{id}/export/results.xlsx\">XLSX</a>{responses}</p></div>",
+        t.exports, t.export_results
     )
 }
 
@@ -450,7 +459,7 @@ async fn overview_page(ctx: PageCtx, Path(id): Path<String>, Query(q): Query<Com
             let _ = write!(html, "<h2>{}</h2><p class=\"muted\">{}</p>", t.attention, t.silent_note.replace("{}", &p.silent_after_days.to_string()));
             html.push_str(&hamlet_rows(&ctx, &campaign, &attention, p.now, true));
         }
-        html.push_str(&exports_block(t, &campaign));
+        html.push_str(&exports_block(t, &campaign, ctx.actor.is_admin()));
         page.push(&html);
         Ok(page)
     }
@@ -560,7 +569,7 @@ async fn results_page(ctx: PageCtx, Path(id): Path<String>) -> Response {
             );
         }
         html.push_str("</tbody></table>");
-        html.push_str(&exports_block(t, &campaign));
+        html.push_str(&exports_block(t, &campaign, ctx.actor.is_admin()));
         page.push(&html);
         Ok(page)
     }
@@ -704,7 +713,7 @@ async fn hamlet_page(ctx: PageCtx, Path((id, hamlet)): Path<(String, String)>) -
             html.push_str("</tbody></table>");
         }
         let items: Vec<review::ReviewItem> =
-            review::items(&ctx.district, &campaign, true).await?.into_iter().filter(|i| i.hamlet == hamlet).collect();
+            review::items(&ctx.district, &campaign, true, &ctx.actor).await?.into_iter().filter(|i| i.hamlet == hamlet).collect();
         if !items.is_empty() {
             let _ = write!(html, "<h2>{}</h2>", t.review_title);
             html.push_str(&review_cards(&ctx, &campaign, &items, "open"));
@@ -933,7 +942,7 @@ async fn review_page(ctx: PageCtx, Path(id): Path<String>, Query(q): Query<Revie
         let t = ctx.t();
         let mut page = ctx.campaign_page(&campaign, t.review_title, Tab::Review);
         let all = q.status.as_deref() == Some("all");
-        let items = review::items(&ctx.district, &campaign, !all).await?;
+        let items = review::items(&ctx.district, &campaign, !all, &ctx.actor).await?;
         let base = format!("/campaigns/{}/review", url(campaign.id.as_str()));
         let current = |yes: bool| if yes { " aria-current=\"page\"" } else { "" };
         let mut html = format!(

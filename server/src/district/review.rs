@@ -1,6 +1,15 @@
 //! What district staff review: conflicts (the same field edited on two devices — every value,
 //! with the device that wrote it), flagged edits of sealed responses and other flags, each
 //! markable as reviewed with a comment (audited); and the residents' comments, searchable.
+//!
+//! Both obey the small-group rule. The values of a conflict or flag (a single response's sealed
+//! and current answers) are shown to administrators, and to other staff only for hamlets with at
+//! least [`MIN_NAMED_HAMLET`] submitted responses. Comments are listed by subject, then by their
+//! own text: their order says nothing of the hamlet or the response they come from, so one
+//! resident's comments on several cadres cannot be lined up. A hamlet is named beside a comment
+//! only when it has at least [`MIN_NAMED_HAMLET`] submitted responses, and its commune only when
+//! the commune's unnamed hamlets together have at least as many (a commune with a single small
+//! hamlet would name it).
 
 use std::collections::HashMap;
 
@@ -74,12 +83,15 @@ fn scalar_text(v: &serde_json::Value) -> String {
     }
 }
 
-/// Every conflict and flag of `campaign` (`open_only`: those not reviewed yet).
+/// Every conflict and flag of `campaign` (`open_only`: those not reviewed yet), as `actor` may
+/// see them: values of small hamlets only for administrators.
 pub async fn items(
     district: &District,
     campaign: &Campaign,
     open_only: bool,
+    actor: &Actor,
 ) -> Result<Vec<ReviewItem>, DistrictError> {
+    let submitted = submitted_per_hamlet(district, campaign.id.as_str()).await?;
     let tree = district.catalog().units().await?;
     let store = district.store();
     const SQL: &str = "SELECT 'conflict', c.hamlet_id, c.entity_kind, c.entity_id, c.path, c.item_key, c.detail, \
@@ -110,6 +122,8 @@ pub async fn items(
             .and_then(|id| tree.ancestor_at(id, UnitLevel::Commune))
             .map_or_else(String::new, |c| c.name.clone());
         let is_conflict = kind == "conflict";
+        let redact = !actor.is_admin() && submitted.get(&hamlet).copied().unwrap_or(0) < MIN_NAMED_HAMLET;
+        let detail = if redact { redacted(&detail) } else { detail };
         let values = if is_conflict {
             detail
                 .as_array()
@@ -151,6 +165,37 @@ pub async fn items(
         value.device = names.get(&value.actor).cloned();
     }
     Ok(out)
+}
+
+/// A flag's or conflict's details without the values (the answers of one response): the kind
+/// and key stay, so that the reviewer knows what to ask about.
+fn redacted(detail: &serde_json::Value) -> serde_json::Value {
+    use serde_json::Value as J;
+    match detail {
+        J::Array(values) => J::Array(
+            values
+                .iter()
+                .map(|v| serde_json::json!({"value": "…", "actor": v.get("actor").cloned().unwrap_or(J::Null)}))
+                .collect(),
+        ),
+        J::Object(map) => J::Object(
+            map.iter()
+                .map(|(k, v)| match k.as_str() {
+                    "sealed" | "current" => (k.clone(), J::String("…".into())),
+                    _ => (k.clone(), v.clone()),
+                })
+                .collect(),
+        ),
+        other => other.clone(),
+    }
+}
+
+async fn submitted_per_hamlet(district: &District, campaign: &str) -> Result<HashMap<String, i64>, DistrictError> {
+    const SQL: &str = "SELECT hamlet_id, submitted FROM hamlet_counts WHERE campaign_id = $1";
+    Ok(on_pool!(district.store(), pool => sqlx::query_as::<_, (String, i64)>(SQL).bind(campaign).fetch_all(pool).await)
+        .map_err(query_failed("reading hamlet counts"))?
+        .into_iter()
+        .collect())
 }
 
 /// "device (collector)" of every enrolled actor id. Best effort: without accounts, no names.
@@ -266,7 +311,7 @@ pub async fn comments(
     .map_err(query_failed("counting comments"))?;
     let page_sql = sqlx::AssertSqlSafe(format!(
         "SELECT a.hamlet_id, a.subject_id, a.value_text FROM answers a {WHERE} \
-         ORDER BY a.hamlet_id, a.response_id, a.question_id, a.subject_id LIMIT $4 OFFSET $5"
+         ORDER BY a.subject_id, a.search_text, a.value_text, a.question_id LIMIT $4 OFFSET $5"
     ));
     let rows: Vec<(String, String, Option<String>)> = on_pool!(store, pool => {
         sqlx::query_as(page_sql)
@@ -279,12 +324,17 @@ pub async fn comments(
             .await
     })
     .map_err(query_failed("reading comments"))?;
-    const SMALL: &str = "SELECT hamlet_id, submitted FROM hamlet_counts WHERE campaign_id = $1";
-    let submitted: HashMap<String, i64> =
-        on_pool!(store, pool => sqlx::query_as::<_, (String, i64)>(SMALL).bind(id).fetch_all(pool).await)
-            .map_err(query_failed("reading hamlet counts"))?
-            .into_iter()
-            .collect();
+    let submitted = submitted_per_hamlet(district, id).await?;
+    // Per commune, the submitted responses of its hamlets too small to be named.
+    let mut unnamed: HashMap<String, i64> = HashMap::new();
+    for (hamlet, n) in &submitted {
+        if *n < MIN_NAMED_HAMLET
+            && let Ok(unit) = hamlet.parse::<UnitId>()
+            && let Some(commune) = tree.ancestor_at(&unit, UnitLevel::Commune)
+        {
+            *unnamed.entry(commune.id.to_string()).or_default() += n;
+        }
+    }
     let names: HashMap<&str, &str> = campaign.subjects.iter().map(|s| (s.id.as_str(), s.name.as_str())).collect();
     let items = rows
         .into_iter()
@@ -292,10 +342,10 @@ pub async fn comments(
             let unit = hamlet.parse::<UnitId>().ok();
             let named = submitted.get(&hamlet).copied().unwrap_or(0) >= MIN_NAMED_HAMLET;
             let hamlet_name = unit.as_ref().and_then(|u| tree.get(u)).map(|u| u.name.clone());
-            let commune_name = unit
-                .as_ref()
-                .and_then(|u| tree.ancestor_at(u, UnitLevel::Commune))
-                .map_or_else(String::new, |c| c.name.clone());
+            let commune = unit.as_ref().and_then(|u| tree.ancestor_at(u, UnitLevel::Commune));
+            let commune_named =
+                named || commune.is_some_and(|c| unnamed.get(c.id.as_str()).copied().unwrap_or(0) >= MIN_NAMED_HAMLET);
+            let commune_name = commune.filter(|_| commune_named).map_or_else(String::new, |c| c.name.clone());
             Comment {
                 subject_name: names.get(subject.as_str()).map_or_else(|| subject.clone(), |n| (*n).to_owned()),
                 subject,
