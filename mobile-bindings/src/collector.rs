@@ -27,8 +27,8 @@ use crate::enroll::{self, EnrollError, EnrollRequest};
 use crate::store::{Assignment, DocWrite, DocumentRecord, IndexFilter, IndexRow, Store, StoreError, StoredIdentity};
 use crate::sync::{self, SyncError, SyncEvent, SyncOptions};
 use crate::views::{
-    AnswerSlot, AssignmentView, BundleReport, CampaignView, Counts, EnrollmentView, HamletView, ResponseFilter,
-    ResponseItem, SetAsideItem, SyncReport, TallyInput, TallyItem,
+    AnswerSlot, AssignmentView, BundleReport, CampaignView, Counts, EnrollmentView, HamletView, RefusedDocument,
+    ResponseFilter, ResponseItem, SetAsideItem, SyncReport, TallyInput, TallyItem,
 };
 
 /// Incremental chunks a document may gather before they are replaced by one snapshot.
@@ -97,6 +97,14 @@ pub enum CollectorError {
         document: String,
         /// Why.
         reason: String,
+    },
+    /// The device token goes only to the server the device enrolled with.
+    #[error("{given} is not the server this device enrolled with ({enrolled}): nothing was sent")]
+    UntrustedServer {
+        /// The server asked for.
+        given: String,
+        /// The enrolled server.
+        enrolled: String,
     },
     /// The library could not start its runtime.
     #[error("cannot start: {0}")]
@@ -258,6 +266,8 @@ pub(crate) struct Shared {
     pub(crate) storage_id: String,
     /// The actor id this device writes with.
     pub(crate) actor: ActorId,
+    /// Bumped to cancel the sync that runs (each sync watches it from its start).
+    pub(crate) cancel: tokio::sync::watch::Sender<u64>,
 }
 
 impl Shared {
@@ -537,6 +547,7 @@ impl Collector {
             sync_lock: tokio::sync::Mutex::new(()),
             storage_id,
             actor,
+            cancel: tokio::sync::watch::Sender::new(0),
         };
         {
             let mut inner = shared.inner.lock().await;
@@ -1015,14 +1026,39 @@ impl Collector {
         options: &SyncOptions,
         progress: &(dyn Fn(SyncEvent) + Send + Sync),
     ) -> Result<SyncReport, CollectorError> {
+        let identity = self.block(async { self.shared.inner.lock().await.identity.clone() });
+        let identity = identity.ok_or(CollectorError::NotEnrolled)?;
+        let enrolled = ServerAddress::parse(&identity.server)?;
         let address = match server {
             Some(s) => ServerAddress::parse(s)?,
-            None => {
-                let enrolled = self.block(async { self.shared.inner.lock().await.identity.clone() });
-                ServerAddress::parse(&enrolled.ok_or(CollectorError::NotEnrolled)?.server)?
-            }
+            None => enrolled.clone(),
         };
+        // The token is the device's key: it goes to the enrolled server only. (A device set up
+        // without enrollment holds no token and may sync anywhere.)
+        if identity.token.is_some() && address != enrolled {
+            return Err(CollectorError::UntrustedServer { given: address.to_string(), enrolled: enrolled.to_string() });
+        }
         self.block(sync::sync(&self.shared, &address, options, progress))
+    }
+
+    /// Cancels the sync that runs, if any (from another thread): it ends with
+    /// [`SyncError::Cancelled`] at its next wait on the network; what it stored stays.
+    pub fn cancel_sync(&self) {
+        self.shared.cancel.send_modify(|n| *n = n.wrapping_add(1));
+    }
+
+    /// The documents whose changes a server refused, with its reason, until a sync gets
+    /// them through.
+    pub fn refusals(&self) -> Result<Vec<RefusedDocument>, CollectorError> {
+        let rows = self.block(self.shared.store.refusals())?;
+        Ok(rows
+            .into_iter()
+            .map(|(document, server, reason)| RefusedDocument {
+                document: DocumentId::parse_url_or_id(&document).map(|d| d.url()).unwrap_or(document),
+                server,
+                reason,
+            })
+            .collect())
     }
 
     /// Writes everything no server has acknowledged into a bundle file.

@@ -8,8 +8,8 @@ use std::sync::Arc;
 use crate::collector::{Collector, CollectorError};
 use crate::sync::SyncOptions;
 use crate::views::{
-    AnswerSlot, BundleReport, CampaignView, Counts, EnrollmentView, ResponseFilter, ResponseItem, SetAsideItem,
-    SyncReport, TallyInput, TallyItem,
+    AnswerSlot, BundleReport, CampaignView, Counts, EnrollmentView, RefusedDocument, ResponseFilter, ResponseItem,
+    SetAsideItem, SyncReport, TallyInput, TallyItem,
 };
 
 /// What went wrong, in the few kinds an app reacts to differently. `message` is for people.
@@ -52,6 +52,12 @@ pub enum HamletError {
         /// Which store.
         message: String,
     },
+    /// The sync was cancelled (by `cancel_sync`): nothing stored is lost.
+    #[error("{message}")]
+    Cancelled {
+        /// What was cancelled.
+        message: String,
+    },
     /// The local store or a bundle file failed.
     #[error("{message}")]
     Storage {
@@ -69,7 +75,8 @@ impl From<CollectorError> for HamletError {
             CollectorError::Answer(_)
             | CollectorError::Ledger(_)
             | CollectorError::Invalid(_)
-            | CollectorError::Address(_) => HamletError::Invalid { message },
+            | CollectorError::Address(_)
+            | CollectorError::UntrustedServer { .. } => HamletError::Invalid { message },
             CollectorError::NotEnrolled => HamletError::NotEnrolled { message },
             CollectorError::UnknownCampaign(_)
             | CollectorError::CampaignNotDownloaded(_)
@@ -77,6 +84,8 @@ impl From<CollectorError> for HamletError {
             | CollectorError::NotFound { .. } => HamletError::NotFound { message },
             CollectorError::Enroll(EnrollError::Refused { .. })
             | CollectorError::Sync(SyncError::Unauthorized { .. }) => HamletError::Refused { message },
+            CollectorError::Sync(SyncError::Cancelled) => HamletError::Cancelled { message },
+            CollectorError::Sync(SyncError::Local(_)) => HamletError::Storage { message },
             CollectorError::Enroll(_) | CollectorError::Sync(_) => HamletError::Network { message },
             CollectorError::Store(crate::store::StoreError::InUse { .. }) => HamletError::StoreInUse { message },
             CollectorError::Store(_)
@@ -196,6 +205,16 @@ impl HamletCollector {
     /// Syncs with `server`, or the enrolled server when `None`, with default timeouts and retries.
     pub fn sync(&self, server: Option<String>) -> Result<SyncReport, HamletError> {
         Ok(self.inner.sync(server.as_deref(), &SyncOptions::default(), &quiet)?)
+    }
+
+    /// Cancels the sync running in another thread: it ends with `Cancelled`.
+    pub fn cancel_sync(&self) {
+        self.inner.cancel_sync()
+    }
+
+    /// Documents whose changes a server refused, with the reason.
+    pub fn refusals(&self) -> Result<Vec<RefusedDocument>, HamletError> {
+        Ok(self.inner.refusals()?)
     }
 
     /// Writes everything not yet acknowledged by a server into a bundle file.

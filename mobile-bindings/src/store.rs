@@ -716,6 +716,48 @@ impl Store {
             .collect())
     }
 
+    /// Keeps a server's refusal of a document's changes (replacing an earlier one).
+    pub async fn set_refusal(
+        &self,
+        document: &str,
+        server: &str,
+        reason: &str,
+        heads: &[u8],
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO refusals (document, server, reason, heads) VALUES (?, ?, ?, ?)
+             ON CONFLICT (document, server) DO UPDATE SET reason = excluded.reason, heads = excluded.heads",
+        )
+        .bind(document)
+        .bind(server)
+        .bind(reason)
+        .bind(heads)
+        .execute(&self.pool)
+        .await
+        .map_err(failed("keeping a refusal"))?;
+        Ok(())
+    }
+
+    /// Forgets a refusal: the document went through.
+    pub async fn clear_refusal(&self, document: &str, server: &str) -> Result<(), StoreError> {
+        sqlx::query("DELETE FROM refusals WHERE document = ? AND server = ?")
+            .bind(document)
+            .bind(server)
+            .execute(&self.pool)
+            .await
+            .map_err(failed("forgetting a refusal"))?;
+        Ok(())
+    }
+
+    /// Every refusal kept: (document, server, reason).
+    pub async fn refusals(&self) -> Result<Vec<(String, String, String)>, StoreError> {
+        let rows = sqlx::query("SELECT document, server, reason FROM refusals ORDER BY document, server")
+            .fetch_all(&self.pool)
+            .await
+            .map_err(failed("reading refusals"))?;
+        Ok(rows.into_iter().map(|r| (r.get(0), r.get(1), r.get(2))).collect())
+    }
+
     /// The index rows of one document.
     pub async fn index_of(&self, document: &str) -> Result<Vec<IndexRow>, StoreError> {
         let rows = sqlx::query(

@@ -2,12 +2,20 @@
 //! sans-I/O [`ClientSession`] of sync-core. This module only moves bytes, keeps time and stores
 //! what the session says to store.
 //!
-//! Every step is stored before the next message leaves: changes received, the sync state, and
-//! the receipt of what the server acknowledged. A connection cut at any point therefore loses
+//! Every step is stored before the next message leaves, under the lock that guards the
+//! documents (so no local write can land between a step's changes and their index rows):
+//! changes received, the sync state, and the receipt of what the server acknowledged. A connection cut at any point therefore loses
 //! nothing, and the next attempt starts from the kept sync state: what the server acknowledged
 //! is not sent again. Slow links get generous timeouts, and failed attempts are retried with
 //! exponential back-off.
+//!
+//! What a server can do to a phone is bounded: a whole sync has a deadline and can be
+//! cancelled; each document a bound on messages ([`SyncOptions::max_rounds`]); each message a
+//! size ([`MAX_MESSAGE_BYTES`]). Documents are synced one at a time, so that a refusal (the
+//! protocol's `error` names no document) is known to be about the document in flight: that
+//! document's sync ends, it is kept with the reason, and the others go on.
 
+use std::collections::{BTreeMap, VecDeque};
 use std::time::{Duration, Instant};
 
 use futures_util::{SinkExt, StreamExt};
@@ -17,13 +25,18 @@ use hamlet_sync_core::session::encode_heads;
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::http::HeaderValue;
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::tungstenite::{self, Message as Frame};
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
 use crate::address::ServerAddress;
-use crate::collector::{Body, CollectorError, Shared, index_row};
+use crate::collector::{Body, CollectorError, Inner, Shared, index_row};
 use crate::store::DocWrite;
-use crate::views::SyncReport;
+use crate::views::{RefusedDocument, SyncReport};
+
+/// The largest message a phone accepts from a server, as the server's own default bound (a
+/// WebSocket library's default would let a server make the phone hold 64 MiB at once).
+pub const MAX_MESSAGE_BYTES: usize = 16 * 1024 * 1024;
 
 /// Timeouts and retries.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -36,6 +49,10 @@ pub struct SyncOptions {
     pub attempts: u32,
     /// Wait before the second attempt; doubled for each one after.
     pub backoff: Duration,
+    /// Time allowed for the whole sync, every attempt and pause included.
+    pub deadline: Duration,
+    /// Messages one document may take in one attempt before the server is taken to be stuck.
+    pub max_rounds: u64,
 }
 
 impl Default for SyncOptions {
@@ -45,6 +62,8 @@ impl Default for SyncOptions {
             reply_timeout: Duration::from_secs(30),
             attempts: 4,
             backoff: Duration::from_secs(1),
+            deadline: Duration::from_secs(10 * 60),
+            max_rounds: client::DEFAULT_ROUND_LIMIT,
         }
     }
 }
@@ -104,12 +123,43 @@ pub enum SyncError {
     /// Storing what arrived failed.
     #[error("{0}")]
     Local(String),
+    /// The whole sync took longer than its deadline (seconds); what was stored stays.
+    #[error("the sync did not finish within {0} s: sync again")]
+    Deadline(u64),
+    /// The sync was cancelled; what was stored stays.
+    #[error("the sync was cancelled")]
+    Cancelled,
 }
 
 impl SyncError {
     /// Whether another attempt may succeed.
     pub fn is_retryable(&self) -> bool {
-        !matches!(self, SyncError::Unauthorized { .. } | SyncError::Local(_))
+        !matches!(
+            self,
+            SyncError::Unauthorized { .. }
+                | SyncError::Local(_)
+                | SyncError::Deadline(_)
+                | SyncError::Cancelled
+                | SyncError::Protocol(ClientError::TooManyRounds { .. })
+        )
+    }
+}
+
+/// When a sync must stop: its deadline, or a cancel. Only waits on the network and pauses
+/// are cut short; a step being stored always finishes.
+struct Stop {
+    deadline: tokio::time::Instant,
+    allowed: Duration,
+    cancel: tokio::sync::watch::Receiver<u64>,
+}
+
+impl Stop {
+    async fn guard<T>(&mut self, f: impl std::future::Future<Output = T>) -> Result<T, SyncError> {
+        tokio::select! {
+            out = f => Ok(out),
+            _ = tokio::time::sleep_until(self.deadline) => Err(SyncError::Deadline(self.allowed.as_secs())),
+            _ = self.cancel.changed() => Err(SyncError::Cancelled),
+        }
     }
 }
 
@@ -137,18 +187,27 @@ pub(crate) async fn sync(
     options: &SyncOptions,
     progress: &(dyn Fn(SyncEvent) + Send + Sync),
 ) -> Result<SyncReport, CollectorError> {
-    let _one_at_a_time = shared.sync_lock.lock().await;
+    // Subscribed before anything else: a cancel from now on stops this sync, not an earlier one.
+    let mut stop = Stop {
+        deadline: tokio::time::Instant::now() + options.deadline,
+        allowed: options.deadline,
+        cancel: shared.cancel.subscribe(),
+    };
+    let _one_at_a_time = stop.guard(shared.sync_lock.lock()).await.map_err(CollectorError::from)?;
     let started = Instant::now();
     let before = shared.counts().await?;
     let token = shared.inner.lock().await.identity.as_ref().and_then(|i| i.token.clone());
     let url = server.sync_url();
     let mut totals = Totals::default();
+    let mut refused: BTreeMap<DocumentId, RefusedDocument> = BTreeMap::new();
     let mut attempt = 0;
     let outcome = loop {
         attempt += 1;
         progress(SyncEvent::Connecting { attempt });
-        let mut session = ClientSession::new(format!("hamlet-collector-{}", shared.storage_id), &shared.storage_id);
-        let result = run(shared, &url, token.as_deref(), options, &mut session, progress).await;
+        let mut session = ClientSession::new(format!("hamlet-collector-{}", shared.storage_id), &shared.storage_id)
+            .with_round_limit(options.max_rounds);
+        let result =
+            run(shared, &url, token.as_deref(), options, &mut stop, &mut session, &mut refused, progress).await;
         for (_, p) in session.documents() {
             totals.changes_sent += p.changes_sent;
             totals.changes_received += p.changes_received;
@@ -161,12 +220,21 @@ pub(crate) async fn sync(
                 let pause = options.backoff.saturating_mul(2u32.saturating_pow(attempt - 1));
                 tracing::info!(attempt, error = %e, "sync attempt failed; retrying");
                 progress(SyncEvent::Retrying { attempt, after_ms: pause.as_millis() as u64, reason: e.to_string() });
-                tokio::time::sleep(pause).await;
+                if let Err(e) = stop.guard(tokio::time::sleep(pause)).await {
+                    break Err(e);
+                }
             }
             Err(e) => break Err(e),
         }
     };
     let session = outcome?;
+    // A document that went through is no longer refused by this server.
+    if let Some(server) = session.server() {
+        let storage = server.storage_id.clone().unwrap_or_else(|| server.peer_id.clone());
+        for (id, _) in session.documents().filter(|(_, p)| p.phase == Phase::Done) {
+            shared.store.clear_refusal(&id.to_string(), &storage).await?;
+        }
+    }
     let after = shared.counts().await?;
     let unavailable =
         session.documents().filter(|(_, p)| p.phase == Phase::Unavailable).map(|(id, _)| id.url()).collect();
@@ -183,17 +251,22 @@ pub(crate) async fn sync(
         duration_ms: started.elapsed().as_millis() as u64,
         newly_acknowledged: after.acknowledged.saturating_sub(before.acknowledged),
         counts: after,
+        refused: refused.into_values().collect(),
     })
 }
 
 async fn connect(url: &str, token: Option<&str>, timeout: Duration) -> Result<Socket, SyncError> {
+    let config =
+        WebSocketConfig::default().max_message_size(Some(MAX_MESSAGE_BYTES)).max_frame_size(Some(MAX_MESSAGE_BYTES));
     let failed = |reason: String| SyncError::Connect { url: url.to_owned(), reason };
     let mut request = url.into_client_request().map_err(|e| failed(e.to_string()))?;
     if let Some(token) = token {
         let value = HeaderValue::from_str(&format!("Bearer {token}")).map_err(|e| failed(e.to_string()))?;
         request.headers_mut().insert("authorization", value);
     }
-    match tokio::time::timeout(timeout, tokio_tungstenite::connect_async(request)).await {
+    match tokio::time::timeout(timeout, tokio_tungstenite::connect_async_with_config(request, Some(config), false))
+        .await
+    {
         Err(_) => Err(SyncError::Timeout(timeout.as_secs())),
         Ok(Err(tungstenite::Error::Http(response))) if matches!(response.status().as_u16(), 401 | 403) => {
             Err(SyncError::Unauthorized { status: response.status().as_u16() })
@@ -203,20 +276,26 @@ async fn connect(url: &str, token: Option<&str>, timeout: Duration) -> Result<So
     }
 }
 
-/// One connection: join, open every document, exchange until each is done.
+/// One connection: join, then each document in turn, exchanging until each is done.
+#[allow(clippy::too_many_arguments)]
 async fn run(
     shared: &Shared,
     url: &str,
     token: Option<&str>,
     options: &SyncOptions,
+    stop: &mut Stop,
     session: &mut ClientSession,
+    refused: &mut BTreeMap<DocumentId, RefusedDocument>,
     progress: &(dyn Fn(SyncEvent) + Send + Sync),
 ) -> Result<(), SyncError> {
-    let mut socket = connect(url, token, options.connect_timeout).await?;
-    send(&mut socket, session.join()).await?;
+    let mut socket = stop.guard(connect(url, token, options.connect_timeout)).await??;
+    stop.guard(send(&mut socket, session.join())).await??;
     let mut server_storage = String::new();
+    let mut queue: VecDeque<DocumentId> = VecDeque::new();
+    let mut joined = false;
     loop {
-        let bytes = match tokio::time::timeout(options.reply_timeout, socket.next()).await {
+        let next = stop.guard(tokio::time::timeout(options.reply_timeout, socket.next())).await?;
+        let bytes = match next {
             Err(_) => return Err(SyncError::Timeout(options.reply_timeout.as_secs())),
             Ok(None) => return Err(SyncError::Closed(String::new())),
             Ok(Some(Err(e))) => return Err(SyncError::Closed(format!(": {e}"))),
@@ -226,40 +305,45 @@ async fn run(
             }
             Ok(Some(Ok(_))) => continue,
         };
-        let effects = {
+        // Received, applied and stored under one lock: a local write cannot fall in between.
+        let mut frames = Vec::new();
+        {
             let mut inner = shared.inner.lock().await;
-            session.receive(&bytes, &mut *inner)?
-        };
-        for effect in effects {
-            match effect {
-                Effect::Joined(server) => {
-                    // Sync states and receipts are true of one storage: key them by its id.
-                    server_storage = server.storage_id.unwrap_or(server.peer_id);
-                    let inner = shared.inner.lock().await;
-                    // Only what is assigned now: a hamlet taken away stays on the phone, untouched.
-                    let ids: Vec<DocumentId> = inner.docs.keys().copied().filter(|id| inner.is_assigned(id)).collect();
-                    let mut frames = Vec::new();
-                    for id in ids {
-                        let saved = shared
-                            .store
-                            .sync_state(&id.to_string(), &server_storage)
-                            .await
-                            .map_err(CollectorError::from)?;
-                        frames.extend(session.open_document(id, saved.as_deref(), &*inner)?);
+            for effect in session.receive(&bytes, &mut *inner)? {
+                match effect {
+                    Effect::Joined(server) => {
+                        // Sync states and receipts are true of one storage: key them by its id.
+                        server_storage = server.storage_id.unwrap_or(server.peer_id);
+                        // Only what is assigned now: a hamlet taken away stays on the phone,
+                        // untouched; and not what this sync already saw refused.
+                        queue = inner
+                            .docs
+                            .keys()
+                            .copied()
+                            .filter(|id| inner.is_assigned(id) && !refused.contains_key(id))
+                            .collect();
+                        joined = true;
                     }
-                    drop(inner);
-                    for frame in frames {
-                        send(&mut socket, frame).await?;
-                    }
+                    Effect::Persist(p) => persist(shared, &mut inner, &server_storage, p).await?,
+                    Effect::Send(frame) => frames.push(frame),
                 }
-                Effect::Persist(p) => persist(shared, &server_storage, p).await?,
-                Effect::Send(frame) => send(&mut socket, frame).await?,
+            }
+            // One document in flight at a time: open the next once the last is done.
+            while joined && session.is_complete() {
+                let Some(id) = queue.pop_front() else { break };
+                let saved =
+                    shared.store.sync_state(&id.to_string(), &server_storage).await.map_err(CollectorError::from)?;
+                frames.extend(session.open_document(id, saved.as_deref(), &*inner)?);
             }
         }
-        let total = session.documents().count() as u32;
+        for frame in frames {
+            stop.guard(send(&mut socket, frame)).await??;
+        }
+        note_refusals(shared, session, &server_storage, refused).await?;
+        let total = (session.documents().count() + queue.len()) as u32;
         let done = session.documents().filter(|(_, p)| p.phase != Phase::Syncing).count() as u32;
         progress(SyncEvent::Progress { done, total });
-        if session.is_complete() {
+        if joined && queue.is_empty() && session.is_complete() {
             // Responses recorded while this sync ran go out with it.
             let more = {
                 let inner = shared.inner.lock().await;
@@ -268,17 +352,40 @@ async fn run(
             let mut sent_more = false;
             for effect in more {
                 if let Effect::Send(frame) = effect {
-                    send(&mut socket, frame).await?;
+                    stop.guard(send(&mut socket, frame)).await??;
                     sent_more = true;
                 }
             }
             if !sent_more && session.is_complete() {
-                let _ = send(&mut socket, session.leave()).await;
-                let _ = socket.close(None).await;
+                let _ = stop.guard(send(&mut socket, session.leave())).await;
+                let _ = stop.guard(socket.close(None)).await;
                 return Ok(());
             }
         }
     }
+}
+
+/// Keeps each refusal the session saw, with the server's reason (shown to the collector).
+async fn note_refusals(
+    shared: &Shared,
+    session: &ClientSession,
+    server_storage: &str,
+    refused: &mut BTreeMap<DocumentId, RefusedDocument>,
+) -> Result<(), CollectorError> {
+    for (id, p) in session.documents() {
+        match p.phase {
+            Phase::Refused if !refused.contains_key(id) => {
+                let reason = p.refusal.clone().unwrap_or_default();
+                tracing::warn!(document = %id, server = server_storage, reason, "the server refused this document's changes");
+                let heads =
+                    shared.inner.lock().await.docs.get(id).map(|d| d.body.doc().get_heads()).unwrap_or_default();
+                shared.store.set_refusal(&id.to_string(), server_storage, &reason, &encode_heads(&heads)).await?;
+                refused.insert(*id, RefusedDocument { document: id.url(), server: server_storage.to_owned(), reason });
+            }
+            _ => {}
+        }
+    }
+    Ok(())
 }
 
 async fn send(socket: &mut Socket, frame: Vec<u8>) -> Result<(), SyncError> {
@@ -287,8 +394,7 @@ async fn send(socket: &mut Socket, frame: Vec<u8>) -> Result<(), SyncError> {
 
 /// Stores one step: the changes that arrived (and what they mean for the index), the sync state,
 /// the receipt, and the responses it acknowledges.
-async fn persist(shared: &Shared, server_storage: &str, p: Persist) -> Result<(), CollectorError> {
-    let mut inner = shared.inner.lock().await;
+async fn persist(shared: &Shared, inner: &mut Inner, server_storage: &str, p: Persist) -> Result<(), CollectorError> {
     let Some(doc) = inner.docs.get_mut(&p.document) else { return Ok(()) };
     let mut write = DocWrite {
         sync: Some((server_storage.to_owned(), p.sync_state, encode_heads(&p.acknowledged))),
@@ -319,5 +425,5 @@ async fn persist(shared: &Shared, server_storage: &str, p: Persist) -> Result<()
             }
         }
     }
-    shared.persist(&mut inner, &p.document, write).await
+    shared.persist(inner, &p.document, write).await
 }

@@ -210,6 +210,20 @@ pub struct SyncReport {
     pub newly_acknowledged: u64,
     /// The counts after the sync.
     pub counts: Counts,
+    /// Documents whose changes the server refused, with its reason: their sync ended, the
+    /// others went on. The refused changes stay on the phone (and in an exported bundle).
+    pub refused: Vec<RefusedDocument>,
+}
+
+/// A document whose changes a server refused.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, uniffi::Record)]
+pub struct RefusedDocument {
+    /// The document's URL (`automerge:…`).
+    pub document: String,
+    /// The server storage that refused it.
+    pub server: String,
+    /// What the server said.
+    pub reason: String,
 }
 
 /// What exporting or importing a bundle did.

@@ -146,8 +146,15 @@ fn everything_a_phone_does_from_the_command_line() {
     let all = json(&other, &["list", "--all"]);
     assert_eq!(all.as_array().map(Vec::len), Some(4), "three from the server, one from the bundle");
 
-    // A server that cannot be reached: exit code 5.
+    // Another server than the enrolled one never sees the token: refused before sending, code 3.
     let out = cli(&store, &["sync", "--server", "127.0.0.1:9", "--attempts", "1"]);
+    assert_eq!(out.status.code(), Some(3), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not the server this device enrolled with"));
+    // A server that cannot be reached: exit code 5.
+    let unreachable = dir.path().join("unreachable.db");
+    let setup = ["enroll", "--server", "127.0.0.1:9", "--collector", "x", "--campaign", "tin-nhiem-2025"];
+    ok(&unreachable, &[&setup[..], &["--hamlet", "thon-dong", "--no-sync"]].concat());
+    let out = cli(&unreachable, &["sync", "--attempts", "1"]);
     assert_eq!(out.status.code(), Some(5), "{}", String::from_utf8_lossy(&out.stderr));
     // A used code: refused, exit code 6.
     let out = cli(&dir.path().join("third.db"), &["enroll", "--server", &front.address(), "--code", &code]);

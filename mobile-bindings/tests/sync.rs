@@ -38,6 +38,7 @@ fn quick() -> SyncOptions {
         reply_timeout: Duration::from_secs(5),
         attempts: 1,
         backoff: Duration::from_millis(50),
+        ..SyncOptions::default()
     }
 }
 
@@ -291,6 +292,7 @@ fn a_server_that_never_answers_times_out_and_is_retried_with_back_off() {
         reply_timeout: Duration::from_millis(300),
         attempts: 3,
         backoff: Duration::from_millis(100),
+        ..SyncOptions::default()
     };
     let events = std::sync::Mutex::new(Vec::new());
     let started = std::time::Instant::now();
@@ -383,4 +385,108 @@ fn tallies_are_recorded_corrected_and_reach_the_district() {
     phone.sync(None, &quick(), &|_| ()).expect("sync");
     let ledger = district.ledger(&campaign(), "thon-dong").expect("at the district");
     assert_eq!(ledger.tallies().expect("reads").len(), 1);
+}
+
+#[test]
+fn the_token_goes_only_to_the_server_the_device_enrolled_with() {
+    let dir = tempfile::tempdir().unwrap();
+    let district = District::start(dir.path(), &campaign());
+    let elsewhere = Front::start(district.addr);
+    let phone = open_phone(dir.path(), "collector-a", &district, &district.address(), &["thon-dong"]);
+    let err = phone.sync(Some(&elsewhere.address()), &quick(), &|_| ()).expect_err("another server");
+    assert!(matches!(err, CollectorError::UntrustedServer { .. }), "{err}");
+    assert_eq!(elsewhere.connections(), 0, "nothing was sent there");
+    assert!(elsewhere.seen_tokens().is_empty());
+    // The enrolled server, named as given at enrollment or not at all, is fine.
+    phone.sync(Some(&district.address()), &quick(), &|_| ()).expect("the enrolled server");
+}
+
+#[test]
+fn a_sync_has_an_overall_deadline_whatever_its_timeouts_and_attempts() {
+    let dir = tempfile::tempdir().unwrap();
+    let district = District::start(dir.path(), &campaign());
+    let front = Front::start(district.addr);
+    let phone = open_phone(dir.path(), "collector-a", &district, &front.address(), &["thon-dong"]);
+    front.black_hole(true);
+    let options = SyncOptions {
+        reply_timeout: Duration::from_secs(20),
+        connect_timeout: Duration::from_secs(20),
+        attempts: 5,
+        deadline: Duration::from_millis(700),
+        ..quick()
+    };
+    let started = std::time::Instant::now();
+    let err = phone.sync(None, &options, &|_| ()).expect_err("deadline");
+    assert!(matches!(err, CollectorError::Sync(hamlet_mobile::sync::SyncError::Deadline(_))), "{err}");
+    assert!(started.elapsed() < Duration::from_secs(5), "{:?}", started.elapsed());
+}
+
+#[test]
+fn a_sync_can_be_cancelled_from_another_thread() {
+    let dir = tempfile::tempdir().unwrap();
+    let district = District::start(dir.path(), &campaign());
+    let front = Front::start(district.addr);
+    let phone = open_phone(dir.path(), "collector-a", &district, &front.address(), &["thon-dong"]);
+    front.black_hole(true);
+    let options = SyncOptions { reply_timeout: Duration::from_secs(20), attempts: 3, ..quick() };
+    let started = std::time::Instant::now();
+    let err = std::thread::scope(|s| {
+        s.spawn(|| {
+            std::thread::sleep(Duration::from_millis(300));
+            phone.cancel_sync();
+        });
+        phone.sync(None, &options, &|_| ()).expect_err("cancelled")
+    });
+    assert!(matches!(err, CollectorError::Sync(hamlet_mobile::sync::SyncError::Cancelled)), "{err}");
+    assert!(started.elapsed() < Duration::from_secs(5), "{:?}", started.elapsed());
+    // A cancel before a sync does not cancel the next one.
+    front.black_hole(false);
+    phone.sync(None, &quick(), &|_| ()).expect("the next sync runs");
+}
+
+/// Writes a change by the phone's own actor into its copy of the campaign document, which the
+/// server takes from no device (as an imported bundle could, before bundles were checked).
+fn write_into_campaign_document(path: &std::path::Path, actor: &str) {
+    use hamlet_mobile::store::{DocWrite, Store};
+    use hamlet_sync_core::automerge::transaction::Transactable;
+    use hamlet_sync_core::automerge::{ActorId, Automerge, AutomergeError, ROOT};
+    use hamlet_sync_core::{CampaignId, DocumentId};
+    let id = DocumentId::for_campaign(&CampaignId::new(CAMPAIGN).unwrap());
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    runtime.block_on(async {
+        let store = Store::open(path).await.unwrap();
+        let mut bytes = Vec::new();
+        for c in store.chunks().await.unwrap().into_iter().filter(|c| c.document == id.to_string()) {
+            bytes.extend(c.data);
+        }
+        let mut doc = Automerge::load(&bytes).unwrap().with_actor(ActorId::try_from(actor).unwrap());
+        let before = doc.get_heads();
+        doc.transact::<_, _, AutomergeError>(|tx| tx.put(ROOT, "state", "closed")).map_err(|f| f.error).unwrap();
+        let chunk = doc.save_after(&before);
+        store.write(&DocWrite { document: id.to_string(), chunk: Some(chunk), ..DocWrite::default() }).await.unwrap();
+        store.close().await;
+    });
+}
+
+#[test]
+fn a_refused_document_ends_its_own_sync_and_the_other_ledgers_still_go_through() {
+    let dir = tempfile::tempdir().unwrap();
+    let district = District::start(dir.path(), &campaign());
+    let path = phone_path(dir.path(), "collector-a");
+    let phone = open_phone(dir.path(), "collector-a", &district, &district.address(), &["thon-dong", "thon-tay"]);
+    phone.sync(None, &quick(), &|_| ()).expect("campaign downloaded");
+    let mut recorded = record_submitted(&phone, "thon-dong", 3);
+    recorded.extend(record_submitted(&phone, "thon-tay", 2));
+    let actor = phone.actor_id();
+    drop(phone);
+    write_into_campaign_document(&path, &actor);
+
+    let phone = Collector::open(&path).expect("reopens");
+    let report = phone.sync(None, &quick(), &|_| ()).expect("the sync goes on past the refusal");
+    assert_eq!(report.refused.len(), 1, "{report:?}");
+    assert!(report.refused[0].reason.contains("read-only"), "{report:?}");
+    assert_eq!(report.counts.pending, 0, "{report:?}");
+    assert_eq!(responses_counted(&district, &["thon-dong", "thon-tay"]), recorded.into_iter().collect());
+    // The refusal is kept and shown until a sync gets through.
+    assert_eq!(phone.refusals().expect("lists").len(), 1);
 }

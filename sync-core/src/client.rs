@@ -112,6 +112,9 @@ pub enum Phase {
     Done,
     /// The server does not have the document, or does not share it with us.
     Unavailable,
+    /// The server refused our changes to it (the reason is in [`DocumentProgress::refusal`]):
+    /// this session is done with it, and the other documents go on.
+    Refused,
 }
 
 /// One document's progress in this session.
@@ -133,6 +136,8 @@ pub struct DocumentProgress {
     pub bytes_sent: u64,
     /// Bytes of frames received about this document.
     pub bytes_received: u64,
+    /// What the server said when it refused our changes.
+    pub refusal: Option<String>,
 }
 
 /// What the caller must persist for a document, before it sends anything that follows.
@@ -182,6 +187,15 @@ pub enum ClientError {
         /// Who it was for.
         to: String,
     },
+    /// The server kept a document syncing beyond the bound on rounds (announcing heads it
+    /// never sends, or never acknowledging what we sent).
+    #[error("document {document}: no end after {rounds} messages")]
+    TooManyRounds {
+        /// The document.
+        document: DocumentId,
+        /// Messages received about it.
+        rounds: u64,
+    },
     /// A sync message we cannot apply.
     #[error("document {document}: {reason}")]
     Sync {
@@ -196,7 +210,17 @@ pub enum ClientError {
 struct Tracked {
     state: sync::State,
     progress: DocumentProgress,
+    /// Messages in a row that brought no change while the server announced heads we lack.
+    idle: u32,
 }
+
+/// Messages received about one document, in one session, before the server is taken to be
+/// stuck or hostile: an honest exchange needs a handful.
+pub const DEFAULT_ROUND_LIMIT: u64 = 64;
+
+/// Messages in a row without a change, while the server announces heads it does not send,
+/// after which a document whose changes are all acknowledged is done.
+const IDLE_LIMIT: u32 = 2;
 
 /// A client's sync session with one server over one connection.
 #[derive(Debug)]
@@ -205,6 +229,7 @@ pub struct ClientSession {
     storage_id: String,
     server: Option<ServerPeer>,
     docs: BTreeMap<DocumentId, Tracked>,
+    round_limit: u64,
 }
 
 fn sorted(mut heads: Vec<ChangeHash>) -> Vec<ChangeHash> {
@@ -215,7 +240,20 @@ fn sorted(mut heads: Vec<ChangeHash>) -> Vec<ChangeHash> {
 impl ClientSession {
     /// A session for the client `peer_id` whose storage (kept between sessions) is `storage_id`.
     pub fn new(peer_id: impl Into<String>, storage_id: impl Into<String>) -> Self {
-        ClientSession { peer_id: peer_id.into(), storage_id: storage_id.into(), server: None, docs: BTreeMap::new() }
+        ClientSession {
+            peer_id: peer_id.into(),
+            storage_id: storage_id.into(),
+            server: None,
+            docs: BTreeMap::new(),
+            round_limit: DEFAULT_ROUND_LIMIT,
+        }
+    }
+
+    /// The same session with another bound on the messages one document may take
+    /// ([`DEFAULT_ROUND_LIMIT`] by default): beyond it, [`ClientError::TooManyRounds`].
+    pub fn with_round_limit(mut self, messages: u64) -> Self {
+        self.round_limit = messages.max(1);
+        self
     }
 
     /// The `join` frame that opens the session.
@@ -260,8 +298,9 @@ impl ClientSession {
             changes_received: 0,
             bytes_sent: 0,
             bytes_received: 0,
+            refusal: None,
         };
-        self.docs.insert(id, Tracked { state, progress });
+        self.docs.insert(id, Tracked { state, progress, idle: 0 });
         let Some(doc) = docs.document(&id) else { return Ok(Vec::new()) };
         let request = doc.get_heads().is_empty();
         Ok(self.generate(id, doc, request).into_iter().collect())
@@ -277,7 +316,7 @@ impl ClientSession {
         self.docs.iter().map(|(id, t)| (id, &t.progress))
     }
 
-    /// Whether every opened document is done or unavailable (and the handshake happened).
+    /// Whether every opened document is done, unavailable or refused (and the handshake happened).
     pub fn is_complete(&self) -> bool {
         self.server.is_some() && self.docs.values().all(|t| t.progress.phase != Phase::Syncing)
     }
@@ -285,8 +324,12 @@ impl ClientSession {
     /// Messages to send after local changes made while the session runs (a document that was
     /// done starts again).
     pub fn poll(&mut self, docs: &impl Documents) -> Vec<Effect> {
-        let ids: Vec<DocumentId> =
-            self.docs.iter().filter(|(_, t)| t.progress.phase != Phase::Unavailable).map(|(id, _)| *id).collect();
+        let ids: Vec<DocumentId> = self
+            .docs
+            .iter()
+            .filter(|(_, t)| !matches!(t.progress.phase, Phase::Unavailable | Phase::Refused))
+            .map(|(id, _)| *id)
+            .collect();
         let mut out = Vec::new();
         for id in ids {
             let Some(doc) = docs.document(&id) else { continue };
@@ -314,6 +357,11 @@ impl ClientSession {
         }
         match message {
             Message::Peer { sender_id, peer_metadata, selected_protocol_version, .. } => {
+                // A second `peer` (a server repeating itself) changes nothing: the documents are
+                // open already, and reopening them all would start every sync again.
+                if self.server.is_some() {
+                    return Ok(Vec::new());
+                }
                 if selected_protocol_version != PROTOCOL_VERSION {
                     return Err(ClientError::Version(selected_protocol_version));
                 }
@@ -321,7 +369,22 @@ impl ClientSession {
                 self.server = Some(server.clone());
                 Ok(vec![Effect::Joined(server)])
             }
-            Message::Error { message, .. } => Err(ClientError::Server(message)),
+            Message::Error { message, .. } => {
+                // automerge-repo's `error` names no document. With one document in flight it
+                // can only be about that one (a refusal of its changes): that document is done,
+                // the others go on. Otherwise the session ends.
+                let mut in_flight = self.docs.values_mut().filter(|t| t.progress.phase == Phase::Syncing);
+                match (in_flight.next(), in_flight.next()) {
+                    (Some(t), None) => {
+                        t.progress.phase = Phase::Refused;
+                        t.progress.refusal = Some(message);
+                        t.progress.messages_received += 1;
+                        t.progress.bytes_received += bytes.len() as u64;
+                        Ok(Vec::new())
+                    }
+                    _ => Err(ClientError::Server(message)),
+                }
+            }
             Message::Sync(m) | Message::Request(m) => {
                 if self.server.is_none() {
                     return Err(ClientError::Unexpected("sync before peer"));
@@ -361,13 +424,24 @@ impl ClientSession {
         // A document we never opened (the server pushes only what we asked for, but be lenient):
         // ignore it rather than fail the whole session.
         let (Some(t), Some(doc)) = (self.docs.get_mut(&id), docs.document_mut(&id)) else { return Ok(Vec::new()) };
+        // A refused document is done for this session: answering would send the refused
+        // changes again.
+        if t.progress.phase == Phase::Refused {
+            return Ok(Vec::new());
+        }
         t.progress.messages_received += 1;
         t.progress.bytes_received += frame_len as u64;
+        if t.progress.messages_received > self.round_limit {
+            return Err(ClientError::TooManyRounds { document: id, rounds: t.progress.messages_received });
+        }
         let before = doc.get_heads();
         doc.receive_sync_message(&mut t.state, message).map_err(|e| sync_error(e.to_string()))?;
         let changed = doc.get_heads() != before;
         if changed {
             t.progress.changes_received += doc.get_changes(&before).len() as u64;
+            t.idle = 0;
+        } else {
+            t.idle = t.idle.saturating_add(1);
         }
         if let Some(theirs) = &t.state.their_heads {
             t.progress.acknowledged = sorted(theirs.clone());
@@ -389,12 +463,19 @@ impl ClientSession {
 
     fn update_phase(&mut self, id: DocumentId, doc: &Automerge) {
         if let Some(t) = self.docs.get_mut(&id)
-            && t.progress.phase != Phase::Unavailable
+            && !matches!(t.progress.phase, Phase::Unavailable | Phase::Refused)
         {
-            // The server holds exactly our heads: it has all we have, we have all it has. A
-            // message we just sent (our acknowledgement of its changes) needs no answer.
-            let in_sync = t.state.their_heads.as_ref().is_some_and(|h| sorted(h.clone()) == sorted(doc.get_heads()));
-            t.progress.phase = if in_sync { Phase::Done } else { Phase::Syncing };
+            // Done when the server has acknowledged every change we hold, and we hold every
+            // head it announced — or it announced heads it does not send (two messages in a row
+            // brought nothing): what we sent is safe, and a server cannot keep us syncing by
+            // claiming changes it never gives. A message we just sent (our acknowledgement of
+            // its changes) needs no answer.
+            let done = t.state.their_heads.as_ref().is_some_and(|theirs| {
+                let acknowledged = unacknowledged(doc, theirs).is_empty();
+                let hold_theirs = theirs.iter().all(|h| doc.get_change_meta_by_hash(h).is_some());
+                acknowledged && (hold_theirs || t.idle >= IDLE_LIMIT)
+            });
+            t.progress.phase = if done { Phase::Done } else { Phase::Syncing };
         }
     }
 
@@ -805,5 +886,138 @@ mod tests {
         let error = wire::encode(&Message::Error { sender_id: None, target_id: None, message: "full".into() });
         assert_eq!(session.receive(&error, &mut docs), Err(ClientError::Server("full".into())));
         assert!(matches!(session.receive(&[0xff], &mut docs), Err(ClientError::Wire(_))));
+    }
+
+    /// A session joined with a server peer "server", with documents opened.
+    fn joined(docs: &BTreeMap<DocumentId, Automerge>) -> (ClientSession, Vec<Vec<u8>>) {
+        let mut session = ClientSession::new("phone", "store");
+        let peer = wire::encode(&Message::Peer {
+            sender_id: "server".into(),
+            target_id: "phone".into(),
+            peer_metadata: PeerMetadata::default(),
+            selected_protocol_version: "1".into(),
+        });
+        let mut docs_mut = docs.clone();
+        session.receive(&peer, &mut docs_mut).expect("joined");
+        let mut frames = Vec::new();
+        for id in docs.keys() {
+            frames.extend(session.open_document(*id, None, docs).expect("opened"));
+        }
+        (session, frames)
+    }
+
+    fn sync_frame(document: DocumentId, message: sync::Message) -> Vec<u8> {
+        wire::encode(&Message::Sync(DocMessage {
+            sender_id: "server".into(),
+            target_id: "phone".into(),
+            document_id: document.to_string(),
+            data: message.encode(),
+        }))
+    }
+
+    #[test]
+    fn a_repeated_peer_message_does_not_open_every_document_again() {
+        let mut docs = BTreeMap::from([(id(1), Automerge::new())]);
+        let (mut session, _) = joined(&docs);
+        let peer = wire::encode(&Message::Peer {
+            sender_id: "server".into(),
+            target_id: "phone".into(),
+            peer_metadata: PeerMetadata::default(),
+            selected_protocol_version: "1".into(),
+        });
+        assert_eq!(session.receive(&peer, &mut docs), Ok(Vec::new()), "no second Joined");
+    }
+
+    #[test]
+    fn a_server_announcing_a_head_it_never_sends_does_not_keep_the_phone_syncing() {
+        let mut doc = Automerge::new();
+        write(&mut doc, "a", "1");
+        let ours = doc.get_heads();
+        let mut docs = BTreeMap::from([(id(1), doc)]);
+        let (mut session, _) = joined(&docs);
+        // The server claims our change (acknowledging it) and one more that it never sends.
+        let phantom = ChangeHash([9; 32]);
+        let mut claimed = vec![ours[0], phantom];
+        claimed.sort();
+        let claim = || sync::Message {
+            heads: claimed.clone(),
+            need: Vec::new(),
+            have: vec![sync::Have { last_sync: ours.clone(), bloom: sync::BloomFilter::default() }],
+            changes: Vec::<Vec<u8>>::new().into(),
+            flags: None,
+            version: sync::MessageVersion::V1,
+        };
+        for _ in 0..10 {
+            if session.is_complete() {
+                break;
+            }
+            session.receive(&sync_frame(id(1), claim()), &mut docs).expect("read");
+        }
+        assert!(session.is_complete(), "{:?}", session.document(&id(1)));
+        assert_eq!(session.document(&id(1)).map(|p| p.phase), Some(Phase::Done));
+        assert!(unacknowledged(&docs[&id(1)], &session.document(&id(1)).expect("opened").acknowledged).is_empty());
+    }
+
+    #[test]
+    fn a_server_that_never_acknowledges_is_stopped_by_the_round_bound() {
+        let mut doc = Automerge::new();
+        write(&mut doc, "a", "1");
+        let mut docs = BTreeMap::from([(id(1), doc)]);
+        let (session, _) = joined(&docs);
+        let mut session = session.with_round_limit(8);
+        // Heads the phone never holds, and no acknowledgement of its own change, forever.
+        let mut outcome = Ok(Vec::new());
+        for n in 0..100u8 {
+            let message = sync::Message {
+                heads: vec![ChangeHash([n; 32])],
+                need: Vec::new(),
+                have: Vec::new(),
+                changes: Vec::<Vec<u8>>::new().into(),
+                flags: None,
+                version: sync::MessageVersion::V1,
+            };
+            outcome = session.receive(&sync_frame(id(1), message), &mut docs);
+            if outcome.is_err() {
+                break;
+            }
+        }
+        assert!(matches!(outcome, Err(ClientError::TooManyRounds { .. })), "{outcome:?}");
+    }
+
+    #[test]
+    fn a_refusal_ends_that_document_and_the_others_go_on() {
+        let mut mine = Automerge::new();
+        write(&mut mine, "a", "1");
+        let mut other = Automerge::new();
+        write(&mut other, "b", "2");
+        let mut docs = BTreeMap::from([(id(1), mine), (id(2), other)]);
+        let mut session = ClientSession::new("phone", "store");
+        let peer = wire::encode(&Message::Peer {
+            sender_id: "server".into(),
+            target_id: "phone".into(),
+            peer_metadata: PeerMetadata::default(),
+            selected_protocol_version: "1".into(),
+        });
+        session.receive(&peer, &mut docs).expect("joined");
+        // One document in flight at a time: a refusal can only be about it.
+        assert_eq!(session.open_document(id(1), None, &docs).expect("opened").len(), 1);
+        let refused = wire::encode(&Message::Error {
+            sender_id: Some("server".into()),
+            target_id: Some("phone".into()),
+            message: "changes refused, nothing of this message was stored: read-only".into(),
+        });
+        assert_eq!(session.receive(&refused, &mut docs), Ok(Vec::new()));
+        let p = session.document(&id(1)).expect("opened");
+        assert_eq!(p.phase, Phase::Refused);
+        assert!(p.refusal.as_deref().is_some_and(|r| r.contains("read-only")), "{p:?}");
+        assert!(session.is_complete());
+        // The next document syncs as usual; an error with two in flight still ends the session.
+        assert_eq!(session.open_document(id(2), None, &docs).expect("opened").len(), 1);
+        assert!(!session.is_complete());
+        let mut third = Automerge::new();
+        write(&mut third, "c", "3");
+        docs.insert(id(3), third);
+        session.open_document(id(3), None, &docs).expect("opened");
+        assert!(matches!(session.receive(&refused, &mut docs), Err(ClientError::Server(_))));
     }
 }

@@ -197,7 +197,8 @@ impl From<CollectorError> for Failure {
             CollectorError::Answer(_)
             | CollectorError::Ledger(_)
             | CollectorError::Invalid(_)
-            | CollectorError::Address(_) => (3, "invalid"),
+            | CollectorError::Address(_)
+            | CollectorError::UntrustedServer { .. } => (3, "invalid"),
             CollectorError::NotEnrolled
             | CollectorError::UnknownCampaign(_)
             | CollectorError::CampaignNotDownloaded(_)
@@ -205,6 +206,8 @@ impl From<CollectorError> for Failure {
             | CollectorError::NotFound { .. } => (4, "not_found"),
             CollectorError::Enroll(EnrollError::Refused { .. })
             | CollectorError::Sync(SyncError::Unauthorized { .. }) => (6, "refused"),
+            // Storing what arrived failed: the phone's own store, not the network.
+            CollectorError::Sync(SyncError::Local(_)) => (7, "storage"),
             CollectorError::Enroll(_) | CollectorError::Sync(_) => (5, "network"),
             CollectorError::Store(_)
             | CollectorError::Bundle(_)
