@@ -162,6 +162,9 @@ pub(crate) struct Inner {
     pub(crate) assignments: Vec<Assignment>,
     pub(crate) docs: BTreeMap<DocumentId, Doc>,
     pub(crate) utc_offset_minutes: i32,
+    /// A day that stands for "today" instead of the clock (demos and tests replaying a
+    /// campaign's schedule); not kept in the store.
+    pub(crate) fixed_today: Option<Day>,
 }
 
 impl Documents for Inner {
@@ -175,6 +178,9 @@ impl Documents for Inner {
 
 impl Inner {
     pub(crate) fn today(&self) -> Day {
+        if let Some(day) = self.fixed_today {
+            return day;
+        }
         let now = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
         let now = i64::try_from(now).unwrap_or(0);
         Day::from_unix_seconds(now + i64::from(self.utc_offset_minutes) * 60)
@@ -543,7 +549,13 @@ impl Collector {
         }
         let shared = Shared {
             store,
-            inner: tokio::sync::Mutex::new(Inner { identity, assignments, docs: BTreeMap::new(), utc_offset_minutes }),
+            inner: tokio::sync::Mutex::new(Inner {
+                identity,
+                assignments,
+                docs: BTreeMap::new(),
+                utc_offset_minutes,
+                fixed_today: None,
+            }),
             sync_lock: tokio::sync::Mutex::new(()),
             storage_id,
             actor,
@@ -581,6 +593,20 @@ impl Collector {
     /// Today, for this collector (local time at the configured offset from UTC).
     pub fn today(&self) -> String {
         self.block(async { self.shared.inner.lock().await.today().to_string() })
+    }
+
+    /// Makes `day` (`YYYY-MM-DD`) "today" for this `Collector`, instead of the clock, or goes
+    /// back to the clock with `None`: for demos and tests that replay a campaign's schedule.
+    /// Not kept in the store.
+    pub fn set_fixed_today(&self, day: Option<&str>) -> Result<(), CollectorError> {
+        let day = match day {
+            Some(text) => {
+                Some(text.parse::<Day>().map_err(|e| CollectorError::Invalid(format!("{text:?} is not a day: {e}")))?)
+            }
+            None => None,
+        };
+        self.block(async { self.shared.inner.lock().await.fixed_today = day });
+        Ok(())
     }
 
     /// Sets the offset from UTC used for "today" (default +07:00).

@@ -232,6 +232,12 @@ impl HamletCollector {
         self.inner.today()
     }
 
+    /// Makes `day` (`YYYY-MM-DD`) "today" instead of the clock, or the clock again with `None`
+    /// (demos and tests replaying a campaign's schedule).
+    pub fn set_fixed_today(&self, day: Option<String>) -> Result<(), HamletError> {
+        Ok(self.inner.set_fixed_today(day.as_deref())?)
+    }
+
     /// Sets the offset from UTC used for "today" (default +07:00, i.e. 420).
     pub fn set_utc_offset_minutes(&self, minutes: i32) -> Result<(), HamletError> {
         Ok(self.inner.set_utc_offset_minutes(minutes)?)

@@ -23,6 +23,8 @@ fn cli(store: &Path, args: &[&str]) -> Output {
         .args(args)
         .env_remove("HAMLET_LANG")
         .env_remove("HAMLET_SERVER")
+        // Inside the fixture campaign's schedule, so that what is recorded counts.
+        .env("HAMLET_TODAY", DAY)
         .stdin(Stdio::null())
         .output()
         .expect("the command runs")
@@ -44,6 +46,9 @@ fn json(store: &Path, args: &[&str]) -> serde_json::Value {
     all.extend_from_slice(args);
     serde_json::from_str(&ok(store, &all)).expect("JSON output")
 }
+
+/// A day within the fixture campaign's schedule.
+const DAY: &str = "2025-06-02";
 
 const RATINGS: [&str; 6] =
     ["-a", "tin-nhiem/ong-an=1", "-a", "tin-nhiem/can-bo-01=tin_nhiem", "-a", "tin-nhiem/can-bo-02=Tín nhiệm thấp"];
@@ -191,6 +196,7 @@ fn a_recorder_killed_at_any_moment_loses_nothing_it_reported() {
             .arg("--store")
             .arg(&store)
             .args(&args)
+            .env("HAMLET_TODAY", DAY)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::null())

@@ -14,6 +14,8 @@ use hamlet_sync_core::{Campaign, fixtures};
 use support::{Cut, District, Front, phone_path};
 
 const CAMPAIGN: &str = "tin-nhiem-2025";
+/// A day within the fixture campaign's schedule: what phones record then counts.
+const DAY: &str = "2025-06-02";
 
 fn campaign() -> Campaign {
     fixtures::open_campaign()
@@ -46,6 +48,7 @@ fn quick() -> SyncOptions {
 /// with a one-time code the district issued for `hamlets`.
 fn open_phone(dir: &std::path::Path, name: &str, district: &District, server: &str, hamlets: &[&str]) -> Collector {
     let phone = Collector::open(phone_path(dir, name)).expect("store opens");
+    phone.set_fixed_today(Some(DAY)).expect("a day");
     phone.enroll(server, &district.code(name, hamlets), "phone").expect("enrolled");
     phone
 }
@@ -210,6 +213,7 @@ fn enrollment_follows_the_contract_and_sync_carries_the_token() {
     let district = District::start(dir.path(), &campaign());
     let front = Front::start(district.addr);
     let phone = Collector::open(phone_path(dir.path(), "phone")).expect("opens");
+    phone.set_fixed_today(Some(DAY)).expect("a day");
     assert!(matches!(phone.sync(None, &quick(), &|_| ()), Err(CollectorError::NotEnrolled)));
 
     let err = phone.enroll(&front.address(), "WRONG", "Máy của chị Lan").expect_err("unknown code");
@@ -482,6 +486,7 @@ fn a_refused_document_ends_its_own_sync_and_the_other_ledgers_still_go_through()
     write_into_campaign_document(&path, &actor);
 
     let phone = Collector::open(&path).expect("reopens");
+    phone.set_fixed_today(Some(DAY)).expect("a day");
     let report = phone.sync(None, &quick(), &|_| ()).expect("the sync goes on past the refusal");
     assert_eq!(report.refused.len(), 1, "{report:?}");
     assert!(report.refused[0].reason.contains("read-only"), "{report:?}");

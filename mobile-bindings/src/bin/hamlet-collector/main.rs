@@ -37,6 +37,10 @@ struct Cli {
     /// Print JSON, for scripts.
     #[arg(long, global = true)]
     json: bool,
+    /// Record as if today were this day (YYYY-MM-DD) instead of the clock: for demos and tests
+    /// that replay a campaign's schedule.
+    #[arg(long, env = "HAMLET_TODAY", global = true, hide = true)]
+    today: Option<String>,
     /// Seconds to wait while another program has the store open (one writer at a time).
     #[arg(long, env = "HAMLET_STORE_WAIT", default_value_t = 10, global = true)]
     wait: u64,
@@ -302,6 +306,9 @@ fn pick_hamlet(collector: &Collector, campaign: &str, given: Option<String>) -> 
 fn run(cli: Cli) -> Result<(), Failure> {
     let (lang, json) = (cli.lang, cli.json);
     let collector = open(&cli.store, Duration::from_secs(cli.wait))?;
+    if let Some(day) = &cli.today {
+        collector.set_fixed_today(Some(day))?;
+    }
     match cli.command {
         Command::Enroll { server, code, device_name, collector: person, campaign, hamlet, no_sync } => {
             let enrolled = match (code, person, campaign) {
