@@ -102,6 +102,7 @@ async fn setup(url: &str, hamlets: usize) -> Campaign {
             .collect(),
         schedule: Schedule { opens_on: "2026-11-01".parse().unwrap(), closes_on: "2026-11-30".parse().unwrap() },
         thresholds: Threshold::defaults(),
+        max_responses_per_day: hamlet_sync_core::DEFAULT_MAX_RESPONSES_PER_DAY,
         state: CampaignState::Draft,
     };
     api::create(&d, &actor, campaign.clone()).await.expect("campaign");

@@ -77,3 +77,62 @@ async fn a_tally_of_more_ballots_than_voters_counts_only_once_reviewed() {
         assert_eq!(total(&h, &campaign, "to-1").await, 130, "{}", db.name);
     }
 }
+
+#[tokio::test]
+async fn implausible_numbers_stand_out_in_progress() {
+    for db in support::databases().await {
+        let h = harness(db.url()).await;
+        let mut definition = fixtures::campaign();
+        definition.max_responses_per_day = 3;
+        for scope in &mut definition.hamlets {
+            if scope.hamlet.as_str() == "thon-tay" {
+                scope.expected_voters = 3;
+            }
+        }
+        let campaign = h.open(&definition).await;
+        let mut phone = h.phone(1);
+        let mut l = ledger(&campaign, "thon-tay", 1);
+        for i in 0..4 {
+            let answers = campaign
+                .subjects
+                .iter()
+                .map(|s| {
+                    (
+                        hamlet_sync_core::AnswerKey::for_subject(fixtures::question("tin-nhiem"), s.id.clone()),
+                        hamlet_sync_core::AnswerValue::Level(Level::TinNhiem),
+                    )
+                })
+                .collect();
+            let new = hamlet_sync_core::NewResponse {
+                id: format!("r{i}").parse().unwrap(),
+                collector: "thu-ky".parse().unwrap(),
+                answers,
+            };
+            l.record(&campaign, &new, day()).unwrap();
+        }
+        h.sync(&mut phone, &mut l).await;
+        let progress = hamlet_server::district::progress::load(&h.district, &campaign).await.unwrap();
+        use hamlet_server::district::progress::Alert;
+        assert_eq!(
+            progress.alerts,
+            [
+                Alert::OverVoters {
+                    hamlet: "thon-tay".into(),
+                    hamlet_name: "Thôn Tây".into(),
+                    counted: 4,
+                    expected: 3
+                },
+                Alert::BusyCollector {
+                    hamlet: "thon-tay".into(),
+                    hamlet_name: "Thôn Tây".into(),
+                    collector: "thu-ky".into(),
+                    day: "2025-06-04".into(),
+                    responses: 4,
+                    limit: 3
+                },
+            ],
+            "{}",
+            db.name
+        );
+    }
+}

@@ -117,6 +117,14 @@ fn default_thresholds() -> Vec<Threshold> {
     Threshold::defaults()
 }
 
+/// Responses one collector may plausibly record in a hamlet in one day, unless the campaign
+/// says otherwise: a whole meeting's worth.
+pub const DEFAULT_MAX_RESPONSES_PER_DAY: u32 = 150;
+
+fn default_max_responses_per_day() -> u32 {
+    DEFAULT_MAX_RESPONSES_PER_DAY
+}
+
 /// A campaign.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Campaign {
@@ -135,6 +143,10 @@ pub struct Campaign {
     /// Thresholds flagged per subject.
     #[serde(default = "default_thresholds")]
     pub thresholds: Vec<Threshold>,
+    /// More responses than this recorded by one collector in one hamlet on one day are shown
+    /// to staff as implausible (ballot stuffing?); they still count until reviewed otherwise.
+    #[serde(default = "default_max_responses_per_day")]
+    pub max_responses_per_day: u32,
     /// Life-cycle state.
     pub state: CampaignState,
 }
@@ -194,6 +206,9 @@ pub enum CampaignError {
         /// Its denominator.
         denominator: u32,
     },
+    /// A daily limit of responses per collector of zero.
+    #[error("the most responses a collector may record in a day must be at least 1")]
+    DailyLimit,
     /// A state change that the life cycle does not allow.
     #[error("a campaign cannot go from {from:?} to {to:?}")]
     Transition {
@@ -267,6 +282,9 @@ impl Campaign {
             if t.numerator == 0 || t.denominator == 0 || t.numerator > t.denominator {
                 return Err(CampaignError::Threshold { index, numerator: t.numerator, denominator: t.denominator });
             }
+        }
+        if self.max_responses_per_day == 0 {
+            return Err(CampaignError::DailyLimit);
         }
         if let Some(tree) = units {
             let expect = |role: String, unit: &UnitId, level: UnitLevel| match tree.get(unit) {

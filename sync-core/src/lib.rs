@@ -59,7 +59,9 @@ pub mod session;
 pub mod unit;
 pub mod wire;
 
-pub use campaign::{Campaign, CampaignError, CampaignState, HamletScope, Schedule, Subject, Threshold};
+pub use campaign::{
+    Campaign, CampaignError, CampaignState, DEFAULT_MAX_RESPONSES_PER_DAY, HamletScope, Schedule, Subject, Threshold,
+};
 pub use day::Day;
 pub use docid::DocumentId;
 pub use form::{AnswerError, AnswerKey, AnswerValue, Form, Label, Level, LevelSet, Question, QuestionKind};

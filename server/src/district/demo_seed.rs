@@ -341,6 +341,7 @@ pub fn campaign(today: Day, hamlets: &[(String, String, usize)], rng: &mut DemoR
         hamlets: scope,
         schedule: Schedule { opens_on: today.plus_days(-12), closes_on: today.plus_days(8) },
         thresholds: Threshold::defaults(),
+        max_responses_per_day: hamlet_sync_core::DEFAULT_MAX_RESPONSES_PER_DAY,
         state: CampaignState::Draft,
     })
 }

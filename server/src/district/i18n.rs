@@ -268,6 +268,9 @@ texts! {
     flag_outside_schedule: "Ghi hoặc nộp ngoài thời gian lấy ý kiến (không tính)", "Recorded or submitted outside the schedule (not counted)";
     flag_tally_duplicate: "Biên bản nhập trùng (chưa tính)", "Tally entered twice (not counted until reviewed)";
     flag_malformed_key: "Mã không hợp lệ", "Malformed key";
+    alerts_title: "Số liệu bất thường", "Implausible numbers";
+    alert_over_voters: "{hamlet}: {n} phiếu và lá phiếu họp, nhiều hơn {m} cử tri dự kiến", "{hamlet}: {n} responses and meeting ballots, more than the {m} expected voters";
+    alert_busy_collector: "{hamlet}: {who} ghi {n} phiếu ngày {day} (giới hạn {m})", "{hamlet}: {who} recorded {n} responses on {day} (limit {m})";
     sealed_value: "giá trị đã nộp", "submitted value";
     current_value: "giá trị hiện tại", "current value";
     response: "Phiếu", "Response";

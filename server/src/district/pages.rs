@@ -347,6 +347,33 @@ fn exports_block(t: &Texts, campaign: &Campaign, admin: bool) -> String {
     )
 }
 
+/// Numbers too large to be true (possible ballot stuffing), as a card; empty when there are none.
+fn alerts_block(t: &Texts, alerts: &[progress::Alert]) -> String {
+    if alerts.is_empty() {
+        return String::new();
+    }
+    let mut html = format!("<div class=\"card\" role=\"alert\"><h2>{}</h2><ul>", t.alerts_title);
+    for alert in alerts {
+        let text = match alert {
+            progress::Alert::OverVoters { hamlet_name, counted, expected, .. } => t
+                .alert_over_voters
+                .replace("{hamlet}", &esc(hamlet_name))
+                .replace("{n}", &counted.to_string())
+                .replace("{m}", &expected.to_string()),
+            progress::Alert::BusyCollector { hamlet_name, collector, day, responses, limit, .. } => t
+                .alert_busy_collector
+                .replace("{hamlet}", &esc(hamlet_name))
+                .replace("{who}", &esc(collector))
+                .replace("{n}", &responses.to_string())
+                .replace("{day}", &esc(day))
+                .replace("{m}", &limit.to_string()),
+        };
+        let _ = write!(html, "<li class=\"warn\">{text}</li>");
+    }
+    html.push_str("</ul></div>");
+    html
+}
+
 async fn overview_page(ctx: PageCtx, Path(id): Path<String>, Query(q): Query<CommuneQuery>) -> Response {
     let page = async {
         let campaign = ctx.district.catalog().require(&id).await?;
@@ -388,6 +415,7 @@ async fn overview_page(ctx: PageCtx, Path(id): Path<String>, Query(q): Query<Com
             if silent > 0 { "warn" } else { "ok" },
             silent
         );
+        html.push_str(&alerts_block(t, &p.alerts));
         let _ = write!(
             html,
             "<h2>{}</h2><table><caption>{}</caption><thead><tr><th scope=\"col\">{}</th><th scope=\"col\" class=\"n\">{}</th><th scope=\"col\" class=\"n\">{}</th><th scope=\"col\" class=\"n\">{}</th><th scope=\"col\" class=\"n\">{}</th><th scope=\"col\" class=\"n\">{}</th><th scope=\"col\">{}</th><th scope=\"col\" class=\"n\">{}</th><th scope=\"col\" class=\"n\">{}</th><th scope=\"col\">{}</th></tr></thead><tbody>",
@@ -954,6 +982,7 @@ async fn review_page(ctx: PageCtx, Path(id): Path<String>, Query(q): Query<Revie
             current(all),
             t.show_all
         );
+        html.push_str(&alerts_block(t, &progress::load(&ctx.district, &campaign).await?.alerts));
         if items.is_empty() {
             let _ = write!(html, "<p class=\"notice\">{}</p>", t.nothing_to_review);
         }
@@ -1221,6 +1250,7 @@ async fn create_post(ctx: PageCtx, body: Bytes) -> Response {
                 closes_on: parse_day(&f.closes_on, "closes_on")?,
             },
             thresholds: Threshold::defaults(),
+            max_responses_per_day: hamlet_sync_core::DEFAULT_MAX_RESPONSES_PER_DAY,
             state: CampaignState::Draft,
         };
         api::create(&ctx.district, &ctx.actor, campaign).await?;

@@ -1,6 +1,11 @@
 //! Progress: per hamlet, what was recorded, submitted and voided, the tallies entered, the
 //! devices that work there and when each last synced; per commune, the sums. Hamlets with
 //! nothing yet and devices silent for longer than the configured days stand out.
+//!
+//! So do numbers too large to be true ([`Alert`]): a hamlet whose responses and counted meeting
+//! ballots exceed its expected voters, and a collector who recorded more responses in one
+//! hamlet on one day than the campaign's `max_responses_per_day`. They are shown on the
+//! overview and review pages; what they concern is counted as usual, for staff to judge.
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -119,6 +124,38 @@ pub struct CommuneProgress {
     pub counts: Counts,
 }
 
+/// A number too large to be true, for staff to look into.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Alert {
+    /// Responses recorded and ballots returned at meetings exceed the expected voters.
+    OverVoters {
+        /// The hamlet.
+        hamlet: String,
+        /// Its name.
+        hamlet_name: String,
+        /// Responses recorded plus ballots returned.
+        counted: u64,
+        /// Voters expected.
+        expected: u64,
+    },
+    /// One collector recorded implausibly many responses in a hamlet on one day.
+    BusyCollector {
+        /// The hamlet.
+        hamlet: String,
+        /// Its name.
+        hamlet_name: String,
+        /// The collector the responses name.
+        collector: String,
+        /// The day (YYYY-MM-DD).
+        day: String,
+        /// Responses recorded that day.
+        responses: u64,
+        /// The campaign's limit.
+        limit: u64,
+    },
+}
+
 /// A campaign's progress.
 #[derive(Debug, Clone, Serialize)]
 pub struct Progress {
@@ -134,6 +171,8 @@ pub struct Progress {
     pub communes: Vec<CommuneProgress>,
     /// Per hamlet, by commune and name.
     pub hamlets: Vec<HamletProgress>,
+    /// Numbers too large to be true.
+    pub alerts: Vec<Alert>,
 }
 
 /// Reads the progress of `campaign`.
@@ -183,6 +222,21 @@ pub async fn load(district: &District, campaign: &Campaign) -> Result<Progress, 
             silent: now - last_sync_at > silent_ms,
         });
     }
+    const BUSY: &str = "SELECT hamlet_id, COALESCE(collector, ''), recorded_on, CAST(COUNT(*) AS BIGINT) \
+        FROM responses WHERE campaign_id = $1 AND recorded_on IS NOT NULL \
+        GROUP BY hamlet_id, collector, recorded_on HAVING COUNT(*) > $2 ORDER BY hamlet_id, recorded_on";
+    let limit = i64::from(campaign.max_responses_per_day);
+    let busy: Vec<(String, String, String, i64)> =
+        on_pool!(store, pool => sqlx::query_as(BUSY).bind(id).bind(limit).fetch_all(pool).await)
+            .map_err(query_failed("counting responses per collector and day"))?;
+    let name_of = |hamlet: &str| {
+        hamlet
+            .parse::<hamlet_sync_core::UnitId>()
+            .ok()
+            .and_then(|id| tree.get(&id).map(|u| u.name.clone()))
+            .unwrap_or_else(|| hamlet.to_owned())
+    };
+    let mut alerts: Vec<Alert> = Vec::new();
     let u = |n: i64| n.max(0) as u64;
     let mut hamlets = Vec::new();
     for scope in &campaign.hamlets {
@@ -204,6 +258,14 @@ pub async fn load(district: &District, campaign: &Campaign) -> Result<Progress, 
             to_review: u(open.get(scope.hamlet.as_str()).copied().unwrap_or(0)),
         };
         c.finish();
+        if c.recorded + c.ballots_returned > c.expected_voters {
+            alerts.push(Alert::OverVoters {
+                hamlet: scope.hamlet.to_string(),
+                hamlet_name: name_of(scope.hamlet.as_str()),
+                counted: c.recorded + c.ballots_returned,
+                expected: c.expected_voters,
+            });
+        }
         let devices = by_hamlet.remove(scope.hamlet.as_str()).unwrap_or_default();
         hamlets.push(HamletProgress {
             id: scope.hamlet.to_string(),
@@ -250,7 +312,16 @@ pub async fn load(district: &District, campaign: &Campaign) -> Result<Progress, 
     communes.sort_by_cached_key(|c| (fold_search(&c.name), c.name.clone()));
     let order: HashMap<String, usize> = communes.iter().enumerate().map(|(i, c)| (c.id.clone(), i)).collect();
     hamlets.sort_by_cached_key(|h| (order.get(&h.commune).copied(), fold_search(&h.name), h.name.clone()));
+    alerts.extend(busy.into_iter().map(|(hamlet, collector, day, responses)| Alert::BusyCollector {
+        hamlet_name: name_of(&hamlet),
+        hamlet,
+        collector,
+        day,
+        responses: u(responses),
+        limit: u(limit),
+    }));
     Ok(Progress {
+        alerts,
         campaign: id.to_owned(),
         silent_after_days: district.settings().silent_device_days,
         now,
