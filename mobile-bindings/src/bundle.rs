@@ -102,6 +102,7 @@ pub(crate) async fn export(
         bytes: bytes.len() as u64,
         skipped: Vec::new(),
         incomplete: Vec::new(),
+        refused: Vec::new(),
     })
 }
 
@@ -134,10 +135,19 @@ pub(crate) async fn import(
     for (i, item) in bundle.documents.iter().enumerate() {
         progress(i as u32, total);
         let mut inner = shared.inner.lock().await;
+        // The server's rules, applied before anything is: a phone writes only ledgers of the
+        // hamlets assigned to it now, and never a campaign document (the district's). Changes
+        // the server would refuse would make it refuse the phone's own after them.
+        let assigned = inner.is_assigned(&item.id);
         let Some(doc) = inner.docs.get_mut(&item.id) else {
             report.skipped.push(item.id.url());
             continue;
         };
+        if !assigned || !matches!(doc.body, Body::Ledger(_)) {
+            tracing::warn!(document = %item.id, "a bundle's changes to a document this phone may not write: not applied");
+            report.refused.push(item.id.url());
+            continue;
+        }
         let applied = item.apply(doc.body.doc_mut()).map_err(|e| BundleFileError::Document {
             path: shown.clone(),
             document: item.id.url(),

@@ -151,7 +151,7 @@ fn failed(context: &'static str) -> impl FnOnce(sqlx::Error) -> StoreError {
 }
 
 /// The enrolled identity.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 pub struct StoredIdentity {
     /// The server address given at enrollment.
     pub server: String,
@@ -163,6 +163,19 @@ pub struct StoredIdentity {
     pub device_name: String,
     /// The day of enrollment.
     pub enrolled_on: String,
+}
+
+/// The token is the device's key: it never shows in logs or debug output.
+impl std::fmt::Debug for StoredIdentity {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StoredIdentity")
+            .field("server", &self.server)
+            .field("collector", &self.collector)
+            .field("token", &self.token.as_ref().map(|_| "<hidden>"))
+            .field("device_name", &self.device_name)
+            .field("enrolled_on", &self.enrolled_on)
+            .finish()
+    }
 }
 
 /// A campaign and hamlet assigned to the collector.

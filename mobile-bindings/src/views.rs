@@ -241,6 +241,9 @@ pub struct BundleReport {
     pub skipped: Vec<String>,
     /// Documents whose changes wait for others this device lacks (sync, then import again).
     pub incomplete: Vec<String>,
+    /// Documents whose changes the server would refuse from this phone (a campaign document,
+    /// which only the district writes; a ledger of a hamlet no longer assigned): not applied.
+    pub refused: Vec<String>,
 }
 
 /// A campaign and the hamlets assigned in it.

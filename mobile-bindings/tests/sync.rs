@@ -237,6 +237,9 @@ fn enrollment_follows_the_contract_and_sync_carries_the_token() {
     record_submitted(&phone, "thon-tay", 2);
     phone.sync(None, &quick(), &|_| ()).expect("sync");
     assert_eq!(responses_counted(&district, &["thon-tay"]).len(), 2);
+    // The token shows in no debug output.
+    let token = tokens[0].clone().unwrap();
+    assert!(!format!("{phone:?}").contains(&token), "the token is in Debug output");
     // The enrollment survives a restart.
     drop(phone);
     let reopened = Collector::open(phone_path(dir.path(), "phone")).expect("reopens");
@@ -494,4 +497,56 @@ fn a_refused_document_ends_its_own_sync_and_the_other_ledgers_still_go_through()
     assert_eq!(responses_counted(&district, &["thon-dong", "thon-tay"]), recorded.into_iter().collect());
     // The refusal is kept and shown until a sync gets through.
     assert_eq!(phone.refusals().expect("lists").len(), 1);
+}
+
+/// Issue 9, phone side: a bundle that changes the campaign document (which only the district
+/// writes) used to be applied whole; the server then refused the phone's every message.
+#[test]
+fn an_imported_bundle_never_changes_the_campaign_document() {
+    use hamlet_sync_core::automerge::transaction::Transactable;
+    use hamlet_sync_core::automerge::{ActorId, Automerge, AutomergeError, ROOT};
+    use hamlet_sync_core::bundle::{Bundle, BundleDocument};
+    use hamlet_sync_core::{CampaignId, Day, DocumentId};
+
+    let dir = tempfile::tempdir().unwrap();
+    let district = District::start(dir.path(), &campaign());
+    let phone = open_phone(dir.path(), "collector-a", &district, &district.address(), &["thon-dong"]);
+    phone.sync(None, &quick(), &|_| ()).expect("campaign downloaded");
+    // A bundle from somewhere: the campaign "closed" by a stranger.
+    let id = DocumentId::for_campaign(&CampaignId::new(CAMPAIGN).unwrap());
+    let path = phone_path(dir.path(), "collector-a");
+    drop(phone);
+    let stored = {
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        runtime.block_on(async {
+            let store = hamlet_mobile::store::Store::open(&path).await.unwrap();
+            let mut bytes = Vec::new();
+            for c in store.chunks().await.unwrap().into_iter().filter(|c| c.document == id.to_string()) {
+                bytes.extend(c.data);
+            }
+            store.close().await;
+            Automerge::load(&bytes).unwrap()
+        })
+    };
+    let mut doc = stored.fork().with_actor(ActorId::random());
+    doc.transact::<_, _, AutomergeError>(|tx| tx.put(ROOT, "state", "closed")).map_err(|f| f.error).unwrap();
+    let bundle = Bundle {
+        source: "stranger".into(),
+        created_on: Day::from_ymd(2025, 6, 2).unwrap(),
+        documents: vec![BundleDocument { id, changes: doc.save_after(&stored.get_heads()), heads: doc.get_heads() }],
+    };
+    let file = dir.path().join("stranger.bundle");
+    std::fs::write(&file, bundle.encode()).unwrap();
+
+    let phone = Collector::open(&path).expect("reopens");
+    phone.set_fixed_today(Some(DAY)).unwrap();
+    let report = phone.import_bundle(&file, &|_, _| ()).expect("read");
+    assert_eq!(report.changes, 0, "{report:?}");
+    assert_eq!(report.refused, vec![id.url()], "{report:?}");
+    assert_eq!(phone.campaigns()[0].state, "open");
+    // The phone's own work still syncs, with nothing refused.
+    let recorded = record_submitted(&phone, "thon-dong", 2);
+    let synced = phone.sync(None, &quick(), &|_| ()).expect("syncs");
+    assert!(synced.refused.is_empty(), "{synced:?}");
+    assert_eq!(responses_counted(&district, &["thon-dong"]), recorded.into_iter().collect());
 }

@@ -48,6 +48,8 @@ pub enum Msg {
     Imported,
     Skipped,
     Incomplete,
+    Refused,
+    FirstSyncFailed,
     Error,
     Answer,
     Required,
@@ -101,6 +103,14 @@ impl Lang {
             Incomplete => (
                 "Chưa đủ (thiếu dữ liệu trước đó: đồng bộ rồi nhập lại)",
                 "Incomplete (earlier data missing: sync, then import again)",
+            ),
+            Refused => (
+                "Từ chối (máy chủ sẽ không nhận các thay đổi này từ máy này)",
+                "Refused (the server would not take these changes from this phone)",
+            ),
+            FirstSyncFailed => (
+                "Đã đăng ký, nhưng lần đồng bộ đầu tiên chưa được (đồng bộ lại sau)",
+                "Enrolled, but the first sync failed (sync again later)",
             ),
             Error => ("Lỗi", "Error"),
             Answer => ("Trả lời", "Answer"),

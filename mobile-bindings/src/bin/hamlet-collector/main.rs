@@ -22,7 +22,7 @@ use serde::Serialize;
 const EXIT_CODES: &str = "Exit codes: 0 done; 1 unexpected failure; 2 bad command line; 3 invalid input \
 (an answer, an id, a reason); 4 not enrolled, or no such campaign, hamlet or response; 5 network \
 (server unreachable or link broken: nothing is lost, sync again); 6 refused by the server (code used \
-or expired, device revoked); 7 local store or bundle file.";
+or expired, device revoked); 7 local store or bundle file; 8 sync finished but incomplete (responses not yet acknowledged, documents refused or not on the server).";
 
 /// Record residents' feedback offline and sync it with the district server.
 #[derive(Parser, Debug)]
@@ -318,8 +318,9 @@ fn run(cli: Cli) -> Result<(), Failure> {
                 }
                 _ => return Err(invalid("give --code, or --collector with --campaign and --hamlet")),
             };
-            if !no_sync {
-                sync(&collector, None, SyncOptions::default(), lang, json)?;
+            // Enrolled is enrolled: a first sync that fails is said, and done again later.
+            if !no_sync && let Err(f) = sync(&collector, None, SyncOptions::default(), lang, json) {
+                eprintln!("{}: {}", lang.text(Msg::FirstSyncFailed), f.message);
             }
             if json {
                 return print_json(&enrolled);
@@ -487,9 +488,24 @@ fn run(cli: Cli) -> Result<(), Failure> {
                 SyncOptions { reply_timeout: Duration::from_secs(timeout.max(1)), attempts, ..SyncOptions::default() };
             let report = sync(&collector, server.as_deref(), options, lang, json)?;
             if json {
-                return print_json(&report);
+                print_json(&report)?;
+            } else {
+                print_report(&report, lang);
             }
-            print_report(&report, lang);
+            let (pending, refused, unavailable) =
+                (report.counts.pending, report.refused.len(), report.unavailable.len());
+            if pending > 0 || refused > 0 || unavailable > 0 {
+                return Err(Failure {
+                    code: 8,
+                    kind: "incomplete",
+                    message: format!(
+                        "{pending} {}, {refused} {}, {unavailable} {}",
+                        lang.text(Msg::Pending),
+                        lang.text(Msg::Refused),
+                        lang.text(Msg::Unavailable)
+                    ),
+                });
+            }
         }
         Command::ExportBundle { path } => {
             let bar = spinner(json);
@@ -529,6 +545,9 @@ fn run(cli: Cli) -> Result<(), Failure> {
             }
             for d in &report.incomplete {
                 println!("  {}: {d}", lang.text(Msg::Incomplete));
+            }
+            for d in &report.refused {
+                println!("  {}: {d}", lang.text(Msg::Refused));
             }
         }
     }
@@ -627,5 +646,8 @@ fn print_report(report: &SyncReport, lang: Lang) {
     println!("  {}: {}", lang.text(Msg::Pending), report.counts.pending);
     for d in &report.unavailable {
         println!("  {}: {d}", lang.text(Msg::Unavailable));
+    }
+    for r in &report.refused {
+        println!("  {}: {} — {}", lang.text(Msg::Refused), r.document, r.reason);
     }
 }
