@@ -304,3 +304,45 @@ fn two_recorders_started_at_once_leave_every_response_recorded_or_clearly_refuse
     assert_eq!(synced["counts"]["pending"], 0, "{synced}");
     assert_eq!(district.counted(&campaign, &["thon-dong"]).len(), recorded.len() * 4);
 }
+
+/// What the library warns of reaches the collector: a store with a chunk that does not load
+/// opens, and the command says what it set aside.
+#[test]
+fn the_command_line_shows_the_library_warnings() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("damaged.db");
+    ok(
+        &store,
+        &[
+            "enroll",
+            "--server",
+            "127.0.0.1:9",
+            "--collector",
+            "x",
+            "--campaign",
+            "tin-nhiem-2025",
+            "--hamlet",
+            "thon-dong",
+            "--no-sync",
+        ],
+    );
+    let ledger = hamlet_sync_core::DocumentId::for_ledger(
+        &hamlet_sync_core::CampaignId::new("tin-nhiem-2025").unwrap(),
+        &hamlet_sync_core::UnitId::new("thon-dong").unwrap(),
+    );
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    runtime.block_on(async {
+        let s = hamlet_mobile::store::Store::open(&store).await.unwrap();
+        let write = hamlet_mobile::store::DocWrite {
+            document: ledger.to_string(),
+            chunk: Some(b"not automerge".to_vec()),
+            ..Default::default()
+        };
+        s.write(&write).await.unwrap();
+        s.close().await;
+    });
+    let out = cli(&store, &["status"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("WARN") && stderr.contains("set aside"), "{stderr}");
+}

@@ -228,6 +228,11 @@ fn invalid(message: impl Into<String>) -> Failure {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    // The library's warnings (a damaged chunk set aside, a failed compaction) go to stderr;
+    // HAMLET_LOG (a tracing filter) shows more.
+    let filter = tracing_subscriber::EnvFilter::try_from_env("HAMLET_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_target(false).init();
     let (lang, json) = (cli.lang, cli.json);
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
