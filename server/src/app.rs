@@ -34,7 +34,7 @@ pub struct AppState {
     pub(crate) shutdown: watch::Receiver<bool>,
     pub(crate) accounts: Accounts,
     pub(crate) limiter: Arc<FailureLimiter>,
-    pub(crate) secure_cookies: bool,
+    pub(crate) security: Arc<auth::Security>,
     pub(crate) enrollment_ttl: Duration,
     pub(crate) open_sync: bool,
 }
@@ -57,13 +57,15 @@ impl AppState {
 }
 
 /// The routes. Public: `/sync` (WebSocket; a token, or `--insecure-open-sync`), `/healthz`,
-/// `/readyz`, `/metrics`, `/login`, `/api/enroll`. The rest require a role.
+/// `/readyz`, `/metrics` (unless moved to its own address or behind a token), `/login`,
+/// `/api/enroll`, `/api/openapi.json` (it describes, holds no data). The rest require a role.
 pub fn router(state: AppState) -> Router {
     let public = Router::new()
         .route("/sync", get(sync))
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(ready))
         .route("/metrics", get(metrics))
+        .route("/api/openapi.json", get(|| async { axum::Json(crate::district::api::openapi()) }))
         .route("/login", get(auth::login_form))
         .route("/logout", post(auth::logout));
     // Guessing is slowed per address here, and per account inside the handlers.
@@ -79,17 +81,20 @@ pub fn router(state: AppState) -> Router {
     let devices = Router::new()
         .route("/api/device/actors", post(auth::add_actors))
         .route("/api/device/assignments", get(auth::device_assignments))
+        .route("/api/device/token", post(auth::rotate_device_token))
         .route_layer(from_fn(auth::require_device));
     let admin = Router::new()
         .route("/api/people", get(auth::list_people).post(auth::create_person))
         .route("/api/people/{id}/assignments", put(auth::set_assignments))
         .route("/api/people/{id}/enrollment-codes", post(auth::create_code))
+        .route("/api/people/{id}/sign-out-everywhere", post(auth::sign_out_everywhere_api))
         .route("/api/devices", get(auth::list_devices))
         .route("/api/devices/{id}/revoke", post(auth::revoke_device))
         .route("/api/tokens", post(auth::create_token))
         .route("/api/tokens/{id}", delete(auth::revoke_token))
         .route("/admin/people", get(auth::people_page).post(auth::create_person_form))
         .route("/admin/people/{id}/enroll", post(auth::enroll_page))
+        .route("/admin/people/{id}/sign-out-everywhere", post(auth::sign_out_everywhere_form))
         .route("/admin/devices", get(auth::devices_page))
         .route("/admin/devices/{id}/revoke", post(auth::revoke_device_form))
         .route_layer(from_fn(auth::require_admin));
@@ -162,7 +167,26 @@ async fn ready(State(state): State<AppState>) -> Response {
     }
 }
 
-async fn metrics(State(state): State<AppState>) -> Response {
+/// `/metrics`: with `--metrics-token`, only for `Authorization: Bearer` that token; with
+/// `--metrics-listen`, only on that address (the main router answers 404).
+async fn metrics(State(state): State<AppState>, headers: axum::http::HeaderMap) -> Response {
+    if state.security.metrics_elsewhere {
+        return StatusCode::NOT_FOUND.into_response();
+    }
+    guarded_metrics(State(state), headers).await
+}
+
+async fn guarded_metrics(State(state): State<AppState>, headers: axum::http::HeaderMap) -> Response {
+    if let Some(expected) = &state.security.metrics_token {
+        let given =
+            headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer "));
+        // Compared as hashes, so the time taken says nothing about the token.
+        let hash = |t: &str| crate::auth::secret::hash_token(t.trim());
+        if given.is_none_or(|g| hash(g) != hash(expected)) {
+            return ApiError::new(StatusCode::UNAUTHORIZED, "unauthenticated", "the metrics token is required")
+                .into_response();
+        }
+    }
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], state.hub.metrics().render()).into_response()
 }
 
@@ -191,6 +215,12 @@ pub struct Server {
 impl Server {
     /// Opens the database named by `config` and applies migrations.
     pub async fn open(config: ServeConfig) -> Result<Server, ServerError> {
+        if config.demo && !config.demo_public && !config.listen.ip().is_loopback() {
+            return Err(ServerError::Config(format!(
+                "--demo creates accounts whose passwords are published: it is refused on {} unless --demo-public is given",
+                config.listen
+            )));
+        }
         if config.insecure_open_sync {
             if !config.listen.ip().is_loopback() {
                 return Err(ServerError::Config(format!(
@@ -228,21 +258,50 @@ impl Server {
         let limits: Limits = self.config.limits();
         let (committer, writer) = Committer::spawn(self.store.clone(), self.config.max_batch);
         let metrics = Arc::new(Metrics::default());
-        let accounts = Accounts::new(self.store.clone(), Duration::from_secs(self.config.session_hours.max(1) * 3600));
+        let mut accounts =
+            Accounts::new(self.store.clone(), Duration::from_secs(self.config.session_hours.max(1) * 3600));
+        if self.config.max_concurrent_hashes > 0 {
+            accounts = accounts.with_hasher(crate::auth::accounts::Hasher::new(self.config.max_concurrent_hashes));
+        }
         let hub = Hub::new(self.store.clone(), committer, self.identity, limits, metrics.clone(), accounts.clone());
         let settings = crate::district::Settings { silent_device_days: self.config.silent_device_days };
         let district = crate::district::start(&hub, settings).await;
         let (stop_tx, stop_rx) = watch::channel(false);
         let app_accounts = accounts.clone();
-        let app = router(AppState {
+        let failure_window = Duration::from_secs(600);
+        let security = auth::Security {
+            trusted_proxies: crate::auth::proxy::TrustedProxies::new(self.config.trusted_proxy.clone()),
+            secure_cookies: self.config.cookies_secure(),
+            public_url: self.config.public_url.clone(),
+            metrics_token: self.config.metrics_token.clone(),
+            metrics_elsewhere: self.config.metrics_listen.is_some(),
+            ..auth::Security::new(failure_window)
+        };
+        let state = AppState {
             hub: hub.clone(),
-            shutdown: stop_rx,
+            shutdown: stop_rx.clone(),
             accounts,
-            limiter: Arc::new(FailureLimiter::new(self.config.max_failures, Duration::from_secs(600))),
-            secure_cookies: self.config.secure_cookies,
+            limiter: Arc::new(FailureLimiter::new(self.config.max_failures, failure_window)),
+            security: Arc::new(security),
             enrollment_ttl: Duration::from_secs(self.config.enrollment_hours.max(1) * 3600),
             open_sync: self.config.insecure_open_sync,
-        });
+        };
+        let app = router(state.clone());
+        if let Some(metrics_addr) = self.config.metrics_listen {
+            // Metrics on their own address only: the main one answers 404 for them.
+            let metrics_app = Router::new().route("/metrics", get(guarded_metrics)).with_state(state);
+            let listener = TcpListener::bind(metrics_addr).await?;
+            tracing::info!(address = ?listener.local_addr().ok(), "serving metrics");
+            let mut stop = stop_rx;
+            tokio::spawn(async move {
+                let stopped = async move {
+                    let _ = stop.wait_for(|s| *s).await;
+                };
+                if let Err(e) = axum::serve(listener, metrics_app).with_graceful_shutdown(stopped).await {
+                    tracing::error!(error = %e, "the metrics listener failed");
+                }
+            });
+        }
         let addr: Option<SocketAddr> = listener.local_addr().ok();
         tracing::info!(address = ?addr, backend = ?self.store.backend(), "serving");
         if self.config.demo {

@@ -69,9 +69,35 @@ pub struct ServeConfig {
     pub insecure_open_sync: bool,
 
     /// Mark the session cookie `Secure` (set when the server is reached over HTTPS, through a
-    /// TLS-terminating proxy).
+    /// TLS-terminating proxy). On by itself when --public-url is `https://…`.
     #[arg(long, env = "HAMLET_SECURE_COOKIES")]
     pub secure_cookies: bool,
+
+    /// The address people and phones reach the server at, say `https://hamlet.example.vn`
+    /// (behind a TLS-terminating proxy). An `https://` URL turns on secure cookies; enrollment
+    /// QR codes carry it so a phone learns where to sync.
+    #[arg(long, env = "HAMLET_PUBLIC_URL", value_parser = parse_public_url)]
+    pub public_url: Option<String>,
+
+    /// Reverse proxies whose `Forwarded` / `X-Forwarded-For` headers are believed, as addresses
+    /// or CIDR blocks (`10.0.0.0/8`), repeated or comma-separated. Nothing is believed by
+    /// default: without this flag the client address is the socket's peer.
+    #[arg(long, env = "HAMLET_TRUSTED_PROXY", value_delimiter = ',', value_parser = crate::auth::proxy::parse_cidr)]
+    pub trusted_proxy: Vec<crate::auth::proxy::Cidr>,
+
+    /// Require `Authorization: Bearer TOKEN` on `/metrics`.
+    #[arg(long, env = "HAMLET_METRICS_TOKEN")]
+    pub metrics_token: Option<String>,
+
+    /// Serve `/metrics` only on this second address (say `127.0.0.1:9090`, for a local
+    /// Prometheus), not on --listen.
+    #[arg(long, env = "HAMLET_METRICS_LISTEN")]
+    pub metrics_listen: Option<SocketAddr>,
+
+    /// Password hashes computed at once (argon2id, about 20 MiB of memory each); further
+    /// sign-ins wait their turn. 0: one per CPU.
+    #[arg(long, env = "HAMLET_MAX_CONCURRENT_HASHES", default_value_t = 0)]
+    pub max_concurrent_hashes: usize,
 
     /// Hours a staff session lasts.
     #[arg(long, env = "HAMLET_SESSION_HOURS", default_value_t = 12)]
@@ -95,12 +121,36 @@ pub struct ServeConfig {
     pub silent_device_days: u32,
 
     /// Seed a demo district (once: skipped when already seeded) so the dashboard shows a living
-    /// campaign at once.
+    /// campaign at once. The demo accounts' passwords are published, so this is refused on an
+    /// address other than loopback unless --demo-public is given too.
     #[arg(long, env = "HAMLET_DEMO")]
     pub demo: bool,
+
+    /// Allow --demo on an address other than loopback (a public demonstration: anyone may sign
+    /// in with the published demo passwords).
+    #[arg(long, env = "HAMLET_DEMO_PUBLIC")]
+    pub demo_public: bool,
+}
+
+fn parse_public_url(text: &str) -> Result<String, String> {
+    let url = text.trim().trim_end_matches('/');
+    let rest = url
+        .strip_prefix("https://")
+        .or_else(|| url.strip_prefix("http://"))
+        .ok_or_else(|| format!("{text:?} is not an http:// or https:// URL"))?;
+    if rest.is_empty() || rest.contains(|c: char| c.is_whitespace() || c.is_control() || c == '?' || c == '#') {
+        return Err(format!("{text:?} is not a URL of this server (no query, no fragment)"));
+    }
+    Ok(url.to_owned())
 }
 
 impl ServeConfig {
+    /// Whether the session cookie is marked `Secure`: asked for, or implied by an `https://`
+    /// public URL.
+    pub fn cookies_secure(&self) -> bool {
+        self.secure_cookies || self.public_url.as_deref().is_some_and(|u| u.starts_with("https://"))
+    }
+
     /// The database URL to open.
     pub fn database_url(&self) -> String {
         self.database.url()

@@ -85,6 +85,10 @@ async fn main() -> anyhow::Result<()> {
         Command::Admin { action } => admin(action).await,
         Command::Reproject { database } => {
             let ledgers = hamlet_server::district::reproject_all(&database.url()).await.context("reprojecting")?;
+            let store = Store::open(&database.url()).await.context("opening the database")?;
+            let detail = format!("rebuilt the district tables from {ledgers} ledgers");
+            hamlet_server::district::audit::record(&store, "command-line", "reproject", "district", &detail).await?;
+            store.close().await;
             println!("Rebuilt the district tables from {ledgers} ledgers");
             Ok(())
         }

@@ -189,6 +189,8 @@ async fn every_endpoint_answers_each_role_as_the_rules_say() {
         // (method, path, body, expected status for each role above, in order)
         let table: Vec<(&str, &str, Option<&str>, [u16; 6])> = vec![
             ("GET", "/healthz", None, [200, 200, 200, 200, 200, 200]),
+            ("GET", "/api/openapi.json", None, [200, 200, 200, 200, 200, 200]),
+            ("POST", "/api/people/nobody/sign-out-everywhere", None, [401, 404, 404, 403, 403, 403]),
             ("GET", "/api/me", None, [401, 200, 200, 200, 200, 200]),
             ("GET", "/api/people", None, [401, 200, 200, 403, 403, 403]),
             (

@@ -1,6 +1,7 @@
 //! People, sessions, tokens, assignments, enrollment codes and devices, in the database.
 
 use std::collections::HashSet;
+use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
@@ -120,6 +121,9 @@ pub enum AccountError {
     /// An actor id is enrolled to another device already.
     #[error("actor {0} is already enrolled to another device")]
     ActorTaken(String),
+    /// A password computation could not run (its worker thread failed).
+    #[error("password hashing failed: {0}")]
+    Hashing(String),
 }
 
 /// The demo mode's accounts, documented in the README: never created outside demo mode.
@@ -128,6 +132,10 @@ pub const DEMO_ACCOUNTS: [(&str, &str, Role); 2] =
 
 /// The shortest password accepted.
 pub const MIN_PASSWORD_CHARS: usize = 10;
+/// The longest password accepted, in bytes: longer input is refused before any hashing.
+pub const MAX_PASSWORD_BYTES: usize = 1024;
+/// The longest sign-in name accepted (ids are at most 64 characters).
+pub const MAX_NAME_BYTES: usize = 64;
 
 /// Milliseconds since the epoch.
 pub fn now_ms() -> i64 {
@@ -160,17 +168,60 @@ fn person(row: PersonRow) -> Option<(Person, Option<String>)> {
     Some((Person { id, display_name, role: Role::parse(&role)?, must_change_password: must != 0 }, hash))
 }
 
+/// Runs argon2 off the async runtime's threads, at most `permits` at a time: a flood of
+/// sign-ins queues here instead of stalling every other request (health checks, sync).
+#[derive(Clone, Debug)]
+pub struct Hasher {
+    permits: Arc<tokio::sync::Semaphore>,
+}
+
+impl Hasher {
+    /// At most `concurrent` hashes at once (at least one).
+    pub fn new(concurrent: usize) -> Hasher {
+        Hasher { permits: Arc::new(tokio::sync::Semaphore::new(concurrent.max(1))) }
+    }
+
+    /// One hash at a time per CPU.
+    pub fn per_cpu() -> Hasher {
+        Hasher::new(std::thread::available_parallelism().map_or(2, |n| n.get()))
+    }
+
+    async fn run<T: Send + 'static>(&self, work: impl FnOnce() -> T + Send + 'static) -> Result<T, AccountError> {
+        let _permit = self.permits.acquire().await.map_err(|e| AccountError::Hashing(e.to_string()))?;
+        tokio::task::spawn_blocking(work).await.map_err(|e| AccountError::Hashing(e.to_string()))
+    }
+
+    /// An argon2id hash of `password`.
+    pub async fn hash(&self, password: &str) -> Result<String, AccountError> {
+        let password = password.to_owned();
+        Ok(self.run(move || secret::hash_password(&password)).await??)
+    }
+
+    /// Whether `password` matches `stored`.
+    pub async fn verify(&self, password: &str, stored: &str) -> Result<bool, AccountError> {
+        let (password, stored) = (password.to_owned(), stored.to_owned());
+        self.run(move || secret::verify_password(&password, &stored)).await
+    }
+}
+
 /// The accounts, over the store's database.
 #[derive(Clone, Debug)]
 pub struct Accounts {
     store: Store,
     session_ttl: Duration,
+    hasher: Hasher,
 }
 
 impl Accounts {
-    /// Accounts in `store`; staff sessions last `session_ttl`.
+    /// Accounts in `store`; staff sessions last `session_ttl`; one password hash at a time per
+    /// CPU.
     pub fn new(store: Store, session_ttl: Duration) -> Self {
-        Accounts { store, session_ttl }
+        Accounts { store, session_ttl, hasher: Hasher::per_cpu() }
+    }
+
+    /// The same accounts with another bound on concurrent password hashes.
+    pub fn with_hasher(self, hasher: Hasher) -> Self {
+        Accounts { hasher, ..self }
     }
 
     /// How long a session lasts.
@@ -217,7 +268,7 @@ impl Accounts {
         }
         let password = if role.is_staff() { Some(secret::random_password()?) } else { None };
         let hash = match &password {
-            Some(p) => Some(secret::hash_password(p)?),
+            Some(p) => Some(self.hasher.hash(p).await?),
             None => None,
         };
         const SQL: &str = "INSERT INTO people (id, display_name, role, password_hash, must_change_password, created_at) \
@@ -229,9 +280,13 @@ impl Accounts {
         Ok(password)
     }
 
-    /// Sets a known password without forcing a change (for the documented demo accounts).
+    /// Sets a password (without forcing a change, for the documented demo accounts, unless
+    /// `must_change`). Sessions already open stay open: see [`Accounts::change_password`].
     pub async fn set_password(&self, id: &str, password: &str, must_change: bool) -> Result<(), AccountError> {
-        let hash = secret::hash_password(password)?;
+        if password.len() > MAX_PASSWORD_BYTES {
+            return Err(AccountError::Invalid(format!("a password has at most {MAX_PASSWORD_BYTES} bytes")));
+        }
+        let hash = self.hasher.hash(password).await?;
         const SQL: &str = "UPDATE people SET password_hash = $1, must_change_password = $2 WHERE id = $3";
         let done = on_pool!(self.store, pool => sqlx::query(SQL).bind(hash).bind(i64::from(must_change)).bind(id).execute(pool).await.map(|r| r.rows_affected()))
             .map_err(query_failed("setting a password"))?;
@@ -244,12 +299,13 @@ impl Accounts {
     /// Checks a staff member's password; on success opens a session: (person, session token,
     /// CSRF token).
     pub async fn sign_in(&self, id: &str, password: &str) -> Result<(Person, String, String), AccountError> {
+        check_credentials_size(id, password)?;
         let Some((person, Some(hash))) = self.person_and_hash(id).await? else {
             // Spend the time a real check takes, so the answer does not reveal who exists.
-            let _ = secret::verify_password(password, DUMMY_HASH);
+            let _ = self.hasher.verify(password, DUMMY_HASH).await?;
             return Err(AccountError::BadCredentials);
         };
-        if !person.role.is_staff() || !secret::verify_password(password, &hash) {
+        if !person.role.is_staff() || !self.hasher.verify(password, &hash).await? {
             return Err(AccountError::BadCredentials);
         }
         let token = secret::random_token()?;
@@ -282,10 +338,22 @@ impl Accounts {
         Ok(())
     }
 
-    /// Changes a password after checking the current one; other sessions of the person end.
-    pub async fn change_password(&self, id: &str, current: &str, new: &str) -> Result<(), AccountError> {
+    /// Changes a password after checking the current one; every session of the person except
+    /// `keep` (the one asking, by its token) ends, so a stolen session dies with the old
+    /// password. Returns how many sessions ended.
+    pub async fn change_password(
+        &self,
+        id: &str,
+        current: &str,
+        new: &str,
+        keep: Option<&str>,
+    ) -> Result<u64, AccountError> {
+        check_credentials_size(id, current)?;
+        if new.len() > MAX_PASSWORD_BYTES {
+            return Err(AccountError::Invalid(format!("a password has at most {MAX_PASSWORD_BYTES} bytes")));
+        }
         let Some((_, Some(hash))) = self.person_and_hash(id).await? else { return Err(AccountError::BadCredentials) };
-        if !secret::verify_password(current, &hash) {
+        if !self.hasher.verify(current, &hash).await? {
             return Err(AccountError::BadCredentials);
         }
         if new.chars().count() < MIN_PASSWORD_CHARS {
@@ -294,7 +362,30 @@ impl Accounts {
         if new == current {
             return Err(AccountError::Invalid("choose a password different from the current one".into()));
         }
-        self.set_password(id, new, false).await
+        self.set_password(id, new, false).await?;
+        self.end_sessions(id, keep).await
+    }
+
+    /// Ends every session of `person` except `keep` (a session token); returns how many ended.
+    pub async fn end_sessions(&self, person: &str, keep: Option<&str>) -> Result<u64, AccountError> {
+        let keep = keep.map(secret::hash_token).unwrap_or_default();
+        const SQL: &str = "DELETE FROM sessions WHERE person_id = $1 AND token_hash <> $2";
+        let ended = on_pool!(self.store, pool => sqlx::query(SQL).bind(person).bind(&keep).execute(pool).await.map(|r| r.rows_affected()))
+            .map_err(query_failed("ending sessions"))?;
+        Ok(ended)
+    }
+
+    /// Ends every session and revokes every API token of `person` (a lost laptop): returns
+    /// (sessions ended, tokens revoked).
+    pub async fn end_everything(&self, person: &str) -> Result<(u64, u64), AccountError> {
+        if self.person(person).await?.is_none() {
+            return Err(AccountError::NotFound(person.to_owned()));
+        }
+        let sessions = self.end_sessions(person, None).await?;
+        const SQL: &str = "UPDATE api_tokens SET revoked_at = $1 WHERE person_id = $2 AND revoked_at IS NULL";
+        let tokens = on_pool!(self.store, pool => sqlx::query(SQL).bind(now_ms()).bind(person).execute(pool).await.map(|r| r.rows_affected()))
+            .map_err(query_failed("revoking API tokens"))?;
+        Ok((sessions, tokens))
     }
 
     /// Creates an API token for `person`: (token id, token shown once).
@@ -321,11 +412,35 @@ impl Accounts {
 
     /// The person behind a live API token.
     pub async fn api_token(&self, token: &str) -> Result<Option<Person>, AccountError> {
-        const SQL: &str = "SELECT p.id, p.display_name, p.role, p.password_hash, p.must_change_password \
+        Ok(self.api_token_used(token, None).await?.map(|(p, _, _)| p))
+    }
+
+    /// The person behind a live API token, and the token's id; with `day` (days since the
+    /// epoch), also whether this is the token's first use that day, recorded so that it is
+    /// first only once.
+    pub async fn api_token_used(
+        &self,
+        token: &str,
+        day: Option<i64>,
+    ) -> Result<Option<(Person, String, bool)>, AccountError> {
+        const SQL: &str = "SELECT p.id, p.display_name, p.role, p.password_hash, p.must_change_password, t.id \
              FROM api_tokens t JOIN people p ON p.id = t.person_id WHERE t.token_hash = $1 AND t.revoked_at IS NULL";
-        let row: Option<PersonRow> = on_pool!(self.store, pool => sqlx::query_as(SQL).bind(secret::hash_token(token)).fetch_optional(pool).await)
-            .map_err(query_failed("reading an API token"))?;
-        Ok(row.and_then(person).map(|(p, _)| p))
+        let row: Option<(String, String, String, Option<String>, i64, String)> = on_pool!(self.store, pool =>
+            sqlx::query_as(SQL).bind(secret::hash_token(token)).fetch_optional(pool).await)
+        .map_err(query_failed("reading an API token"))?;
+        let Some((id, name, role, hash, must, token_id)) = row else { return Ok(None) };
+        let Some((person, _)) = person((id, name, role, hash, must)) else { return Ok(None) };
+        let first_today = match day {
+            None => false,
+            Some(day) => {
+                const MARK: &str = "UPDATE api_tokens SET last_used_day = $1 WHERE id = $2 \
+                                    AND (last_used_day IS NULL OR last_used_day < $1)";
+                let marked = on_pool!(self.store, pool => sqlx::query(MARK).bind(day).bind(&token_id).execute(pool).await.map(|r| r.rows_affected()))
+                    .map_err(query_failed("recording an API token's use"))?;
+                marked > 0
+            }
+        };
+        Ok(Some((person, token_id, first_today)))
     }
 
     /// Replaces the hamlets `person` works in for `campaign`.
@@ -471,6 +586,19 @@ impl Accounts {
         }))
     }
 
+    /// Gives a live device a new token in place of `old` (the one it authenticated with),
+    /// without re-enrollment: the old token stops working at once. Returns the new token.
+    pub async fn rotate_device_token(&self, device: &str, old: &str) -> Result<String, AccountError> {
+        let token = secret::random_token()?;
+        const SQL: &str = "UPDATE devices SET token_hash = $1 WHERE id = $2 AND token_hash = $3 AND revoked_at IS NULL";
+        let done = on_pool!(self.store, pool => sqlx::query(SQL).bind(secret::hash_token(&token)).bind(device).bind(secret::hash_token(old)).execute(pool).await.map(|r| r.rows_affected()))
+            .map_err(query_failed("rotating a device token"))?;
+        if done == 0 {
+            return Err(AccountError::NotFound(device.to_owned()));
+        }
+        Ok(token)
+    }
+
     /// Whether a device is still enrolled (not revoked).
     pub async fn device_active(&self, device: &str) -> Result<bool, AccountError> {
         let row: Option<(String,)> = on_pool!(self.store, pool =>
@@ -562,6 +690,17 @@ impl Accounts {
     pub async fn audit(&self, actor: &str, action: &str, target: &str, detail: &str) -> Result<(), AccountError> {
         Ok(crate::district::audit::record(&self.store, actor, action, target, detail).await?)
     }
+}
+
+/// Refuses a name or password too long to be real, before any hashing (so that a megabyte of
+/// "password" costs nothing).
+pub(crate) fn check_credentials_size(name: &str, password: &str) -> Result<(), AccountError> {
+    if name.len() > MAX_NAME_BYTES || password.len() > MAX_PASSWORD_BYTES {
+        return Err(AccountError::Invalid(format!(
+            "a name has at most {MAX_NAME_BYTES} bytes and a password at most {MAX_PASSWORD_BYTES}"
+        )));
+    }
+    Ok(())
 }
 
 /// An argon2id hash of a random string, checked against when the account does not exist so that

@@ -14,13 +14,57 @@ use hamlet_sync_core::{CampaignId, DocumentId};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
-use super::accounts::{AccountError, MIN_PASSWORD_CHARS, Person, Role};
+use super::accounts::{AccountError, MIN_PASSWORD_CHARS, Person, Role, now_ms};
+use super::proxy::TrustedProxies;
 use crate::app::AppState;
+use crate::district::audit::Coalescer;
 
 /// The session cookie's name.
 pub const SESSION_COOKIE: &str = "hamlet_session";
 /// Largest form body the CSRF check reads.
 const MAX_FORM_BYTES: usize = 1 << 20;
+
+/// How the HTTP side of accounts is set up (from the server's flags), and its own state.
+#[derive(Debug)]
+pub struct Security {
+    /// Whose `Forwarded` / `X-Forwarded-For` is believed.
+    pub trusted_proxies: TrustedProxies,
+    /// Whether the session cookie is marked `Secure`.
+    pub secure_cookies: bool,
+    /// Where people and phones reach the server (`https://…`), if told.
+    pub public_url: Option<String>,
+    /// The bearer token `/metrics` requires, if any.
+    pub metrics_token: Option<String>,
+    /// Whether `/metrics` is served on its own address (and so not on the main one).
+    pub metrics_elsewhere: bool,
+    /// Attempts on a locked account: one audit row per account and lock window.
+    pub blocked: Coalescer,
+}
+
+impl Security {
+    /// Settings with nothing trusted, plain cookies and no metrics token; `window` is the
+    /// failure limiter's.
+    pub fn new(window: Duration) -> Self {
+        Security {
+            trusted_proxies: TrustedProxies::default(),
+            secure_cookies: false,
+            public_url: None,
+            metrics_token: None,
+            metrics_elsewhere: false,
+            blocked: Coalescer::new(window),
+        }
+    }
+}
+
+/// Something a middleware or guard refused, to be written to the audit log by
+/// [`authenticate`] (which has the state): put into a response's extensions.
+#[derive(Debug, Clone)]
+struct AuditNote {
+    actor: String,
+    action: &'static str,
+    target: String,
+    detail: String,
+}
 
 /// Who is asking; put into the request's extensions by [`authenticate`].
 #[derive(Clone, Debug)]
@@ -105,7 +149,9 @@ impl From<AccountError> for ApiError {
             AccountError::ExpiredCode => ApiError::new(StatusCode::GONE, "expired_code", e.to_string()),
             AccountError::UsedCode => ApiError::new(StatusCode::GONE, "used_code", e.to_string()),
             AccountError::ActorTaken(_) => ApiError::new(StatusCode::CONFLICT, "actor_taken", e.to_string()),
-            AccountError::Store(_) | AccountError::Random(_) => ApiError::internal("account operation failed", e),
+            AccountError::Store(_) | AccountError::Random(_) | AccountError::Hashing(_) => {
+                ApiError::internal("account operation failed", e)
+            }
         }
     }
 }
@@ -137,15 +183,27 @@ pub fn cookie(headers: &HeaderMap, name: &str) -> Option<String> {
         .map(|(_, v)| v.to_owned())
 }
 
-/// Middleware: resolves the principal from `Authorization: Bearer`, `?token=` (on the sync
-/// endpoint, where browsers cannot set headers) or the session cookie. A token that is given but
-/// not valid is refused with 401; no credentials at all leave the request anonymous for the
-/// route guards to judge.
+/// Middleware: sets the client's address (the peer, or what a trusted proxy says, see
+/// [`super::proxy`]) and resolves the principal from `Authorization: Bearer`, `?token=` (on
+/// the sync endpoint, for browsers' WebSocket API, which cannot set headers; proxies log URLs,
+/// so programs should prefer the header) or the session cookie. A token that is given but not
+/// valid is refused with 401; no credentials at all leave the request anonymous for the route
+/// guards to judge. Refusals that guards mark for the audit log are written here.
 pub async fn authenticate(State(state): State<AppState>, mut request: Request, next: Next) -> Response {
+    let peer = request.extensions().get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip());
+    let address = peer.map_or_else(
+        || "unknown".to_owned(),
+        |peer| state.security.trusted_proxies.client(peer, request.headers()).to_string(),
+    );
+    request.extensions_mut().insert(ClientAddress(address.clone()));
+    if request.uri().path() == "/metrics" {
+        // Its bearer token is `--metrics-token`, checked by the handler, not an account's.
+        return next.run(request).await;
+    }
     let token = bearer(request.headers())
         .or_else(|| (request.uri().path() == "/sync").then(|| query_token(&request)).flatten());
     let principal = match token {
-        Some(token) => match resolve_token(&state, &token).await {
+        Some(token) => match resolve_token(&state, &token, &address).await {
             Ok(Some(p)) => Some(p),
             Ok(None) => {
                 return ApiError::new(
@@ -173,11 +231,20 @@ pub async fn authenticate(State(state): State<AppState>, mut request: Request, n
             .insert(crate::district::Actor { name: person.id.clone(), role: person.role.as_str().into() });
         request.extensions_mut().insert(p);
     }
-    next.run(request).await
+    let mut response = next.run(request).await;
+    if let Some(note) = response.extensions_mut().remove::<AuditNote>() {
+        let detail = format!("{} (from {address})", note.detail);
+        audit(&state, &note.actor, note.action, &note.target, &detail).await;
+    }
+    response
 }
 
-async fn resolve_token(state: &AppState, token: &str) -> Result<Option<Principal>, ApiError> {
-    if let Some(person) = state.accounts.api_token(token).await? {
+async fn resolve_token(state: &AppState, token: &str, address: &str) -> Result<Option<Principal>, ApiError> {
+    let today = now_ms().div_euclid(86_400_000);
+    if let Some((person, id, first_today)) = state.accounts.api_token_used(token, Some(today)).await? {
+        if first_today {
+            audit(state, &person.id, "token.use", &id, &format!("first use today, from {address}")).await;
+        }
         return Ok(Some(Principal::Staff { person, csrf: None }));
     }
     Ok(state.accounts.device_by_token(token).await?.map(|(device, person)| Principal::Device { device, person }))
@@ -217,10 +284,21 @@ async fn guard(request: Request, next: Next, allowed: &[Role]) -> Response {
                     .into_response()
             }
         }
-        Some(Principal::Staff { csrf: Some(expected), .. }) if !is_safe(request.method()) => {
+        Some(Principal::Staff { person, csrf: Some(expected) }) if !is_safe(request.method()) => {
+            let target = format!("{} {path}", request.method());
             match csrf_checked(request, &expected).await {
                 Ok(request) => next.run(request).await,
-                Err(response) => response,
+                Err(mut response) => {
+                    if response.status() == StatusCode::FORBIDDEN {
+                        response.extensions_mut().insert(AuditNote {
+                            actor: person.id.clone(),
+                            action: "csrf.refused",
+                            target,
+                            detail: "missing or wrong CSRF token".into(),
+                        });
+                    }
+                    response
+                }
             }
         }
         Some(_) => next.run(request).await,
@@ -280,10 +358,17 @@ pub async fn require_signed_in(request: Request, next: Next) -> Response {
 }
 
 fn client_address(request: &Request) -> String {
-    request.extensions().get::<ConnectInfo<SocketAddr>>().map_or_else(|| "unknown".into(), |c| c.0.ip().to_string())
+    match request.extensions().get::<ClientAddress>() {
+        Some(a) => a.0.clone(),
+        None => request
+            .extensions()
+            .get::<ConnectInfo<SocketAddr>>()
+            .map_or_else(|| "unknown".into(), |c| c.0.ip().to_string()),
+    }
 }
 
-/// The client's IP address, as text ("unknown" when the server was not given it).
+/// The client's IP address, as text ("unknown" when the server was not given it): set by
+/// [`authenticate`], which believes forwarding headers only from trusted proxies.
 #[derive(Debug, Clone)]
 pub struct ClientAddress(pub String);
 
@@ -291,6 +376,9 @@ impl<S: Send + Sync> axum::extract::FromRequestParts<S> for ClientAddress {
     type Rejection = std::convert::Infallible;
 
     async fn from_request_parts(parts: &mut axum::http::request::Parts, _: &S) -> Result<Self, Self::Rejection> {
+        if let Some(known) = parts.extensions.get::<ClientAddress>() {
+            return Ok(known.clone());
+        }
         Ok(ClientAddress(
             parts
                 .extensions
@@ -331,7 +419,7 @@ fn urlencode(s: &str) -> String {
 }
 
 fn session_cookie(state: &AppState, token: &str, max_age: Duration) -> HeaderValue {
-    let secure = if state.secure_cookies { "; Secure" } else { "" };
+    let secure = if state.security.secure_cookies { "; Secure" } else { "" };
     let value =
         format!("{SESSION_COOKIE}={token}; HttpOnly; SameSite=Strict; Path=/; Max-Age={}{secure}", max_age.as_secs());
     HeaderValue::from_str(&value).unwrap_or_else(|_| HeaderValue::from_static("hamlet_session=; Max-Age=0"))
@@ -433,12 +521,42 @@ pub struct LoginForm {
     lang: Option<String>,
 }
 
-/// Where to go after signing in: only paths on this server.
+/// Where to go after signing in: only paths on this server. A path must start with a single
+/// `/` followed by something other than `/` or `\`, once percent-decoded too, and hold no
+/// control character nor backslash: browsers drop tabs and newlines from URLs and read `\` as
+/// `/`, so `/\t/evil.example` would leave the server.
 fn safe_next(next: Option<&str>) -> String {
-    match next {
-        Some(n) if n.starts_with('/') && !n.starts_with("//") && !n.contains('\\') => n.to_owned(),
-        _ => "/".to_owned(),
+    let fallback = || "/".to_owned();
+    let Some(next) = next else { return fallback() };
+    let decoded = percent_decode(next);
+    let ok = |p: &str| {
+        let mut chars = p.chars();
+        chars.next() == Some('/')
+            && !matches!(chars.next(), Some('/' | '\\'))
+            && !p.chars().any(|c| c.is_control() || c == '\\')
+    };
+    if next.len() <= 2048 && ok(next) && ok(&decoded) { next.to_owned() } else { fallback() }
+}
+
+/// `%XX` sequences decoded (as bytes, read back as UTF-8 lossily); anything else kept.
+fn percent_decode(text: &str) -> String {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = |b: u8| (b as char).to_digit(16);
+        if bytes[i] == b'%'
+            && let (Some(h), Some(l)) =
+                (bytes.get(i + 1).copied().and_then(hex), bytes.get(i + 2).copied().and_then(hex))
+        {
+            out.push((h * 16 + l) as u8);
+            i += 3;
+            continue;
+        }
+        out.push(bytes[i]);
+        i += 1;
     }
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 async fn sign_in(
@@ -447,9 +565,21 @@ async fn sign_in(
     name: &str,
     password: &str,
 ) -> Result<(Person, String, String), ApiError> {
+    // Refused before any hashing, any limiter entry and any audit row.
+    super::accounts::check_credentials_size(name, password)?;
     let account_key = format!("account:{}", name.to_lowercase());
-    if let Err(wait) = state.limiter.check(&account_key, Instant::now()) {
-        audit(state, name, "sign-in.blocked", name, &format!("from {address}")).await;
+    let now = Instant::now();
+    if let Err(wait) = state.limiter.check(&account_key, now) {
+        // One row per account and lock window, with a count: guessing on cannot flood the log.
+        let detail = format!("locked after repeated failures; first from {address}");
+        if let Err(e) = state
+            .security
+            .blocked
+            .record(state.store(), &account_key, now, name, "sign-in.blocked", name, &detail)
+            .await
+        {
+            tracing::error!(error = %e, "cannot write the audit log");
+        }
         return Err(ApiError::too_many(wait));
     }
     match state.accounts.sign_in(name, password).await {
@@ -598,10 +728,13 @@ pub struct PasswordForm {
     confirm: String,
 }
 
-/// `POST /password`.
+/// `POST /password`: limited like sign-in (the account's and the address's failures count
+/// together with sign-in's); a wrong current password is audited; on success every other
+/// session of the person ends.
 pub async fn change_password(
     State(state): State<AppState>,
     headers: HeaderMap,
+    ClientAddress(address): ClientAddress,
     principal: Option<axum::Extension<Principal>>,
     Form(form): Form<PasswordForm>,
 ) -> Response {
@@ -610,15 +743,40 @@ pub async fn change_password(
     let fail = |status: StatusCode, message: &str| {
         (status, Html(password_page(lang, &csrf, person.must_change_password, Some(message)))).into_response()
     };
+    let keys = [format!("account:{}", person.id.to_lowercase()), format!("address:{address}")];
+    let now = Instant::now();
+    if let Some(wait) = keys.iter().find_map(|k| state.limiter.check(k, now).err()) {
+        let mut response = fail(
+            StatusCode::TOO_MANY_REQUESTS,
+            t(lang, "Quá nhiều lần thử sai. Vui lòng thử lại sau.", "Too many failed attempts. Try again later."),
+        );
+        if let Ok(v) = HeaderValue::from_str(&wait.as_secs().max(1).to_string()) {
+            response.headers_mut().insert(header::RETRY_AFTER, v);
+        }
+        return response;
+    }
     if form.new != form.confirm {
         return fail(StatusCode::BAD_REQUEST, t(lang, "Hai mật khẩu mới không khớp.", "The two new passwords differ."));
     }
-    match state.accounts.change_password(&person.id, &form.current, &form.new).await {
-        Ok(()) => {
-            audit(&state, &person.id, "password.change", &person.id, "").await;
+    let this_session = cookie(&headers, SESSION_COOKIE);
+    match state.accounts.change_password(&person.id, &form.current, &form.new, this_session.as_deref()).await {
+        Ok(ended) => {
+            let detail = format!("{ended} other sessions ended");
+            audit(&state, &person.id, "password.change", &person.id, &detail).await;
             Redirect::to("/").into_response()
         }
         Err(AccountError::BadCredentials) => {
+            for key in &keys {
+                state.limiter.fail(key, Instant::now());
+            }
+            audit(
+                &state,
+                &person.id,
+                "password.failed",
+                &person.id,
+                &format!("wrong current password, from {address}"),
+            )
+            .await;
             fail(StatusCode::UNAUTHORIZED, t(lang, "Mật khẩu hiện tại không đúng.", "The current password is wrong."))
         }
         Err(AccountError::Invalid(m)) => fail(StatusCode::BAD_REQUEST, &m),
@@ -803,6 +961,34 @@ pub async fn revoke_token(
     Ok(StatusCode::NO_CONTENT)
 }
 
+async fn sign_out_everywhere(state: &AppState, principal: &Principal, person: &str) -> Result<(u64, u64), ApiError> {
+    let (sessions, tokens) = state.accounts.end_everything(person).await?;
+    let detail = format!("{sessions} sessions ended, {tokens} API tokens revoked");
+    audit(state, &actor_name(principal), "person.sign-out-everywhere", person, &detail).await;
+    Ok((sessions, tokens))
+}
+
+/// `POST /api/people/{id}/sign-out-everywhere`: ends every session and revokes every API
+/// token of a person (a lost laptop); audited.
+pub async fn sign_out_everywhere_api(
+    State(state): State<AppState>,
+    axum::Extension(principal): axum::Extension<Principal>,
+    Path(person): Path<String>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let (sessions, tokens) = sign_out_everywhere(&state, &principal, &person).await?;
+    Ok(Json(json!({ "person": person, "sessions_ended": sessions, "tokens_revoked": tokens })))
+}
+
+/// `POST /admin/people/{id}/sign-out-everywhere` (the button of the people page).
+pub async fn sign_out_everywhere_form(
+    State(state): State<AppState>,
+    axum::Extension(principal): axum::Extension<Principal>,
+    Path(person): Path<String>,
+) -> Result<Redirect, ApiError> {
+    sign_out_everywhere(&state, &principal, &person).await?;
+    Ok(Redirect::to("/admin/people"))
+}
+
 // ----- Enrollment (phones) -------------------------------------------------------------------
 
 /// What a phone sends to enroll.
@@ -823,7 +1009,7 @@ pub async fn enroll(
     let enrolled = match state.accounts.enroll(&body.code, &body.actor_ids, &body.device_name).await {
         Ok(e) => e,
         Err(e) => {
-            if !matches!(e, AccountError::Store(_) | AccountError::Random(_)) {
+            if !matches!(e, AccountError::Store(_) | AccountError::Random(_) | AccountError::Hashing(_)) {
                 audit(&state, "anonymous", "enroll.failed", "", &format!("{e} (from {address})")).await;
             }
             return Err(e.into());
@@ -883,6 +1069,29 @@ pub async fn add_actors(
     Ok(StatusCode::NO_CONTENT)
 }
 
+/// `POST /api/device/token`: the calling device gets a new token in place of the one it sent
+/// in `Authorization: Bearer` (not `?token=`), which stops working at once; no re-enrollment.
+/// Connections already open stay open. Answers `{"token", "device"}`.
+pub async fn rotate_device_token(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    axum::Extension(principal): axum::Extension<Principal>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let Principal::Device { device, person } = &principal else {
+        return Err(ApiError::new(StatusCode::FORBIDDEN, "forbidden", "only devices rotate their token"));
+    };
+    let Some(old) = bearer(&headers) else {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "token_in_header",
+            "send the current token in the Authorization header to rotate it",
+        ));
+    };
+    let token = state.accounts.rotate_device_token(device, &old).await?;
+    audit(&state, &person.id, "device.token-rotate", device, "").await;
+    Ok(Json(json!({ "token": token, "device": device })))
+}
+
 // ----- Admin pages ---------------------------------------------------------------------------
 
 fn when(ms: Option<i64>) -> String {
@@ -929,7 +1138,11 @@ pub async fn people_page(
         let assignments: Vec<String> =
             state.accounts.assignments(&p.id).await?.into_iter().map(|(c, h)| format!("{c}/{h}")).collect();
         let enroll = if p.role.is_staff() {
-            String::new()
+            post_button(
+                &format!("/admin/people/{}/sign-out-everywhere", p.id),
+                &csrf,
+                t(lang, "Đăng xuất mọi nơi, thu hồi mọi token", "Sign out everywhere, revoke all tokens"),
+            )
         } else {
             post_button(
                 &format!("/admin/people/{}/enroll", p.id),

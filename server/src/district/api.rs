@@ -106,7 +106,6 @@ const CSV: &str = "text/csv";
 /// The API for staff who read (and review).
 pub fn viewer_api() -> Api {
     Api::new()
-        .get("/api/openapi.json", "This document.", &[], JSON, openapi_handler)
         .get("/api/campaigns", "Every campaign, newest first.", &[], JSON, list_campaigns)
         .get("/api/campaigns/{campaign}", "A campaign's definition (form, subjects, hamlets, thresholds, state).", &[], JSON, get_campaign)
         .get(
@@ -194,7 +193,7 @@ pub fn admin_api() -> Api {
                 Param { name: "action", description: "only actions starting with this" },
                 Param { name: "q", description: "text in the target or detail" },
                 Param { name: "before", description: "only entries with a smaller id (paging)" },
-                Param { name: "limit", description: "at most this many (default 100)" },
+                Param { name: "limit", description: "at most this many (1-500, default 100)" },
             ],
             JSON,
             get_audit,
@@ -237,7 +236,7 @@ pub fn openapi() -> Value {
         "info": {
             "title": "Hamlet district API",
             "version": env!("CARGO_PKG_VERSION"),
-            "description": "Campaigns, units, results, progress, comments, conflicts and exports of the Hamlet district server. Viewer operations are tagged `viewer`, administrator ones `admin`."
+            "description": "Campaigns, units, results, progress, comments, conflicts and exports of the Hamlet district server. Viewer operations are tagged `viewer`, administrator ones `admin`. This document, at /api/openapi.json, is public; every operation it describes needs a session or a bearer token."
         },
         "paths": paths,
         "components": {"schemas": {"Error": {
@@ -250,10 +249,6 @@ pub fn openapi() -> Value {
             }
         }}}
     })
-}
-
-async fn openapi_handler() -> Json<Value> {
-    Json(openapi())
 }
 
 fn parse_json<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, DistrictError> {
@@ -334,31 +329,41 @@ pub struct CommentsQuery {
     pub offset: Option<String>,
 }
 
-/// An optional number from a query string, or a 400 naming the parameter.
-fn number(value: Option<&str>, name: &'static str, default: i64) -> Result<i64, DistrictError> {
+/// An optional number from a query string within `range`, or a 400 naming the parameter.
+fn number(
+    value: Option<&str>,
+    name: &'static str,
+    default: i64,
+    range: std::ops::RangeInclusive<i64>,
+) -> Result<i64, DistrictError> {
     match value {
         None | Some("") => Ok(default),
-        Some(text) => text
-            .parse()
-            .map_err(|_| DistrictError::bad("invalid_parameter", format!("{name} {text:?} is not a number"))),
+        Some(text) => text.parse().ok().filter(|n| range.contains(n)).ok_or_else(|| {
+            DistrictError::bad(
+                "invalid_parameter",
+                format!("{name} {text:?} is not a number from {} to {}", range.start(), range.end()),
+            )
+        }),
     }
 }
 
+/// The most comments skipped by `offset` (far past any campaign's).
+const MAX_OFFSET: i64 = 100_000_000;
+
 async fn get_comments(
     district: District,
+    actor: Actor,
     Path(id): Path<String>,
     Query(q): Query<CommentsQuery>,
 ) -> Result<Response, DistrictError> {
     let campaign = district.catalog().require(&id).await?;
-    let found = review::comments(
-        &district,
-        &campaign,
-        q.q.as_deref().unwrap_or(""),
-        q.subject.as_deref(),
-        number(q.limit.as_deref(), "limit", 50)?,
-        number(q.offset.as_deref(), "offset", 0)?,
-    )
-    .await?;
+    let limit = number(q.limit.as_deref(), "limit", 50, 1..=500)?;
+    let offset = number(q.offset.as_deref(), "offset", 0, 0..=MAX_OFFSET)?;
+    let text = q.q.as_deref().unwrap_or("");
+    let found = review::comments(&district, &campaign, text, q.subject.as_deref(), limit, offset).await?;
+    // Residents' words read by staff: who searched for what is kept.
+    let detail = format!("q={text:?} subject={:?} offset={offset}", q.subject.as_deref().unwrap_or(""));
+    audit::record(district.store(), &actor.name, "comments.read", campaign.id.as_str(), &detail).await?;
     Ok(Json(found).into_response())
 }
 
@@ -596,9 +601,9 @@ async fn get_audit(district: District, Query(q): Query<AuditQuery>) -> Result<Re
         text: q.q.filter(|s| !s.is_empty()),
         before: match q.before.as_deref() {
             None | Some("") => None,
-            before => Some(number(before, "before", 0)?),
+            before => Some(number(before, "before", 0, 0..=i64::MAX)?),
         },
-        limit: number(q.limit.as_deref(), "limit", 100)?,
+        limit: number(q.limit.as_deref(), "limit", 100, 1..=500)?,
     };
     Ok(Json(audit::list(district.store(), &filter).await?).into_response())
 }

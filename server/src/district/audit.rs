@@ -1,9 +1,34 @@
 //! The audit log: every staff action (and, from the accounts module, security events), kept in
 //! `audit_log`, newest first on the audit page.
 
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
 use serde::Serialize;
 
 use crate::store::{Store, StoreError, on_pool, query_failed};
+
+/// Longest actor, action, target and detail stored, in characters: an entry cannot be made
+/// large by whatever a client sends (a name, a search, a header).
+pub const MAX_ACTOR_CHARS: usize = 128;
+/// See [`MAX_ACTOR_CHARS`].
+pub const MAX_ACTION_CHARS: usize = 64;
+/// See [`MAX_ACTOR_CHARS`].
+pub const MAX_TARGET_CHARS: usize = 256;
+/// See [`MAX_ACTOR_CHARS`].
+pub const MAX_DETAIL_CHARS: usize = 1024;
+
+/// `text` cut to `max` characters (ending in `…` when cut), without control characters.
+fn bounded(text: &str, max: usize) -> String {
+    let clean = |c: char| if c.is_control() { ' ' } else { c };
+    if text.chars().count() <= max {
+        return text.chars().map(clean).collect();
+    }
+    let mut out: String = text.chars().take(max.saturating_sub(1)).map(clean).collect();
+    out.push('…');
+    out
+}
 
 /// One entry of the audit log.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -37,14 +62,97 @@ pub struct AuditFilter {
     pub limit: i64,
 }
 
-/// Appends an entry, stamped now.
+/// Appends an entry, stamped now; each text is bounded in length.
 pub async fn record(store: &Store, actor: &str, action: &str, target: &str, detail: &str) -> Result<(), StoreError> {
-    const SQL: &str = "INSERT INTO audit_log (at, actor, action, target, detail) VALUES ($1, $2, $3, $4, $5)";
+    insert(store, actor, action, target, detail).await.map(drop)
+}
+
+async fn insert(store: &Store, actor: &str, action: &str, target: &str, detail: &str) -> Result<i64, StoreError> {
+    const SQL: &str =
+        "INSERT INTO audit_log (at, actor, action, target, detail) VALUES ($1, $2, $3, $4, $5) RETURNING id";
     let at = super::now_ms();
-    on_pool!(store, pool => {
-        sqlx::query(SQL).bind(at).bind(actor).bind(action).bind(target).bind(detail).execute(pool).await.map(drop)
+    let (actor, action) = (bounded(actor, MAX_ACTOR_CHARS), bounded(action, MAX_ACTION_CHARS));
+    let (target, detail) = (bounded(target, MAX_TARGET_CHARS), bounded(detail, MAX_DETAIL_CHARS));
+    let (id,): (i64,) = on_pool!(store, pool => {
+        sqlx::query_as(SQL).bind(at).bind(&actor).bind(&action).bind(&target).bind(&detail).fetch_one(pool).await
     })
-    .map_err(query_failed("writing the audit log"))
+    .map_err(query_failed("writing the audit log"))?;
+    Ok(id)
+}
+
+/// Events that repeat (attempts on a locked account, refusals) written once per key and
+/// window: the first occurrence is a row, later ones in the window only update that row's
+/// count, so a flood of them cannot grow the log.
+#[derive(Debug)]
+pub struct Coalescer {
+    window: Duration,
+    open: Mutex<HashMap<String, Open>>,
+}
+
+#[derive(Debug)]
+struct Open {
+    since: Instant,
+    row: i64,
+    count: u64,
+    detail: String,
+}
+
+/// Keys followed at once; past this, repeats of new keys are logged by tracing only.
+const MAX_OPEN_KEYS: usize = 10_000;
+
+impl Coalescer {
+    /// One row per key per `window`.
+    pub fn new(window: Duration) -> Self {
+        Coalescer { window, open: Mutex::new(HashMap::new()) }
+    }
+
+    /// Records an occurrence of the event `key` at `now`: a new row if it is the first in the
+    /// window, else the count of the window's row goes up (shown in its detail).
+    #[allow(clippy::too_many_arguments)]
+    pub async fn record(
+        &self,
+        store: &Store,
+        key: &str,
+        now: Instant,
+        actor: &str,
+        action: &str,
+        target: &str,
+        detail: &str,
+    ) -> Result<(), StoreError> {
+        let repeat = {
+            let mut open = super::lock(&self.open);
+            if open.len() >= MAX_OPEN_KEYS {
+                let window = self.window;
+                open.retain(|_, o| now.duration_since(o.since) < window);
+            }
+            let full = open.len() >= MAX_OPEN_KEYS;
+            match open.get_mut(key) {
+                Some(o) if now.duration_since(o.since) < self.window => {
+                    o.count += 1;
+                    Some((o.row, format!("{} ({} times in this window)", o.detail, o.count)))
+                }
+                _ if full => {
+                    tracing::warn!(key, action, "audit coalescer full: event not written");
+                    return Ok(());
+                }
+                _ => None,
+            }
+        };
+        match repeat {
+            Some((row, detail)) => {
+                const SQL: &str = "UPDATE audit_log SET detail = $1 WHERE id = $2";
+                let detail = bounded(&detail, MAX_DETAIL_CHARS);
+                on_pool!(store, pool => sqlx::query(SQL).bind(&detail).bind(row).execute(pool).await.map(drop))
+                    .map_err(query_failed("writing the audit log"))
+            }
+            None => {
+                let row = insert(store, actor, action, target, detail).await?;
+                let entry = Open { since: now, row, count: 1, detail: bounded(detail, MAX_DETAIL_CHARS / 2) };
+                super::lock(&self.open).insert(key.to_owned(), entry);
+                Ok(())
+            }
+        }
+    }
 }
 
 fn like(text: &str) -> String {
@@ -81,4 +189,19 @@ pub async fn list(store: &Store, filter: &AuditFilter) -> Result<Vec<AuditEntry>
         .into_iter()
         .map(|(id, at, actor, action, target, detail)| AuditEntry { id, at, actor, action, target, detail })
         .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn texts_are_bounded_and_cleaned() {
+        assert_eq!(bounded("ordinary", 64), "ordinary");
+        let long = bounded(&"x".repeat(5000), MAX_DETAIL_CHARS);
+        assert_eq!(long.chars().count(), MAX_DETAIL_CHARS);
+        assert!(long.ends_with('…'));
+        assert_eq!(bounded("a\nb\u{7}c", 64), "a b c");
+        assert_eq!(bounded("Thôn Đông", 4), "Thô…");
+    }
 }

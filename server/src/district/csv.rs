@@ -123,11 +123,23 @@ pub fn with_header(records: Vec<Record>, expected: &[&str]) -> Result<Vec<Record
     Ok(records.collect())
 }
 
-/// One field, quoted when it must be. A field that a spreadsheet would read as a formula
-/// (`=`, `+`, `-`, `@` first) is prefixed with an apostrophe so that a comment cannot run code.
+/// Whether a spreadsheet could read `value` as a formula: it starts with `=`, `+`, `-` or `@`
+/// (or their full-width forms `＝ ＋ － ＠`, which some spreadsheets fold to ASCII), possibly
+/// after spaces, or with a TAB, CR or LF (which spreadsheets strip before looking). Plain
+/// numbers such as `-3` are not.
+fn formula_like(value: &str) -> bool {
+    if value.starts_with(['\t', '\r', '\n']) {
+        return true;
+    }
+    let rest = value.trim_start_matches([' ', '\u{3000}', '\u{a0}']);
+    rest.starts_with(['=', '+', '-', '@', '＝', '＋', '－', '＠']) && value.trim().parse::<f64>().is_err()
+}
+
+/// One field, quoted when it must be. A field that a spreadsheet would read as a formula (see
+/// [`formula_like`]) is prefixed with an apostrophe so that a comment cannot run code.
 pub fn field(value: &str) -> String {
     let guarded;
-    let value = if value.starts_with(['=', '+', '-', '@']) && value.parse::<f64>().is_err() {
+    let value = if formula_like(value) {
         guarded = format!("'{value}");
         guarded.as_str()
     } else {

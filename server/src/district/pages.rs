@@ -30,9 +30,17 @@ const REVIEW_PAGE: usize = 40;
 /// Devices or units per page.
 const TABLE_PAGE: usize = 200;
 
-/// The page number asked for (from 1).
-fn page_number(page: Option<&str>) -> usize {
-    page.and_then(|p| p.parse().ok()).unwrap_or(1).max(1)
+/// The highest page number asked for before answering 400 (so that no offset overflows).
+const MAX_PAGE: usize = 1_000_000;
+
+/// The page number asked for (from 1; none or empty is 1); anything else is a 400.
+fn page_number(page: Option<&str>) -> Result<usize, DistrictError> {
+    match page {
+        None | Some("") => Ok(1),
+        Some(p) => p.parse::<usize>().ok().filter(|n| (1..=MAX_PAGE).contains(n)).ok_or_else(|| {
+            DistrictError::bad("invalid_parameter", format!("page {p:?} is not a number from 1 to {MAX_PAGE}"))
+        }),
+    }
 }
 
 /// The items of page `number`, and the links to the pages around it (`base` ends in `?` or `&`).
@@ -770,7 +778,7 @@ async fn comments_page(ctx: PageCtx, Path(id): Path<String>, Query(q): Query<Com
         let mut page = ctx.campaign_page(&campaign, t.comments_title, Tab::Comments);
         let text = q.q.clone().unwrap_or_default();
         let subject = q.subject.clone().filter(|s| !s.is_empty());
-        let number: i64 = q.page.as_deref().and_then(|p| p.parse().ok()).unwrap_or(1).max(1);
+        let number = page_number(q.page.as_deref())? as i64;
         let found = review::comments(&ctx.district, &campaign, &text, subject.as_deref(), COMMENTS_PAGE, (number - 1) * COMMENTS_PAGE).await?;
         let mut html = format!(
             "<form method=\"get\" class=\"card\" role=\"search\"><label for=\"q\">{}</label><input type=\"search\" id=\"q\" name=\"q\" value=\"{}\" size=\"40\"> <label for=\"subject\">{}</label><select id=\"subject\" name=\"subject\"><option value=\"\">{}</option>",
@@ -987,7 +995,7 @@ async fn review_page(ctx: PageCtx, Path(id): Path<String>, Query(q): Query<Revie
             let _ = write!(html, "<p class=\"notice\">{}</p>", t.nothing_to_review);
         }
         let link = if all { format!("{base}?status=all&") } else { format!("{base}?") };
-        let (shown, links) = paged(t, &items, page_number(q.page.as_deref()), REVIEW_PAGE, &link);
+        let (shown, links) = paged(t, &items, page_number(q.page.as_deref())?, REVIEW_PAGE, &link);
         html.push_str(&review_cards(&ctx, &campaign, shown, if all { "all" } else { "open" }));
         html.push_str(&links);
         page.push(&html);
@@ -1070,7 +1078,7 @@ async fn devices_page(ctx: PageCtx, Path(id): Path<String>, Query(q): Query<Page
         let mut html =
             format!("<p class=\"sub\">{}</p>", t.silent_note.replace("{}", &p.silent_after_days.to_string()));
         let base = format!("/campaigns/{}/devices?", url(campaign.id.as_str()));
-        let (shown, links) = paged(t, &devices, page_number(q.page.as_deref()), TABLE_PAGE, &base);
+        let (shown, links) = paged(t, &devices, page_number(q.page.as_deref())?, TABLE_PAGE, &base);
         html.push_str(&device_table(&ctx, &campaign, shown.to_vec(), p.now));
         html.push_str(&links);
         page.push(&html);
@@ -1499,7 +1507,10 @@ async fn units(ctx: &PageCtx, error: Option<&DistrictError>, done: bool, number:
 }
 
 async fn units_page(ctx: PageCtx, Query(q): Query<PageQuery>) -> Response {
-    let page = units(&ctx, None, q.done.is_some(), page_number(q.page.as_deref())).await;
+    let page = match page_number(q.page.as_deref()) {
+        Ok(number) => units(&ctx, None, q.done.is_some(), number).await,
+        Err(e) => Err(e),
+    };
     ctx.respond(page)
 }
 

@@ -581,6 +581,12 @@ const MIGRATIONS: &[(i64, &str, &str, &str)] = &[
         include_str!("../../migrations/sqlite/0004_counting_rules.sql"),
         include_str!("../../migrations/postgres/0004_counting_rules.sql"),
     ),
+    (
+        5,
+        "staff_hardening",
+        include_str!("../../migrations/sqlite/0005_staff_hardening.sql"),
+        include_str!("../../migrations/postgres/0005_staff_hardening.sql"),
+    ),
 ];
 
 fn migrator(backend: Backend) -> Migrator {
