@@ -440,13 +440,18 @@ pub async fn create(district: &District, actor: &Actor, campaign: Campaign) -> R
     if district.catalog().campaign(&campaign.id).await?.is_some() {
         return Err(DistrictError::conflict("campaign_exists", format!("campaign {} already exists", campaign.id)));
     }
-    district.catalog().save(&district.hub, &campaign).await?;
+    district.catalog().save(&district.hub, &campaign, None).await.map_err(|e| match e {
+        DistrictError::Conflict { .. } => {
+            DistrictError::conflict("campaign_exists", format!("campaign {} already exists", campaign.id))
+        }
+        other => other,
+    })?;
     audit::record(district.store(), &actor.name, "campaign.create", campaign.id.as_str(), &campaign.name.vi).await?;
     Ok(())
 }
 
 /// Replaces a draft campaign; audited.
-pub async fn update(district: &District, actor: &Actor, id: &str, campaign: Campaign) -> Result<(), DistrictError> {
+pub async fn update(district: &District, actor: &Actor, id: &str, mut campaign: Campaign) -> Result<(), DistrictError> {
     let current = district.catalog().require(id).await?;
     require_draft(&current)?;
     if campaign.id != current.id {
@@ -456,7 +461,11 @@ pub async fn update(district: &District, actor: &Actor, id: &str, campaign: Camp
         return Err(DistrictError::invalid("not_draft", "use open, close and publish to change the state"));
     }
     campaign.form.validate().map_err(|e| DistrictError::invalid("invalid_form", e.to_string()))?;
-    district.catalog().save(&district.hub, &campaign).await?;
+    // A changed form is a new version, whatever the body says.
+    if campaign.form.questions != current.form.questions && campaign.form.version <= current.form.version {
+        campaign.form.version = current.form.version + 1;
+    }
+    district.catalog().save(&district.hub, &campaign, Some(&current)).await?;
     audit::record(district.store(), &actor.name, "campaign.update", id, &campaign.name.vi).await?;
     Ok(())
 }
@@ -469,7 +478,8 @@ pub async fn transition(
     id: &str,
     to: CampaignState,
 ) -> Result<Campaign, DistrictError> {
-    let mut campaign = (*district.catalog().require(id).await?).clone();
+    let current = district.catalog().require(id).await?;
+    let mut campaign = (*current).clone();
     let tree = district.catalog().units().await?;
     campaign.transition(to, Some(&tree)).map_err(|e| match e {
         hamlet_sync_core::CampaignError::Transition { .. } => {
@@ -477,7 +487,7 @@ pub async fn transition(
         }
         other => DistrictError::invalid("invalid_campaign", other.to_string()),
     })?;
-    district.catalog().save(&district.hub, &campaign).await?;
+    district.catalog().save(&district.hub, &campaign, Some(&current)).await?;
     let action = match to {
         CampaignState::Open => "campaign.open",
         CampaignState::Closed => "campaign.close",
@@ -502,24 +512,26 @@ pub async fn replace_subjects(
     id: &str,
     text: &str,
 ) -> Result<usize, DistrictError> {
-    let mut campaign = (*district.catalog().require(id).await?).clone();
+    let current = district.catalog().require(id).await?;
+    let mut campaign = (*current).clone();
     require_draft(&campaign)?;
     let tree = district.catalog().units().await?;
     campaign.subjects = catalog::subjects_from_csv(text, &tree)?;
     let n = campaign.subjects.len();
-    district.catalog().save(&district.hub, &campaign).await?;
+    district.catalog().save(&district.hub, &campaign, Some(&current)).await?;
     audit::record(district.store(), &actor.name, "campaign.subjects", id, &format!("{n} subjects")).await?;
     Ok(n)
 }
 
 /// Replaces a draft campaign's hamlets in scope from CSV; audited.
 pub async fn replace_hamlets(district: &District, actor: &Actor, id: &str, text: &str) -> Result<usize, DistrictError> {
-    let mut campaign = (*district.catalog().require(id).await?).clone();
+    let current = district.catalog().require(id).await?;
+    let mut campaign = (*current).clone();
     require_draft(&campaign)?;
     let tree = district.catalog().units().await?;
     campaign.hamlets = catalog::hamlets_from_csv(text, &tree)?;
     let n = campaign.hamlets.len();
-    district.catalog().save(&district.hub, &campaign).await?;
+    district.catalog().save(&district.hub, &campaign, Some(&current)).await?;
     audit::record(district.store(), &actor.name, "campaign.hamlets", id, &format!("{n} hamlets")).await?;
     Ok(n)
 }

@@ -253,39 +253,123 @@ impl Catalog {
         Ok(count)
     }
 
-    /// Stores `campaign`: its definition and subjects and hamlets in SQL, and the campaign
-    /// document (through `hub`, so that devices syncing it receive the change).
-    pub async fn save(&self, hub: &Arc<Hub>, campaign: &Campaign) -> Result<(), DistrictError> {
+    /// Stores `campaign` if the stored one is still `base` (`None`: if there is none yet): its
+    /// definition and subjects and hamlets in SQL, then the campaign document (through `hub`, so
+    /// that devices syncing it receive the change).
+    ///
+    /// A compare-and-swap: the SQL row changes only while its definition is exactly `base`'s, so
+    /// a save made from a stale copy (another server process's cache, a request racing another)
+    /// is refused with a conflict instead of undoing what happened since. SQL goes first, so
+    /// devices never read a state that SQL does not hold; if the document cannot be written, the
+    /// SQL change is swapped back, so both change or neither does.
+    pub async fn save(
+        &self,
+        hub: &Arc<Hub>,
+        campaign: &Campaign,
+        base: Option<&Campaign>,
+    ) -> Result<(), DistrictError> {
+        self.store_sql(campaign, base).await?;
         let document = DocumentId::for_campaign(&campaign.id);
         let written = campaign.clone();
         let today = Day::from_unix_seconds(now_ms() / 1000);
-        hub.write(document, Box::new(move |doc| write_campaign(doc, &written, today).map_err(|e| e.to_string())))
-            .await
-            .map_err(|e| DistrictError::Internal(format!("writing the campaign document: {e}")))?;
+        let wrote = hub
+            .write(document, Box::new(move |doc| write_campaign(doc, &written, today).map_err(|e| e.to_string())))
+            .await;
+        if let Err(e) = wrote {
+            tracing::error!(campaign = %campaign.id, error = %e, "campaign document not written; undoing the SQL change");
+            let undone = match base {
+                Some(base) => self.store_sql(base, Some(campaign)).await,
+                None => self.delete_sql(campaign).await,
+            };
+            if let Err(undo) = undone {
+                tracing::error!(campaign = %campaign.id, error = %undo, "could not undo a campaign's SQL change");
+            }
+            write(&self.campaigns).remove(campaign.id.as_str());
+            return Err(DistrictError::Internal(format!("writing the campaign document: {e}")));
+        }
+        write(&self.campaigns).insert(campaign.id.to_string(), (Instant::now(), Arc::new(campaign.clone())));
+        Ok(())
+    }
+
+    /// Removes a campaign created by a save whose document could not be written.
+    async fn delete_sql(&self, campaign: &Campaign) -> Result<(), DistrictError> {
+        let id = campaign.id.as_str();
+        on_pool!(self.store, pool => {
+            let mut tx = pool.begin().await.map_err(query_failed("beginning a campaign removal"))?;
+            for table in ["campaigns WHERE id", "campaign_subjects WHERE campaign_id", "campaign_hamlets WHERE campaign_id"] {
+                let sql = sqlx::AssertSqlSafe(format!("DELETE FROM {table} = $1"));
+                sqlx::query(sql).bind(id).execute(&mut *tx).await.map_err(query_failed("removing a campaign"))?;
+            }
+            tx.commit().await.map_err(query_failed("committing a campaign removal"))
+        })?;
+        Ok(())
+    }
+
+    /// The SQL half of [`save`](Self::save), compare-and-swap on the stored definition.
+    async fn store_sql(&self, campaign: &Campaign, base: Option<&Campaign>) -> Result<(), DistrictError> {
+        let document = DocumentId::for_campaign(&campaign.id);
         let now = now_ms();
         let definition =
             serde_json::to_string(campaign).map_err(|e| DistrictError::Internal(format!("campaign JSON: {e}")))?;
+        let changed = || {
+            DistrictError::conflict(
+                "campaign_changed",
+                format!("campaign {} changed since it was read (or already exists): read it again", campaign.id),
+            )
+        };
         let state = serde_json::to_value(campaign.state).ok().and_then(|v| v.as_str().map(str::to_owned));
         let state = state.unwrap_or_else(|| "draft".into());
         let id = campaign.id.as_str();
         on_pool!(self.store, pool => {
             let mut tx = pool.begin().await.map_err(query_failed("beginning a campaign save"))?;
-            sqlx::query(
-                "INSERT INTO campaigns (id, name_vi, name_en, state, document_id, definition, created_at, updated_at) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $7) ON CONFLICT (id) DO UPDATE SET name_vi = excluded.name_vi, \
-                 name_en = excluded.name_en, state = excluded.state, definition = excluded.definition, \
-                 updated_at = excluded.updated_at",
-            )
-            .bind(id)
-            .bind(&campaign.name.vi)
-            .bind(&campaign.name.en)
-            .bind(&state)
-            .bind(document.to_string())
-            .bind(&definition)
-            .bind(now)
-            .execute(&mut *tx)
-            .await
+            // The text stored, if it still reads as `base` (older texts may lack newer fields).
+            let expected: Option<String> = match base {
+                None => None,
+                Some(base) => {
+                    let text: Option<String> = sqlx::query_scalar("SELECT definition FROM campaigns WHERE id = $1")
+                        .bind(id)
+                        .fetch_optional(&mut *tx)
+                        .await
+                        .map_err(query_failed("reading a campaign to save"))?;
+                    match text {
+                        Some(text) if serde_json::from_str::<Campaign>(&text).ok().as_ref() == Some(base) => Some(text),
+                        _ => return Err(changed()),
+                    }
+                }
+            };
+            let stored = match &expected {
+                None => sqlx::query(
+                    "INSERT INTO campaigns (id, name_vi, name_en, state, document_id, definition, created_at, updated_at) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $7) ON CONFLICT (id) DO NOTHING",
+                )
+                .bind(id)
+                .bind(&campaign.name.vi)
+                .bind(&campaign.name.en)
+                .bind(&state)
+                .bind(document.to_string())
+                .bind(&definition)
+                .bind(now)
+                .execute(&mut *tx)
+                .await,
+                Some(expected) => sqlx::query(
+                    "UPDATE campaigns SET name_vi = $2, name_en = $3, state = $4, definition = $5, updated_at = $6 \
+                     WHERE id = $1 AND definition = $7",
+                )
+                .bind(id)
+                .bind(&campaign.name.vi)
+                .bind(&campaign.name.en)
+                .bind(&state)
+                .bind(&definition)
+                .bind(now)
+                .bind(expected)
+                .execute(&mut *tx)
+                .await,
+            }
             .map_err(query_failed("storing a campaign"))?;
+            if stored.rows_affected() != 1 {
+                // Dropping the transaction rolls it back.
+                return Err(changed());
+            }
             for table in ["campaign_subjects", "campaign_hamlets"] {
                 let sql = sqlx::AssertSqlSafe(format!("DELETE FROM {table} WHERE campaign_id = $1"));
                 sqlx::query(sql).bind(id).execute(&mut *tx).await.map_err(query_failed("replacing a campaign's lists"))?;
@@ -321,7 +405,6 @@ impl Catalog {
             }
             tx.commit().await.map_err(query_failed("committing a campaign save"))
         })?;
-        write(&self.campaigns).insert(id.to_owned(), (Instant::now(), Arc::new(campaign.clone())));
         Ok(())
     }
 

@@ -1,0 +1,58 @@
+//! Campaign saves are compare-and-swap, on SQLite and PostgreSQL: two server processes sharing
+//! one database, one with a stale cached copy, cannot undo each other's changes.
+#![allow(clippy::expect_used, clippy::unwrap_used)]
+
+mod district;
+mod support;
+
+use district::{admin, harness};
+use hamlet_server::district::{DistrictError, api, catalog};
+use hamlet_sync_core::{CampaignState, fixtures};
+
+#[tokio::test]
+async fn a_stale_open_cannot_reopen_a_closed_campaign() {
+    for db in support::databases().await {
+        let one = harness(db.url()).await;
+        let two = harness(db.url()).await;
+        let csv = catalog::units_csv(fixtures::unit_tree().units());
+        api::import_units_text(&one.district, &admin(), &csv).await.unwrap();
+        let campaign = fixtures::campaign();
+        api::create(&one.district, &admin(), campaign.clone()).await.unwrap();
+        let id = campaign.id.as_str();
+        // The second process reads (and caches) the draft.
+        assert_eq!(two.district.catalog().require(id).await.unwrap().state, CampaignState::Draft, "{}", db.name);
+        api::transition(&one.district, &admin(), id, CampaignState::Open).await.unwrap();
+        api::transition(&one.district, &admin(), id, CampaignState::Closed).await.unwrap();
+        let stale = api::transition(&two.district, &admin(), id, CampaignState::Open).await;
+        assert!(
+            matches!(&stale, Err(DistrictError::Conflict { code: "campaign_changed", .. })),
+            "{}: {stale:?}",
+            db.name
+        );
+        let fresh = harness(db.url()).await;
+        assert_eq!(fresh.district.catalog().require(id).await.unwrap().state, CampaignState::Closed, "{}", db.name);
+        // A stale draft edit is refused the same way.
+        let mut renamed = campaign.clone();
+        renamed.name.en = "Renamed".into();
+        let late = api::update(&two.district, &admin(), id, renamed).await;
+        assert!(matches!(late, Err(DistrictError::Conflict { .. })), "{}: {late:?}", db.name);
+    }
+}
+
+#[tokio::test]
+async fn a_form_change_raises_the_form_version() {
+    for db in support::databases().await {
+        let h = harness(db.url()).await;
+        let campaign = fixtures::campaign();
+        api::create(&h.district, &admin(), campaign.clone()).await.unwrap();
+        let mut changed = campaign.clone();
+        changed.form.questions.pop();
+        api::update(&h.district, &admin(), campaign.id.as_str(), changed).await.unwrap();
+        let stored = h.district.catalog().require(campaign.id.as_str()).await.unwrap();
+        assert_eq!(stored.form.version, campaign.form.version + 1, "{}", db.name);
+        // The same form again keeps its version.
+        api::update(&h.district, &admin(), campaign.id.as_str(), (*stored).clone()).await.unwrap();
+        let again = h.district.catalog().require(campaign.id.as_str()).await.unwrap();
+        assert_eq!(again.form.version, stored.form.version, "{}", db.name);
+    }
+}
