@@ -5,15 +5,25 @@
 //! everything and write nothing. Any other document is answered `doc-unavailable`, exactly as a
 //! document that does not exist.
 //!
-//! Every change a sync message brings into a ledger must have been made by an actor enrolled to a
-//! live device whose person works in that ledger's hamlet — whichever connection carries it (a
-//! phone may pass on changes it imported from another phone, a relay those of its hamlets). The
-//! only other change a ledger may hold is its canonical skeleton. Campaign documents take no
-//! change from any client: the server writes them on behalf of admins.
+//! Every change a sync message brings into a ledger is checked before it is stored (see
+//! ARCHITECTURE.md, "Who wrote what"):
+//!
+//! - its actor is enrolled to a live device whose person works in that ledger's hamlet, and —
+//!   on a collector's connection — to *that* device: a phone introduces only its own changes
+//!   (a change the server already holds is never new, so carrying it is free); a relay carries
+//!   the changes of any device of its hamlets;
+//! - the skeleton's actor (the document id's bytes) writes only the canonical skeleton, and no
+//!   other actor writes at the root: a ledger's identity and collections are fixed;
+//! - a response belongs to the device whose actor made it: no other device writes anything
+//!   inside it, and nobody replaces or deletes a response.
+//!
+//! Campaign documents take no change from any client: the server writes them on behalf of
+//! admins.
 
 use std::collections::{HashMap, HashSet};
 
-use hamlet_sync_core::automerge::{Change, ChangeHash};
+use hamlet_sync_core::authorship::{Write, writes};
+use hamlet_sync_core::automerge::{ActorId, Automerge, Change, ChangeHash, ObjId, ObjType, ReadDoc};
 use hamlet_sync_core::{CampaignId, DocumentId, Ledger, UnitId};
 
 use crate::auth::{AccountError, Accounts, Person, Role};
@@ -38,7 +48,18 @@ pub enum SyncAccess {
         ledgers: HashMap<DocumentId, (CampaignId, UnitId)>,
         /// Campaign documents it may read.
         campaigns: HashSet<DocumentId>,
+        /// Whether it carries other devices' changes (a relay).
+        relay: bool,
     },
+}
+
+/// Whose changes a connection may bring into a ledger.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Carrier {
+    /// A collector's device: changes by its own actors only.
+    Device(String),
+    /// A relay: changes by actors of any live device assigned to the hamlet.
+    Relay,
 }
 
 /// How the changes a connection brings into one document are checked.
@@ -48,12 +69,15 @@ pub enum WriteRule {
     Any,
     /// No change at all may come in.
     Nothing,
-    /// A ledger: changes by actors of devices assigned to its hamlet, or its skeleton.
+    /// A ledger: its canonical skeleton, and changes by the actors `carrier` may bring, each
+    /// writing only into responses of its own device.
     Ledger {
         /// The campaign.
         campaign: CampaignId,
         /// The hamlet.
         hamlet: UnitId,
+        /// Whose changes the connection brings.
+        carrier: Carrier,
     },
 }
 
@@ -70,7 +94,8 @@ impl SyncAccess {
             campaigns.insert(DocumentId::for_campaign(&campaign));
             ledgers.insert(DocumentId::for_ledger(&campaign, &hamlet), (campaign, hamlet));
         }
-        SyncAccess::Device { device: device.to_owned(), person: person.id.clone(), ledgers, campaigns }
+        let relay = person.role == Role::Relay;
+        SyncAccess::Device { device: device.to_owned(), person: person.id.clone(), ledgers, campaigns, relay }
     }
 
     /// The access of a device, read from the accounts.
@@ -81,6 +106,7 @@ impl SyncAccess {
                 person: person.id.clone(),
                 ledgers: HashMap::new(),
                 campaigns: HashSet::new(),
+                relay: false,
             });
         }
         Ok(SyncAccess::device(device, person, &accounts.assignments(&person.id).await?))
@@ -101,8 +127,12 @@ impl SyncAccess {
         match self {
             SyncAccess::Open => WriteRule::Any,
             SyncAccess::ReadOnly { .. } => WriteRule::Nothing,
-            SyncAccess::Device { ledgers, .. } => match ledgers.get(document) {
-                Some((campaign, hamlet)) => WriteRule::Ledger { campaign: campaign.clone(), hamlet: hamlet.clone() },
+            SyncAccess::Device { ledgers, device, relay, .. } => match ledgers.get(document) {
+                Some((campaign, hamlet)) => WriteRule::Ledger {
+                    campaign: campaign.clone(),
+                    hamlet: hamlet.clone(),
+                    carrier: if *relay { Carrier::Relay } else { Carrier::Device(device.clone()) },
+                },
                 None => WriteRule::Nothing,
             },
         }
@@ -140,27 +170,166 @@ pub enum Refusal {
         /// Its actor, hex.
         actor: String,
     },
+    /// A change by another device's actor, which this connection may not introduce.
+    #[error("change {hash} by actor {actor} is another device's: a device sends only its own new changes")]
+    NotOwnActor {
+        /// The change.
+        hash: ChangeHash,
+        /// Its actor, hex.
+        actor: String,
+    },
+    /// A change by the skeleton's actor that is not the canonical skeleton.
+    #[error("change {hash} is written as the ledger's skeleton but is not the canonical skeleton")]
+    Skeleton {
+        /// The change.
+        hash: ChangeHash,
+    },
+    /// A change that writes at the ledger's root.
+    #[error("change {hash} writes {key:?} at the ledger's root, which only the canonical skeleton writes")]
+    Root {
+        /// The change.
+        hash: ChangeHash,
+        /// The root key.
+        key: String,
+    },
+    /// A change that writes into a response of another device, or replaces or deletes one.
+    #[error("change {hash} writes into response {response:?}, which belongs to another device")]
+    NotOwner {
+        /// The change.
+        hash: ChangeHash,
+        /// The response key.
+        response: String,
+    },
+    /// A change that replaces or deletes a response.
+    #[error("change {hash} replaces or deletes response {response:?}")]
+    Replaces {
+        /// The change.
+        hash: ChangeHash,
+        /// The response key.
+        response: String,
+    },
     /// The accounts could not be read: refuse rather than guess.
     #[error("the server cannot check these changes now")]
     Accounts(#[from] AccountError),
 }
 
-/// Checks `changes` (those a message added to the document) against `rule`.
-pub async fn check_changes(accounts: &Accounts, rule: &WriteRule, changes: &[Change]) -> Result<(), Refusal> {
+/// Checks `changes` (those a message added to `doc`, which now holds them) against `rule`.
+pub async fn check_changes(
+    accounts: &Accounts,
+    rule: &WriteRule,
+    doc: &Automerge,
+    changes: &[Change],
+) -> Result<(), Refusal> {
     match rule {
         WriteRule::Any => Ok(()),
         _ if changes.is_empty() => Ok(()),
         WriteRule::Nothing => Err(Refusal::ReadOnly),
-        WriteRule::Ledger { campaign, hamlet } => {
+        WriteRule::Ledger { campaign, hamlet, carrier } => {
+            let skeleton_actor = ActorId::from(DocumentId::for_ledger(campaign, hamlet).as_bytes().as_slice());
             let skeleton: Vec<ChangeHash> = Ledger::skeleton(campaign, hamlet).get_heads();
-            let others: Vec<&Change> = changes.iter().filter(|c| !skeleton.contains(&c.hash())).collect();
+            let mut others: Vec<&Change> = Vec::new();
+            for c in changes.iter().filter(|c| !skeleton.contains(&c.hash())) {
+                if *c.actor_id() == skeleton_actor {
+                    return Err(Refusal::Skeleton { hash: c.hash() });
+                }
+                others.push(c);
+            }
+            let hex = |a: &ActorId| a.to_hex_string();
             let actors: Vec<String> =
-                others.iter().map(|c| c.actor_id().to_hex_string()).collect::<HashSet<_>>().into_iter().collect();
+                others.iter().map(|c| hex(c.actor_id())).collect::<HashSet<_>>().into_iter().collect();
             let allowed = accounts.actors_allowed(campaign.as_str(), hamlet.as_str(), &actors).await?;
-            match others.into_iter().find(|c| !allowed.contains(&c.actor_id().to_hex_string())) {
-                Some(c) => Err(Refusal::Actor { hash: c.hash(), actor: c.actor_id().to_hex_string() }),
-                None => Ok(()),
+            if let Some(c) = others.iter().find(|c| !allowed.contains(&hex(c.actor_id()))) {
+                return Err(Refusal::Actor { hash: c.hash(), actor: hex(c.actor_id()) });
+            }
+            if let Carrier::Device(device) = carrier {
+                let owners = accounts.actor_devices(&actors).await?;
+                if let Some(c) = others.iter().find(|c| owners.get(&hex(c.actor_id())) != Some(device)) {
+                    return Err(Refusal::NotOwnActor { hash: c.hash(), actor: hex(c.actor_id()) });
+                }
+            }
+            check_writes(accounts, doc, &skeleton_actor, &others).await
+        }
+    }
+}
+
+/// The root and response rules of [`check_changes`], from each change's operations.
+async fn check_writes(
+    accounts: &Accounts,
+    doc: &Automerge,
+    skeleton_actor: &ActorId,
+    changes: &[&Change],
+) -> Result<(), Refusal> {
+    // The skeleton's change makes `responses` as its fourth operation.
+    let responses = ObjId::Id(4, skeleton_actor.clone(), 0);
+    let mut located: HashMap<ObjId, Option<(String, ObjId)>> = HashMap::new();
+    // (change, writer actor, response key, response object)
+    let mut into: Vec<(ChangeHash, ActorId, String, ObjId)> = Vec::new();
+    for change in changes {
+        let hash = change.hash();
+        for w in writes(change) {
+            if w.obj == ObjId::Root {
+                return Err(Refusal::Root { hash, key: w.key.unwrap_or_default() });
+            }
+            if w.obj == responses {
+                let key = w.key.clone().unwrap_or_default();
+                if w.makes != Some(ObjType::Map) || w.overwrites {
+                    return Err(Refusal::Replaces { hash, response: key });
+                }
+                // A response made at a key another device already holds would compete with it.
+                for (_, other) in doc.get_all(&responses, key.as_str()).unwrap_or_default() {
+                    if other != w.id {
+                        into.push((hash, w.actor.clone(), key.clone(), other));
+                    }
+                }
+                continue;
+            }
+            let place = match located.get(&w.obj) {
+                Some(p) => p.clone(),
+                None => {
+                    let p = response_of(doc, &responses, &w);
+                    located.insert(w.obj.clone(), p.clone());
+                    p
+                }
+            };
+            if let Some((key, response)) = place {
+                into.push((hash, w.actor.clone(), key, response));
             }
         }
     }
+    let mut owners: HashSet<String> =
+        into.iter().filter_map(|(_, _, _, r)| actor_of(r)).map(|a| a.to_hex_string()).collect();
+    owners.extend(into.iter().map(|(_, a, _, _)| a.to_hex_string()));
+    let devices = accounts.actor_devices(&owners.into_iter().collect::<Vec<_>>()).await?;
+    let device_of = |a: &ActorId| devices.get(&a.to_hex_string()).cloned();
+    for (hash, writer, key, response) in into {
+        let Some(owner) = actor_of(&response) else { continue };
+        let same = *owner == writer || device_of(owner).is_some_and(|d| device_of(&writer) == Some(d));
+        if !same {
+            return Err(Refusal::NotOwner { hash, response: key });
+        }
+    }
+    Ok(())
+}
+
+fn actor_of(id: &ObjId) -> Option<&ActorId> {
+    match id {
+        ObjId::Root => None,
+        ObjId::Id(_, actor, _) => Some(actor),
+    }
+}
+
+/// The response (key and object) the object `w` writes into lies in, if any.
+fn response_of(doc: &Automerge, responses: &ObjId, w: &Write) -> Option<(String, ObjId)> {
+    let mut below = w.obj.clone();
+    for parent in doc.parents(&w.obj).ok()? {
+        if parent.obj == *responses {
+            let key = match parent.prop {
+                hamlet_sync_core::automerge::Prop::Map(k) => k,
+                hamlet_sync_core::automerge::Prop::Seq(_) => return None,
+            };
+            return Some((key, below));
+        }
+        below = parent.obj;
+    }
+    None
 }

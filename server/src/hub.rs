@@ -408,7 +408,9 @@ impl DocumentTask {
                     match self.session.receive(&peer.peer_id, &data, is_request) {
                         Ok(true) if rule != WriteRule::Any => {
                             let added = self.session.doc().get_changes(&heads_before);
-                            if let Err(refusal) = check_changes(&self.hub.accounts, &rule, &added).await {
+                            if let Err(refusal) =
+                                check_changes(&self.hub.accounts, &rule, self.session.doc(), &added).await
+                            {
                                 self.refuse(&peer, &who, &refusal.to_string()).await;
                                 continue;
                             }

@@ -261,7 +261,7 @@ pub enum Scalar {
 }
 
 impl Scalar {
-    fn from_value(value: &Value<'_>) -> Scalar {
+    pub(crate) fn from_value(value: &Value<'_>) -> Scalar {
         match value {
             Value::Object(kind) => Scalar::Other(format!("{kind:?}").to_lowercase()),
             Value::Scalar(s) => match s.as_ref() {
@@ -283,7 +283,7 @@ impl Scalar {
         }
     }
 
-    fn as_i64(&self) -> Option<i64> {
+    pub(crate) fn as_i64(&self) -> Option<i64> {
         match self {
             Scalar::Int(i) => Some(*i),
             Scalar::Uint(u) => i64::try_from(*u).ok(),
@@ -518,6 +518,31 @@ impl Ledger {
         let responses = map("responses")?;
         let tallies = map("tallies")?;
         Ok(Ledger { id: DocumentId::for_ledger(&campaign, &hamlet), doc, campaign, hamlet, responses, tallies })
+    }
+
+    /// Opens `doc` as the ledger of `hamlet` in `campaign`: the identity the caller knows (the
+    /// server from the document id it stored the document under), not what the root claims.
+    /// The collections read are the canonical skeleton's objects, even where a change has put
+    /// other objects at the root; a document without the canonical skeleton is not a ledger.
+    pub fn open(doc: Automerge, campaign: &CampaignId, hamlet: &UnitId) -> Result<Ledger, LedgerError> {
+        let id = DocumentId::for_ledger(campaign, hamlet);
+        let actor = ActorId::from(id.as_bytes().as_slice());
+        // The skeleton's change puts schema, campaign, hamlet, then makes responses (op 4) and
+        // tallies (op 5); the actor index is a hint Automerge checks.
+        let canonical = |counter: u64| -> Result<ObjId, LedgerError> {
+            let obj = ObjId::Id(counter, actor.clone(), 0);
+            match doc.object_type(&obj) {
+                Ok(ObjType::Map) => Ok(obj),
+                _ => Err(LedgerError::NotALedger("the canonical skeleton is missing".into())),
+            }
+        };
+        let (responses, tallies) = (canonical(4)?, canonical(5)?);
+        Ok(Ledger { id, doc, campaign: campaign.clone(), hamlet: hamlet.clone(), responses, tallies })
+    }
+
+    /// The canonical `responses` map.
+    pub fn responses_obj(&self) -> &ObjId {
+        &self.responses
     }
 
     /// The document id, derived from campaign and hamlet.

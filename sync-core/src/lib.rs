@@ -9,6 +9,7 @@
 //! - [`campaign_doc`]: the campaign document devices read.
 //! - [`docid`]: automerge-repo compatible document ids, derived from what a document is about.
 //! - [`projection`]: from a ledger to the rows the server stores.
+//! - [`authorship`]: who wrote what in a ledger, from the actors of its changes.
 //! - [`client`]: the sync session seen from a client (join, request or sync, acknowledgements).
 //! - [`bundle`]: changes of many documents in one file, carried without a network.
 //!
@@ -44,6 +45,7 @@
 
 #![deny(missing_docs)]
 
+pub mod authorship;
 pub mod bundle;
 pub mod campaign;
 pub mod campaign_doc;
@@ -67,7 +69,7 @@ pub use docid::DocumentId;
 pub use form::{AnswerError, AnswerKey, AnswerValue, Form, Label, Level, LevelSet, Question, QuestionKind};
 pub use ids::{CampaignId, PersonId, QuestionId, ResponseId, SubjectId, TallyId, UnitId};
 pub use ledger::{EditOutcome, Ledger, LedgerError, NewResponse, Status, Tally};
-pub use projection::{Projection, project, project_since};
+pub use projection::{Projection, project, project_since, project_since_with, project_with};
 pub use unit::{Unit, UnitLevel, UnitTree};
 
 /// The Automerge version this crate writes with, re-exported so that callers use the same one.

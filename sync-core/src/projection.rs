@@ -1,6 +1,7 @@
 //! The projection: from a ledger to the rows the district server stores and aggregates.
 //!
-//! A pure function of the ledger and its campaign. [`project`] lists every row;
+//! A pure function of the ledger, its campaign, and what the caller knows of its actors
+//! ([`Authors`]). [`project`] lists every row;
 //! [`project_since`] lists only the rows of the responses and tallies touched by the changes
 //! between two sets of heads, found from Automerge's patches rather than by re-reading
 //! everything.
@@ -15,10 +16,18 @@
 //!
 //! # What is counted
 //!
+//! Who wrote what comes from the changes' actors ([`crate::authorship`]): a response belongs to
+//! the device that made it, and only that device's writes inside it count. What another device
+//! wrote there is flagged ([`FlagKind::ForeignWrite`]) and changes nothing. Who recorded,
+//! submitted or voided a response is the person of the device behind the actor, never the
+//! `collector` or `by` strings in the document.
+//!
 //! A draft's answers are listed with `counted = false`. A submitted response's *sealed* answers
-//! are listed with `counted = true`; edits made after the seal are flagged
-//! ([`FlagKind::EditedAfterSeal`]) and never counted. A voided response keeps its rows, all with
-//! `counted = false`. Values that do not fit the form are not listed as answers but flagged.
+//! are listed with `counted = true`: those of the owner's first seal, as its own change wrote
+//! them. A later write to a seal, by anyone, is flagged ([`FlagKind::SealRewritten`]) and never
+//! counted; edits of the answers after the seal are flagged ([`FlagKind::EditedAfterSeal`]) and
+//! never counted. A response the owner voided keeps its rows, all with `counted = false`. Values
+//! that do not fit the form are not listed as answers but flagged.
 //!
 //! Only what the campaign's rules allow counts; the rest is kept and flagged: a response on
 //! another form version ([`FlagKind::FormVersion`]), or recorded before the schedule opens or
@@ -28,17 +37,23 @@
 //! a smaller id ([`FlagKind::TallyDuplicate`], a retry that made a new id). The server may count
 //! a flagged tally once staff reviewed it. Since a duplicate depends on the other tallies, a
 //! change to any tally re-reads them all (a hamlet holds a handful).
+//!
+//! The ledger's campaign and hamlet are the caller's ([`Ledger::open`]): never read from the
+//! document's root.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 
-use automerge::{ChangeHash, PatchAction, Prop, ROOT, ReadDoc};
+use automerge::{ActorId, Automerge, ChangeHash, ObjId, ObjType, PatchAction, Prop, ROOT, ReadDoc, Value};
 use serde::{Deserialize, Serialize};
 
+use crate::authorship::{Authors, History, ResponseWrites, Write};
 use crate::campaign::Campaign;
 use crate::day::Day;
 use crate::form::{AnswerKey, AnswerValue, Level};
 use crate::ids::{CampaignId, QuestionId, ResponseId, SubjectId, TallyId, UnitId};
-use crate::ledger::{Ballots, Conflict, ConflictValue, CountKey, Ledger, LedgerError, Scalar, Status};
+use crate::ledger::{
+    Ballots, Conflict, ConflictValue, CountKey, Ledger, LedgerError, ResponseView, Scalar, SealView, Status, VoidView,
+};
 
 /// What a row belongs to.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -146,6 +161,25 @@ pub enum FlagKind {
         /// The value now in the document.
         current: Option<Scalar>,
     },
+    /// A seal written to after it was made (by anyone): the first seal counts, this is not.
+    SealRewritten {
+        /// The answer key whose sealed value now reads differently, or `seal` when the seal
+        /// was written to without changing an answer (replaced, deleted, its day changed).
+        key: String,
+        /// The first sealed value, the one counted.
+        sealed: Option<Scalar>,
+        /// The value the seal now shows.
+        current: Option<Scalar>,
+    },
+    /// Another device wrote into a response it does not own: kept, never counted.
+    ForeignWrite {
+        /// The actor that wrote, hex.
+        actor: String,
+        /// Its enrolled device, when known.
+        device: Option<String>,
+        /// How many operations it wrote into the response.
+        writes: usize,
+    },
     /// A stored answer that does not fit the form.
     InvalidAnswer {
         /// The answer key.
@@ -240,33 +274,52 @@ pub struct Projection {
     pub rows: Rows,
 }
 
-/// Every row of the ledger.
+/// Every row of the ledger, every actor counting as a device of its own.
 pub fn project(campaign: &Campaign, ledger: &Ledger) -> Result<Projection, LedgerError> {
-    let mut entities: BTreeSet<Entity> = BTreeSet::from([Entity::Ledger]);
-    entities.extend(ledger.response_ids().0.into_iter().map(Entity::Response));
-    entities.extend(ledger.tally_ids().into_iter().map(Entity::Tally));
-    build(campaign, ledger, true, entities)
+    project_with(campaign, ledger, &Authors::new())
 }
 
-/// The rows of the entities touched by the changes between `before` and the ledger's heads.
+/// The rows of the entities touched by the changes between `before` and the ledger's heads,
+/// every actor counting as a device of its own.
 pub fn project_since(campaign: &Campaign, ledger: &Ledger, before: &[ChangeHash]) -> Result<Projection, LedgerError> {
+    project_since_with(campaign, ledger, before, &Authors::new())
+}
+
+/// Every row of the ledger; `authors` says which device each actor writes for.
+pub fn project_with(campaign: &Campaign, ledger: &Ledger, authors: &Authors) -> Result<Projection, LedgerError> {
+    let history = History::of(ledger.doc(), ledger.responses_obj());
+    let mut entities: BTreeSet<Entity> = BTreeSet::from([Entity::Ledger]);
+    entities.extend(ledger.response_ids().0.into_iter().map(Entity::Response));
+    // A response another device deleted from view is still its owner's.
+    entities.extend(history.responses().filter_map(|(k, _)| ResponseId::new(k).ok()).map(Entity::Response));
+    entities.extend(ledger.tally_ids().into_iter().map(Entity::Tally));
+    build(campaign, ledger, authors, &history, true, entities)
+}
+
+/// As [`project_since`], with what `authors` says of the actors.
+pub fn project_since_with(
+    campaign: &Campaign,
+    ledger: &Ledger,
+    before: &[ChangeHash],
+    authors: &Authors,
+) -> Result<Projection, LedgerError> {
     let after = ledger.doc().get_heads();
     let mut entities = BTreeSet::new();
     let mut tallies_touched = false;
     for patch in ledger.doc().diff(before, &after) {
         if patch.obj == ROOT {
             // The skeleton itself changed: only the first sync of a ledger does this.
-            return project(campaign, ledger);
+            return project_with(campaign, ledger, authors);
         }
         let collection = match patch.path.first() {
             Some((_, Prop::Map(name))) => name.as_str(),
-            _ => return project(campaign, ledger),
+            _ => return project_with(campaign, ledger, authors),
         };
         let key = match (patch.path.get(1), &patch.action) {
             (Some((_, Prop::Map(key))), _) => key.clone(),
             (None, PatchAction::PutMap { key, .. } | PatchAction::DeleteMap { key }) => key.clone(),
             (None, PatchAction::Conflict { prop: Prop::Map(key) }) => key.clone(),
-            _ => return project(campaign, ledger),
+            _ => return project_with(campaign, ledger, authors),
         };
         let entity = entity_of(collection, &key);
         tallies_touched |= matches!(entity, Entity::Tally(_));
@@ -276,7 +329,8 @@ pub fn project_since(campaign: &Campaign, ledger: &Ledger, before: &[ChangeHash]
         // Whether a tally repeats another depends on every tally.
         entities.extend(ledger.tally_ids().into_iter().map(Entity::Tally));
     }
-    build(campaign, ledger, false, entities)
+    let history = History::of(ledger.doc(), ledger.responses_obj());
+    build(campaign, ledger, authors, &history, false, entities)
 }
 
 fn entity_of(collection: &str, key: &str) -> Entity {
@@ -290,6 +344,8 @@ fn entity_of(collection: &str, key: &str) -> Entity {
 fn build(
     campaign: &Campaign,
     ledger: &Ledger,
+    authors: &Authors,
+    history: &History,
     full: bool,
     entities: BTreeSet<Entity>,
 ) -> Result<Projection, LedgerError> {
@@ -298,7 +354,7 @@ fn build(
     for entity in &entities {
         match entity {
             Entity::Ledger => ledger_rows(ledger, &mut rows)?,
-            Entity::Response(id) => response_rows(campaign, ledger, id, &mut rows)?,
+            Entity::Response(id) => response_rows(campaign, ledger, authors, history, id, &mut rows)?,
             Entity::Tally(id) => {
                 if firsts.is_none() {
                     firsts = Some(first_tallies(ledger)?);
@@ -335,11 +391,21 @@ fn ledger_rows(ledger: &Ledger, rows: &mut Rows) -> Result<(), LedgerError> {
     Ok(())
 }
 
-fn response_rows(campaign: &Campaign, ledger: &Ledger, id: &ResponseId, rows: &mut Rows) -> Result<(), LedgerError> {
-    let Some(view) = ledger.response(id)? else { return Ok(()) };
+fn response_rows(
+    campaign: &Campaign,
+    ledger: &Ledger,
+    authors: &Authors,
+    history: &History,
+    id: &ResponseId,
+    rows: &mut Rows,
+) -> Result<(), LedgerError> {
+    let Some(writes) = history.response(id.as_str()) else { return Ok(()) };
+    let Some(owned) = owned_response(ledger.doc(), authors, id, writes)? else { return Ok(()) };
+    let view = owned.view;
     let entity = Entity::Response(id.clone());
     let status = view.status();
     let flag = |kind| FlagRow { entity: entity.clone(), kind };
+    rows.flags.extend(owned.flags.into_iter().map(flag));
     let mut by_the_rules = true;
     if view.form_version != Some(i64::from(campaign.form.version)) {
         rows.flags.push(flag(FlagKind::FormVersion { found: view.form_version, expected: campaign.form.version }));
@@ -384,7 +450,7 @@ fn response_rows(campaign: &Campaign, ledger: &Ledger, id: &ResponseId, rows: &m
             Err(reason) => rows.flags.push(flag(FlagKind::InvalidAnswer { key: key.clone(), reason })),
         }
     }
-    for (key, sealed, current) in view.edits_after_seal() {
+    for (key, sealed, current) in view.edits_after_seal().into_iter().filter(|(k, ..)| !owned.masked.contains(k)) {
         rows.flags.push(flag(FlagKind::EditedAfterSeal { key, sealed, current }));
     }
     attach(&entity, ledger.conflicts_of("responses", id.as_str())?, rows);
@@ -402,6 +468,204 @@ fn response_rows(campaign: &Campaign, ledger: &Ledger, id: &ResponseId, rows: &m
         void_reason: void.and_then(|v| v.reason.clone()),
     });
     Ok(())
+}
+
+/// A response as its owner wrote it, and the flags of what others (or later writes to the
+/// seal) did to it.
+struct Owned {
+    view: ResponseView,
+    flags: Vec<FlagKind>,
+    /// Answer keys where only another device's value shows.
+    masked: BTreeSet<String>,
+}
+
+fn actor_of(id: &ObjId) -> Option<&ActorId> {
+    match id {
+        ObjId::Root => None,
+        ObjId::Id(_, actor, _) => Some(actor),
+    }
+}
+
+/// Reads a value as a scalar; a text object reads as its string.
+fn scalar(doc: &Automerge, value: &Value<'_>, id: &ObjId, heads: Option<&[ChangeHash]>) -> Scalar {
+    match value {
+        Value::Object(ObjType::Text) => {
+            let text = match heads {
+                Some(h) => doc.text_at(id, h),
+                None => doc.text(id),
+            };
+            Scalar::Str(text.unwrap_or_default())
+        }
+        other => Scalar::from_value(other),
+    }
+}
+
+/// Reads one response as written by its owner: see the module docs.
+fn owned_response(
+    doc: &Automerge,
+    authors: &Authors,
+    id: &ResponseId,
+    writes: &ResponseWrites,
+) -> Result<Option<Owned>, LedgerError> {
+    let Some(response) = writes.objects.first() else { return Ok(None) };
+    let Some(owner_actor) = actor_of(response) else { return Ok(None) };
+    let owner = authors.writer(owner_actor);
+    let mine = |w: &Write| authors.writer(&w.actor) == owner;
+    let mut flags = Vec::new();
+
+    // What other devices wrote: one flag per actor.
+    let mut foreign: BTreeMap<&ActorId, usize> = BTreeMap::new();
+    for w in writes.writes.iter().filter(|w| !mine(w)) {
+        *foreign.entry(&w.actor).or_default() += 1;
+    }
+    for (actor, n) in foreign {
+        flags.push(FlagKind::ForeignWrite {
+            actor: actor.to_hex_string(),
+            device: authors.device(actor).map(str::to_owned),
+            writes: n,
+        });
+    }
+
+    // The owner's latest value at `obj[key]` (as of `heads`, or now).
+    let owned_value = |obj: &ObjId, key: &str, heads: Option<&[ChangeHash]>| -> Option<(Value<'_>, ObjId)> {
+        let all = match heads {
+            Some(h) => doc.get_all_at(obj, key, h),
+            None => doc.get_all(obj, key),
+        };
+        all.ok()?
+            .into_iter()
+            .filter(|(_, vid)| actor_of(vid).is_some_and(|a| authors.writer(a) == owner))
+            .max_by(|a, b| a.1.cmp(&b.1))
+    };
+    let owned_scalar = |obj: &ObjId, key: &str, heads: Option<&[ChangeHash]>| {
+        owned_value(obj, key, heads).map(|(v, vid)| scalar(doc, &v, &vid, heads))
+    };
+    let text = |s: Option<Scalar>| match s {
+        Some(Scalar::Str(s)) => Some(s),
+        _ => None,
+    };
+    let first_made = |key: &str| writes.writes.iter().find(|w| mine(w) && w.makes_map_at(response, key));
+    let keys_written = |obj: &ObjId| -> BTreeSet<String> {
+        writes.writes.iter().filter(|w| w.obj == *obj).filter_map(|w| w.key.clone()).collect()
+    };
+
+    // The draft answers: the owner's answers map, the owner's values in it. A key where only
+    // another device's value shows is *masked*: not the owner's edit (it is flagged as foreign).
+    let mut answers = BTreeMap::new();
+    let mut masked = BTreeSet::new();
+    if let Some(a) = first_made("answers") {
+        for key in keys_written(&a.id) {
+            match owned_scalar(&a.id, &key, None) {
+                Some(v) => {
+                    answers.insert(key, v);
+                }
+                None if doc.get_all(&a.id, key.as_str()).is_ok_and(|v| !v.is_empty()) => {
+                    masked.insert(key);
+                }
+                None => {}
+            }
+        }
+    }
+
+    // The first seal the owner made, read as its own change left it.
+    let mut seal = None;
+    if let Some(s) = first_made("seal") {
+        let sealed_in = doc.hash_for_opid(&s.id);
+        let heads: Vec<ChangeHash> = sealed_in.into_iter().collect();
+        let at = Some(heads.as_slice());
+        let mut sealed = BTreeMap::new();
+        if let Some((Value::Object(ObjType::Map), sa)) = owned_value(&s.id, "answers", at) {
+            for item in doc.map_range_at(&sa, .., &heads) {
+                let vid = item.id();
+                sealed.insert(item.key.to_string(), scalar(doc, &item.value.into_value(), &vid, at));
+            }
+        }
+        let on = text(owned_scalar(&s.id, "on", at)).and_then(|d| d.parse().ok());
+        let by = authors.person(&s.actor).map(str::to_owned);
+        flags.extend(seal_rewrites(doc, response, s, &heads, writes, &sealed, &mine));
+        seal = Some(SealView { on, by, answers: sealed });
+    }
+
+    // The first void the owner made.
+    let mut void = None;
+    if let Some(v) = first_made("void") {
+        let heads: Vec<ChangeHash> = doc.hash_for_opid(&v.id).into_iter().collect();
+        let at = Some(heads.as_slice());
+        void = Some(VoidView {
+            on: text(owned_scalar(&v.id, "on", at)).and_then(|d| d.parse().ok()),
+            by: authors.person(&v.actor).map(str::to_owned),
+            reason: text(owned_scalar(&v.id, "reason", at)),
+        });
+    }
+
+    let view = ResponseView {
+        id: id.clone(),
+        form_version: owned_scalar(response, "form_version", None).and_then(|s| s.as_i64()),
+        recorded_on: text(owned_scalar(response, "recorded_on", None)).and_then(|d| d.parse().ok()),
+        collector: authors.person(owner_actor).map(str::to_owned),
+        answers,
+        seal,
+        void,
+    };
+    Ok(Some(Owned { view, flags, masked }))
+}
+
+/// Flags for writes to a seal after the change that made it: one per answer whose value the
+/// seal now shows differently, or one for the seal itself when the owner wrote to it without
+/// changing an answer (another device's writes are flagged as foreign already).
+fn seal_rewrites(
+    doc: &Automerge,
+    response: &ObjId,
+    seal: &Write,
+    heads: &[ChangeHash],
+    writes: &ResponseWrites,
+    sealed: &BTreeMap<String, Scalar>,
+    mine: &dyn Fn(&Write) -> bool,
+) -> Vec<FlagKind> {
+    // The seal's objects: the seal and whatever was made inside it, by anyone.
+    let mut inside: HashSet<&ObjId> = HashSet::from([&seal.id]);
+    for w in &writes.writes {
+        if w.makes.is_some() && inside.contains(&w.obj) {
+            inside.insert(&w.id);
+        }
+    }
+    let sealing_change = heads.first();
+    let later: Vec<&Write> = writes
+        .writes
+        .iter()
+        .filter(|w| {
+            let at_seal_key = w.obj == *response && w.key.as_deref() == Some("seal") && w.id != seal.id;
+            let into_seal = inside.contains(&w.obj) && doc.hash_for_opid(&w.id).as_ref() != sealing_change;
+            at_seal_key || into_seal
+        })
+        .collect();
+    if later.is_empty() {
+        return Vec::new();
+    }
+    // What the seal now shows, whoever wrote it.
+    let mut current = BTreeMap::new();
+    if let Ok(Some((Value::Object(ObjType::Map), now))) = doc.get(response, "seal")
+        && let Ok(Some((Value::Object(ObjType::Map), answers))) = doc.get(&now, "answers")
+    {
+        for item in doc.map_range(&answers, ..) {
+            let vid = item.id();
+            current.insert(item.key.to_string(), scalar(doc, &item.value.into_value(), &vid, None));
+        }
+    }
+    let keys: BTreeSet<&String> = sealed.keys().chain(current.keys()).collect();
+    let mut flags: Vec<FlagKind> = keys
+        .into_iter()
+        .filter(|k| sealed.get(*k) != current.get(*k))
+        .map(|k| FlagKind::SealRewritten {
+            key: k.clone(),
+            sealed: sealed.get(k).cloned(),
+            current: current.get(k).cloned(),
+        })
+        .collect();
+    if flags.is_empty() && later.iter().any(|w| mine(w)) {
+        flags.push(FlagKind::SealRewritten { key: "seal".into(), sealed: None, current: None });
+    }
+    flags
 }
 
 /// What a tally's figures are, for finding tallies entered twice.

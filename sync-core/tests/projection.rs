@@ -76,7 +76,11 @@ fn incremental_projection_equals_a_full_one_at_every_step() {
             let change = [(rating("ong-an"), Some(AnswerValue::Level(Level::TinNhiemCao)))];
             a.edit(&campaign, &"r1".parse().unwrap(), &change, today()).unwrap();
         }),
-        Box::new(|a, _| a.void(&"r2".parse().unwrap(), "Phiếu trùng", &by, today()).unwrap()),
+        // r2 is b's: b voids it (a void by another device would not count).
+        Box::new(|a, b| {
+            b.void(&"r2".parse().unwrap(), "Phiếu trùng", &by, today()).unwrap();
+            merge(a, b);
+        }),
         Box::new(|a, _| {
             let tally = Tally {
                 id: "t1".parse().unwrap(),

@@ -90,11 +90,16 @@ impl District {
     /// A one-time enrollment code for collector `person`, who is created if new and assigned
     /// `hamlets` of the campaign `tin-nhiem-2025` — as an admin does it.
     pub fn code(&self, person: &str, hamlets: &[&str]) -> String {
+        self.code_as(person, Role::Collector, hamlets)
+    }
+
+    /// As [`District::code`], for a person of `role` (a relay carries other devices' changes).
+    pub fn code_as(&self, person: &str, role: Role, hamlets: &[&str]) -> String {
         self.runtime.block_on(async {
             let store = Store::open(&self.url).await.expect("district store");
             let accounts = Accounts::new(store.clone(), Duration::from_secs(3600));
             if accounts.person(person).await.expect("people").is_none() {
-                accounts.create_person(person, person, Role::Collector).await.expect("collector created");
+                accounts.create_person(person, person, role).await.expect("person created");
             }
             let hamlets: Vec<String> = hamlets.iter().map(|h| h.to_string()).collect();
             accounts.set_assignments(person, "tin-nhiem-2025", &hamlets).await.expect("assigned");

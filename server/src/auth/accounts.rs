@@ -1,9 +1,10 @@
 //! People, sessions, tokens, assignments, enrollment codes and devices, in the database.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use hamlet_sync_core::{CampaignId, DocumentId, UnitId};
 use serde::{Deserialize, Serialize};
 
 use super::secret::{self, RandomError};
@@ -124,6 +125,9 @@ pub enum AccountError {
     /// A password computation could not run (its worker thread failed).
     #[error("password hashing failed: {0}")]
     Hashing(String),
+    /// An actor id that names a document: the actor of a ledger's skeleton, never a device's.
+    #[error("actor {0} is a document's own actor and cannot be enrolled")]
+    ActorReserved(String),
 }
 
 /// The demo mode's accounts, documented in the README: never created outside demo mode.
@@ -151,6 +155,13 @@ fn check_id(kind: &str, id: &str) -> Result<(), AccountError> {
     } else {
         Err(AccountError::Invalid(format!("invalid {kind} {id:?}: use 1 to 64 letters, digits, '-', '_' or '.'")))
     }
+}
+
+fn hex_bytes(text: &str) -> Option<Vec<u8>> {
+    text.len()
+        .is_multiple_of(2)
+        .then(|| (0..text.len()).step_by(2).map(|i| u8::from_str_radix(text.get(i..i + 2)?, 16).ok()).collect())
+        .flatten()
 }
 
 /// Whether `actor` is an Automerge actor id as hex (1 to 32 bytes).
@@ -511,6 +522,7 @@ impl Accounts {
         if let Some(bad) = actors.iter().find(|a| !is_actor_id(a)) {
             return Err(AccountError::Invalid(format!("{bad:?} is not an actor id (hex)")));
         }
+        self.refuse_reserved(actors).await?;
         let code_hash = secret::hash_token(&secret::normalize_code(code));
         let device_id = format!("dev-{}", &secret::random_token()?[..16]);
         let token = secret::random_token()?;
@@ -551,11 +563,51 @@ impl Accounts {
         Ok(Enrolled { device_id, token, person })
     }
 
+    /// Refuses actor ids that are a document's id: the skeleton of a ledger is written by the
+    /// actor made of its document id's bytes, on every device alike, so whoever owned that actor
+    /// could write as the skeleton. Refused: the ids of every stored document and of every
+    /// ledger and campaign document someone is assigned to (which a phone may create before the
+    /// server stores it). The sync check also never counts the skeleton actor as a device's.
+    async fn refuse_reserved(&self, actors: &[String]) -> Result<(), AccountError> {
+        let candidates: Vec<(&String, DocumentId)> = actors
+            .iter()
+            .filter_map(|a| {
+                let bytes = hex_bytes(a)?;
+                let bytes: [u8; 16] = bytes.try_into().ok()?;
+                Some((a, DocumentId::from_bytes(bytes)))
+            })
+            .collect();
+        if candidates.is_empty() {
+            return Ok(());
+        }
+        let assigned: Vec<(String, String)> = on_pool!(self.store, pool =>
+            sqlx::query_as("SELECT DISTINCT campaign_id, hamlet_id FROM assignments").fetch_all(pool).await)
+        .map_err(query_failed("checking actors"))?;
+        let mut reserved: HashSet<DocumentId> = HashSet::new();
+        for (campaign, hamlet) in assigned {
+            let (Ok(campaign), Ok(hamlet)) = (campaign.parse::<CampaignId>(), hamlet.parse::<UnitId>()) else {
+                continue;
+            };
+            reserved.insert(DocumentId::for_campaign(&campaign));
+            reserved.insert(DocumentId::for_ledger(&campaign, &hamlet));
+        }
+        for (actor, id) in candidates {
+            let stored: Option<(String,)> = on_pool!(self.store, pool =>
+                sqlx::query_as("SELECT id FROM documents WHERE id = $1").bind(id.to_string()).fetch_optional(pool).await)
+            .map_err(query_failed("checking actors"))?;
+            if stored.is_some() || reserved.contains(&id) {
+                return Err(AccountError::ActorReserved(actor.clone()));
+            }
+        }
+        Ok(())
+    }
+
     /// Registers more actor ids for a device (after a reinstall, say).
     pub async fn add_actors(&self, device: &str, actors: &[String]) -> Result<(), AccountError> {
         if let Some(bad) = actors.iter().find(|a| !is_actor_id(a)) {
             return Err(AccountError::Invalid(format!("{bad:?} is not an actor id (hex)")));
         }
+        self.refuse_reserved(actors).await?;
         on_pool!(self.store, pool => {
             let mut tx = pool.begin().await.map_err(query_failed("adding actors"))?;
             for actor in actors {
@@ -668,6 +720,21 @@ impl Accounts {
             }
         }
         Ok(allowed)
+    }
+
+    /// The device each of `actors` (hex) is enrolled to, revoked or not.
+    pub async fn actor_devices(&self, actors: &[String]) -> Result<HashMap<String, String>, AccountError> {
+        const SQL: &str = "SELECT device_id FROM device_actors WHERE actor_id = $1";
+        let mut devices = HashMap::new();
+        for actor in actors {
+            let row: Option<(String,)> = on_pool!(self.store, pool =>
+                sqlx::query_as(SQL).bind(actor.to_lowercase()).fetch_optional(pool).await)
+            .map_err(query_failed("reading actors' devices"))?;
+            if let Some((device,)) = row {
+                devices.insert(actor.clone(), device);
+            }
+        }
+        Ok(devices)
     }
 
     /// Creates the documented demo accounts if they are missing (demo mode only): returns

@@ -149,6 +149,7 @@ impl From<AccountError> for ApiError {
             AccountError::ExpiredCode => ApiError::new(StatusCode::GONE, "expired_code", e.to_string()),
             AccountError::UsedCode => ApiError::new(StatusCode::GONE, "used_code", e.to_string()),
             AccountError::ActorTaken(_) => ApiError::new(StatusCode::CONFLICT, "actor_taken", e.to_string()),
+            AccountError::ActorReserved(_) => ApiError::new(StatusCode::CONFLICT, "actor_reserved", e.to_string()),
             AccountError::Store(_) | AccountError::Random(_) | AccountError::Hashing(_) => {
                 ApiError::internal("account operation failed", e)
             }

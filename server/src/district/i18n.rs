@@ -261,6 +261,8 @@ texts! {
     review_comment: "Nhận xét", "Comment";
     nothing_to_review: "Không có gì cần xem xét.", "Nothing to review.";
     flag_edited_after_seal: "Sửa sau khi nộp (không tính)", "Edited after submission (not counted)";
+    flag_seal_rewritten: "Phiếu đã nộp bị ghi đè (tính theo bản nộp đầu)", "Seal written to after submission (the first seal counts)";
+    flag_foreign_write: "Thiết bị khác ghi vào phiếu (không tính)", "Written by another device (not counted)";
     flag_invalid_answer: "Câu trả lời không hợp lệ", "Invalid answer";
     flag_form_version: "Sai phiên bản mẫu phiếu (không tính)", "Other form version (not counted)";
     flag_invalid_count: "Số liệu biên bản không hợp lệ (chưa tính)", "Invalid tally count (not counted until reviewed)";

@@ -847,6 +847,8 @@ struct PageQuery {
 fn flag_label(t: &Texts, flag: &str) -> &'static str {
     match flag {
         "edited_after_seal" => t.flag_edited_after_seal,
+        "seal_rewritten" => t.flag_seal_rewritten,
+        "foreign_write" => t.flag_foreign_write,
         "invalid_answer" => t.flag_invalid_answer,
         "form_version" => t.flag_form_version,
         "invalid_count" => t.flag_invalid_count,
@@ -921,7 +923,7 @@ fn review_cards(ctx: &PageCtx, campaign: &Campaign, items: &[review::ReviewItem]
                 );
             }
             html.push_str("</tbody></table>");
-        } else if item.flag.as_deref() == Some("edited_after_seal") {
+        } else if matches!(item.flag.as_deref(), Some("edited_after_seal" | "seal_rewritten")) {
             let text = |k: &str| {
                 item.detail
                     .get(k)

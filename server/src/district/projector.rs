@@ -23,12 +23,12 @@ use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use hamlet_sync_core::automerge::{Automerge, ChangeHash, ROOT, ReadDoc};
-use hamlet_sync_core::ledger::LEDGER_SCHEMA;
+use hamlet_sync_core::authorship::Authors;
+use hamlet_sync_core::automerge::{ActorId, Automerge, ChangeHash, ReadDoc};
 use hamlet_sync_core::projection::{Entity, FlagKind, Projection};
 use hamlet_sync_core::session::{Peer, decode_heads, encode_heads};
 use hamlet_sync_core::{
-    AnswerValue, Campaign, CampaignId, DocumentId, Ledger, LedgerError, UnitId, project, project_since,
+    AnswerValue, Campaign, CampaignId, DocumentId, Ledger, LedgerError, UnitId, project_since_with, project_with,
 };
 use sqlx::QueryBuilder;
 use tokio::sync::{Notify, watch};
@@ -73,8 +73,6 @@ struct DeviceSeen {
 
 /// A queued projection.
 struct Job {
-    campaign: CampaignId,
-    hamlet: UnitId,
     doc: Option<Automerge>,
     devices: Vec<DeviceSeen>,
     at: i64,
@@ -91,24 +89,14 @@ pub struct Projector {
     outstanding: watch::Sender<usize>,
     /// A fixed "now" for the demo's simulated devices (0: the real clock).
     simulated_now: AtomicI64,
+    /// The ledgers known so far: document id → (campaign, hamlet), from `campaign_hamlets`.
+    ledgers: Mutex<HashMap<DocumentId, (CampaignId, UnitId)>>,
 }
 
 impl std::fmt::Debug for Projector {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Projector").field("settings", &self.settings).finish_non_exhaustive()
     }
-}
-
-/// Whether `doc` is a hamlet ledger, and whose: read from its root without copying it.
-fn ledger_of(doc: &Automerge) -> Option<(CampaignId, UnitId)> {
-    let text = |key: &str| match doc.get(ROOT, key).ok().flatten() {
-        Some((hamlet_sync_core::automerge::Value::Scalar(s), _)) => s.as_str().map(str::to_owned),
-        _ => None,
-    };
-    if text("schema")?.as_str() != LEDGER_SCHEMA {
-        return None;
-    }
-    Some((text("campaign")?.parse().ok()?, text("hamlet")?.parse().ok()?))
 }
 
 impl Projector {
@@ -122,6 +110,7 @@ impl Projector {
             wake: Notify::new(),
             outstanding: watch::Sender::new(0),
             simulated_now: AtomicI64::new(0),
+            ledgers: Mutex::new(HashMap::new()),
         });
         tokio::spawn(Projector::work(Arc::downgrade(&projector)));
         projector
@@ -156,15 +145,15 @@ impl Projector {
         self.simulated_now.store(at.unwrap_or(0), Ordering::Relaxed);
     }
 
-    /// Called by a document task after a round: queues the projection of a ledger that changed
-    /// since `before`, and notes the devices (`peers`) that synced it. Cheap: no I/O, and the
-    /// document is copied only when it changed.
+    /// Called by a document task after a round: queues the projection of a document that
+    /// changed since `before`, and notes the devices (`peers`) that synced it. Cheap: no I/O, and
+    /// the document is copied only when it changed. Whether it is a ledger, and whose, the worker
+    /// reads from the server's own records (`campaign_hamlets`), never from the document.
     pub fn after_round(&self, id: DocumentId, doc: &Automerge, before: &[ChangeHash], peers: &[&Peer]) {
         let changed = doc.get_heads() != before;
         if !changed && peers.is_empty() {
             return;
         }
-        let Some((campaign, hamlet)) = ledger_of(doc) else { return };
         let at = self.now();
         let devices: Vec<DeviceSeen> = peers
             .iter()
@@ -176,7 +165,7 @@ impl Projector {
         let mut pending = lock(&self.pending);
         let job = pending.entry(id).or_insert_with(|| {
             self.outstanding.send_modify(|n| *n += 1);
-            Job { campaign, hamlet, doc: None, devices: Vec::new(), at }
+            Job { doc: None, devices: Vec::new(), at }
         });
         if changed {
             job.doc = Some(doc.clone());
@@ -215,32 +204,72 @@ impl Projector {
         }
     }
 
+    /// The campaign and hamlet of ledger `id`, from the server's records; `None` for a document
+    /// that is no ledger of a campaign the server knows (a campaign document, say).
+    async fn identity(&self, id: DocumentId) -> Result<Option<(CampaignId, UnitId)>, StoreError> {
+        if let Some(known) = lock(&self.ledgers).get(&id) {
+            return Ok(Some(known.clone()));
+        }
+        const SQL: &str = "SELECT campaign_id, hamlet_id FROM campaign_hamlets WHERE document_id = $1";
+        let rows: Vec<(String, String)> = crate::store::on_pool!(self.store, pool => {
+            sqlx::query_as(SQL).bind(id.to_string()).fetch_all(pool).await
+        })
+        .map_err(query_failed("reading a ledger's campaign and hamlet"))?;
+        // The id is derived from campaign and hamlet: only the pair it was derived from counts.
+        let found = rows.into_iter().find_map(|(c, h)| {
+            let (c, h) = (c.parse::<CampaignId>().ok()?, h.parse::<UnitId>().ok()?);
+            (DocumentId::for_ledger(&c, &h) == id).then_some((c, h))
+        });
+        if let Some(pair) = &found {
+            lock(&self.ledgers).insert(id, pair.clone());
+        }
+        Ok(found)
+    }
+
+    /// Which device (and person) each enrolled actor writes for. Without accounts (tests, the
+    /// demo's simulated phones) nobody is known and every actor counts as a device of its own.
+    async fn authors(&self) -> Result<Authors, StoreError> {
+        const SQL: &str = "SELECT da.actor_id, d.id, d.person_id FROM device_actors da \
+                           JOIN devices d ON d.id = da.device_id";
+        let rows: Vec<(String, String, String)> = crate::store::on_pool!(self.store, pool => {
+            sqlx::query_as(SQL).fetch_all(pool).await
+        })
+        .map_err(query_failed("reading the devices' actors"))?;
+        let mut authors = Authors::new();
+        for (actor, device, person) in rows {
+            if let Ok(actor) = actor.parse::<ActorId>() {
+                authors.insert(actor, device, Some(person));
+            }
+        }
+        Ok(authors)
+    }
+
     async fn run_job(&self, id: DocumentId, job: Job) -> Result<(), ProjectorError> {
-        let Some(campaign) = self.catalog.campaign(&job.campaign).await? else {
-            tracing::debug!(document = %id, campaign = %job.campaign, "ledger of an unknown campaign: not projected");
+        let Some((campaign_id, hamlet)) = self.identity(id).await? else { return Ok(()) };
+        let Some(campaign) = self.catalog.campaign(&campaign_id).await? else {
+            tracing::debug!(document = %id, campaign = %campaign_id, "ledger of an unknown campaign: not projected");
             return Ok(());
         };
-        if !campaign.has_hamlet(&job.hamlet) {
-            tracing::warn!(document = %id, hamlet = %job.hamlet, "ledger of a hamlet not in its campaign: not projected");
-            return Ok(());
-        }
         if let Some(doc) = job.doc {
-            self.project_document(id, &campaign, doc).await?;
+            self.project_document(id, &campaign, &hamlet, doc).await?;
         }
         if !job.devices.is_empty() {
-            self.touch_devices(&job.campaign, &job.hamlet, &job.devices, job.at).await?;
+            self.touch_devices(&campaign_id, &hamlet, &job.devices, job.at).await?;
         }
         Ok(())
     }
 
-    /// Brings the rows of ledger `id` up to `doc` (which holds at least what is stored).
+    /// Brings the rows of ledger `id` (of `hamlet` in `campaign`, as the server's records say)
+    /// up to `doc` (which holds at least what is stored).
     async fn project_document(
         &self,
         id: DocumentId,
         campaign: &Campaign,
+        hamlet: &UnitId,
         doc: Automerge,
     ) -> Result<(), ProjectorError> {
-        let mut ledger = Ledger::from_doc(doc)?;
+        let mut ledger = Ledger::open(doc, &campaign.id, hamlet)?;
+        let authors = self.authors().await?;
         let key = id.to_string();
         let tree = self.catalog.units().await.map_err(|e| ProjectorError::Units(e.to_string()))?;
         let commune =
@@ -252,15 +281,15 @@ impl Projector {
                 return Ok(());
             }
             let projection = match &mark {
-                None => project(campaign, &ledger)?,
+                None => project_with(campaign, &ledger, &authors)?,
                 Some(m) if m.iter().all(|h| ledger.doc().get_change_by_hash(h).is_some()) => {
-                    project_since(campaign, &ledger, m)?
+                    project_since_with(campaign, &ledger, m, &authors)?
                 }
                 Some(_) => {
                     // The mark holds changes this copy lacks: start from what storage holds.
                     let mut stored = self.load(&key).await?;
                     stored.merge(ledger.doc_mut()).map_err(LedgerError::from)?;
-                    ledger = Ledger::from_doc(stored)?;
+                    ledger = Ledger::open(stored, &campaign.id, hamlet)?;
                     continue;
                 }
             };
@@ -406,30 +435,32 @@ impl Projector {
     /// Projects every ledger of every campaign whose stored heads differ from its mark (at
     /// start-up, and after a campaign is saved). Returns how many ledgers were projected.
     pub async fn catch_up(&self, only: Option<&CampaignId>) -> Result<usize, ProjectorError> {
-        const SQL: &str = "SELECT ch.campaign_id, ch.document_id, d.heads, m.heads \
+        const SQL: &str = "SELECT ch.campaign_id, ch.hamlet_id, ch.document_id, d.heads, m.heads \
             FROM campaign_hamlets ch \
             JOIN documents d ON d.id = ch.document_id \
             LEFT JOIN projection_marks m ON m.document_id = ch.document_id \
             ORDER BY ch.document_id";
-        type Row = (String, String, Vec<u8>, Option<Vec<u8>>);
+        type Row = (String, String, String, Vec<u8>, Option<Vec<u8>>);
         let rows: Vec<Row> = crate::store::on_pool!(self.store, pool => {
             sqlx::query_as(SQL).fetch_all(pool).await
         })
         .map_err(query_failed("listing the ledgers to project"))?;
         let mut projected = 0;
-        for (campaign_id, document, stored, mark) in rows {
+        for (campaign_id, hamlet, document, stored, mark) in rows {
             if only.is_some_and(|c| c.as_str() != campaign_id) || mark.as_ref() == Some(&stored) {
                 continue;
             }
-            let (Ok(campaign_id), Ok(id)) = (campaign_id.parse::<CampaignId>(), document.parse::<DocumentId>()) else {
+            let (Ok(campaign_id), Ok(hamlet), Ok(id)) =
+                (campaign_id.parse::<CampaignId>(), hamlet.parse::<UnitId>(), document.parse::<DocumentId>())
+            else {
                 continue;
             };
-            let Some(campaign) = self.catalog.campaign(&campaign_id).await? else { continue };
-            let doc = self.load(&document).await?;
-            if ledger_of(&doc).is_none() {
+            if DocumentId::for_ledger(&campaign_id, &hamlet) != id {
                 continue;
             }
-            match self.project_document(id, &campaign, doc).await {
+            let Some(campaign) = self.catalog.campaign(&campaign_id).await? else { continue };
+            let doc = self.load(&document).await?;
+            match self.project_document(id, &campaign, &hamlet, doc).await {
                 Ok(()) => projected += 1,
                 Err(e) => tracing::error!(document = %document, error = %e, "catch-up projection failed"),
             }
@@ -573,6 +604,8 @@ fn entity_parts(entity: &Entity) -> (&'static str, String) {
 fn flag_kind(kind: &FlagKind) -> &'static str {
     match kind {
         FlagKind::EditedAfterSeal { .. } => "edited_after_seal",
+        FlagKind::SealRewritten { .. } => "seal_rewritten",
+        FlagKind::ForeignWrite { .. } => "foreign_write",
         FlagKind::InvalidAnswer { .. } => "invalid_answer",
         FlagKind::FormVersion { .. } => "form_version",
         FlagKind::InvalidCount { .. } => "invalid_count",
