@@ -346,10 +346,10 @@ impl Projector {
         })
         .map_err(query_failed("dropping a projection mark"))?;
         let Ok(id) = document.parse::<DocumentId>() else { return Ok(()) };
-        let doc = self.load(document).await?;
-        let Some((campaign, _)) = ledger_of(&doc) else { return Ok(()) };
+        let Some((campaign, hamlet)) = self.identity(id).await? else { return Ok(()) };
         let Some(campaign) = self.catalog.campaign(&campaign).await? else { return Ok(()) };
-        self.project_document(id, &campaign, doc).await
+        let doc = self.load(document).await?;
+        self.project_document(id, &campaign, &hamlet, doc).await
     }
 
     /// The document as stored (every chunk).
