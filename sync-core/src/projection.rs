@@ -544,6 +544,14 @@ fn owned_response(
         Some(Scalar::Str(s)) => Some(s),
         _ => None,
     };
+    // What the document says of who wrote: read only for an actor no device is enrolled with
+    // (open-sync mode, tests, the demo), where the server knows nothing better.
+    let claimed = |obj: &ObjId, at: Option<&[ChangeHash]>| {
+        if authors.device(owner_actor).is_some() {
+            return None;
+        }
+        text(owned_scalar(obj, "by", at))
+    };
     let first_made = |key: &str| writes.writes.iter().find(|w| mine(w) && w.makes_map_at(response, key));
     let keys_written = |obj: &ObjId| -> BTreeSet<String> {
         writes.writes.iter().filter(|w| w.obj == *obj).filter_map(|w| w.key.clone()).collect()
@@ -581,7 +589,7 @@ fn owned_response(
             }
         }
         let on = text(owned_scalar(&s.id, "on", at)).and_then(|d| d.parse().ok());
-        let by = authors.person(&s.actor).map(str::to_owned);
+        let by = authors.person(&s.actor).map(str::to_owned).or_else(|| claimed(&s.id, at));
         flags.extend(seal_rewrites(doc, response, s, &heads, writes, &sealed, &mine));
         seal = Some(SealView { on, by, answers: sealed });
     }
@@ -593,7 +601,7 @@ fn owned_response(
         let at = Some(heads.as_slice());
         void = Some(VoidView {
             on: text(owned_scalar(&v.id, "on", at)).and_then(|d| d.parse().ok()),
-            by: authors.person(&v.actor).map(str::to_owned),
+            by: authors.person(&v.actor).map(str::to_owned).or_else(|| claimed(&v.id, at)),
             reason: text(owned_scalar(&v.id, "reason", at)),
         });
     }
@@ -602,7 +610,10 @@ fn owned_response(
         id: id.clone(),
         form_version: owned_scalar(response, "form_version", None).and_then(|s| s.as_i64()),
         recorded_on: text(owned_scalar(response, "recorded_on", None)).and_then(|d| d.parse().ok()),
-        collector: authors.person(owner_actor).map(str::to_owned),
+        collector: authors
+            .person(owner_actor)
+            .map(str::to_owned)
+            .or_else(|| text(owned_scalar(response, "collector", None))),
         answers,
         seal,
         void,
