@@ -138,6 +138,19 @@ impl SyncAccess {
         }
     }
 
+    /// Whether `other` lets the connection read and write exactly the same documents.
+    pub fn same_documents(&self, other: &SyncAccess) -> bool {
+        match (self, other) {
+            (
+                SyncAccess::Device { ledgers: a, campaigns: c, .. },
+                SyncAccess::Device { ledgers: b, campaigns: d, .. },
+            ) => a == b && c == d,
+            (SyncAccess::Open, SyncAccess::Open) => true,
+            (SyncAccess::ReadOnly { .. }, SyncAccess::ReadOnly { .. }) => true,
+            _ => false,
+        }
+    }
+
     /// Who is on the connection, for logs and the audit trail.
     pub fn who(&self) -> String {
         match self {

@@ -113,8 +113,8 @@ pub fn router(state: AppState) -> Router {
         .with_state(state)
 }
 
-/// `GET /sync`: the WebSocket, for a device token (`Authorization: Bearer` or `?token=`), a
-/// staff session (read only), or anyone in `--insecure-open-sync` mode.
+/// `GET /sync`: the WebSocket, for a device token (`Authorization: Bearer` or `?token=`), or
+/// anyone in `--insecure-open-sync` mode. Staff sessions are refused.
 async fn sync(
     ws: WebSocketUpgrade,
     State(state): State<AppState>,
@@ -132,14 +132,13 @@ async fn sync(
                 Err(e) => return ApiError::from(e).into_response(),
             }
         }
-        Some(Principal::Staff { person, csrf }) if csrf.is_none() || !person.must_change_password => {
-            SyncAccess::ReadOnly { person: person.id }
-        }
+        // Staff read results on the dashboard, where small groups are hidden and reads are
+        // audited; raw ledgers through /sync would bypass both.
         Some(Principal::Staff { .. }) => {
             return ApiError::new(
                 StatusCode::FORBIDDEN,
-                "password_change_required",
-                "change your one-time password first",
+                "devices_only",
+                "syncing is for enrolled devices; staff read results on the dashboard",
             )
             .into_response();
         }

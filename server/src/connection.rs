@@ -9,14 +9,15 @@ use std::time::{Duration, Instant};
 
 use axum::extract::ws::{CloseFrame, Message as Frame, WebSocket, close_code};
 use hamlet_sync_core::DocumentId;
-use hamlet_sync_core::session::{Connection, Event};
+use hamlet_sync_core::session::{Connection, Event, Peer};
 use hamlet_sync_core::wire::{self, Message};
-use tokio::sync::{mpsc, watch};
+use tokio::sync::watch;
 
 use crate::access::SyncAccess;
 use crate::auth::Accounts;
 use crate::hub::{Hub, Outbound};
 use crate::metrics::ErrorKind;
+use crate::outbox::{Outbox, outbox};
 
 /// A token bucket: `rate` messages a second, bursts up to ten seconds' worth.
 #[derive(Debug)]
@@ -44,8 +45,9 @@ impl RateLimit {
     }
 }
 
-/// How often a device's connection checks that the device was not revoked (by any server
-/// sharing the database); a revocation on this server closes the connection at once.
+/// How often a device's connection checks that the device was not revoked and that its
+/// assignments did not change (by any server sharing the database); a revocation on this
+/// server closes the connection at once.
 const REVOCATION_CHECK: Duration = Duration::from_secs(5);
 
 /// Serves one upgraded socket until it closes, the peer falls silent, or the server shuts down.
@@ -61,9 +63,29 @@ pub async fn serve(
     metrics.metrics().connection_opened();
     let conn_id = hub.next_connection();
     let mut conn = Connection::new(hub.identity().clone());
-    let (out_tx, mut out_rx) = mpsc::unbounded_channel::<Outbound>();
-    let mut documents: HashSet<DocumentId> = HashSet::new();
     let limits = hub.limits();
+    let (out_tx, mut out_rx) = outbox(limits.outbound_frames, limits.outbound_bytes);
+    let mut documents: HashSet<DocumentId> = HashSet::new();
+    // The peer as the hub knows it (namespaced by the device), once joined.
+    let mut joined: Option<Peer> = None;
+    // A device holds a bounded number of connections; the count is given back on return.
+    let _counted = match access.device_id() {
+        Some(device) => match hub.open_device(device) {
+            Some(counted) => Some(counted),
+            None => {
+                hub.metrics().error(ErrorKind::RateLimited);
+                tracing::warn!(conn = conn_id, who = %access.who(), "device over its connection limit");
+                let reason = format!(
+                    "this device already has {} connections open; close one and retry",
+                    limits.connections_per_device
+                );
+                close_with_error(&hub, &conn, &mut socket, &reason, limits.ping_interval).await;
+                metrics.metrics().connection_closed();
+                return;
+            }
+        },
+        None => None,
+    };
     let mut ping = tokio::time::interval(limits.ping_interval);
     ping.tick().await;
     let mut last_heard = Instant::now();
@@ -86,7 +108,7 @@ pub async fn serve(
                     Frame::Binary(bytes) => bytes,
                     Frame::Text(_) => {
                         let reason = "this endpoint speaks CBOR in binary frames";
-                        close_with_error(&hub, &conn, &mut socket, reason).await;
+                        close_with_error(&hub, &conn, &mut socket, reason, limits.ping_interval).await;
                         break;
                     }
                     Frame::Ping(_) | Frame::Pong(_) => continue,
@@ -96,7 +118,7 @@ pub async fn serve(
                 if rate.as_mut().is_some_and(|r| !r.allow()) {
                     hub.metrics().error(ErrorKind::RateLimited);
                     tracing::warn!(conn = conn_id, who = %access.who(), "device over its message rate");
-                    close_with_error(&hub, &conn, &mut socket, "too many messages; slow down and reconnect").await;
+                    close_with_error(&hub, &conn, &mut socket, "too many messages; slow down and reconnect", limits.ping_interval).await;
                     break;
                 }
                 if bytes.len() > limits.max_message_bytes {
@@ -107,24 +129,45 @@ pub async fn serve(
                         limits.max_message_bytes
                     );
                     tracing::warn!(conn = conn_id, size = bytes.len(), "message over the size limit");
-                    close_with_error(&hub, &conn, &mut socket, &reason).await;
+                    close_with_error(&hub, &conn, &mut socket, &reason, limits.ping_interval).await;
                     break;
                 }
-                match conn.receive(&bytes) {
+                // Decoding is ours and should not panic; if it ever does, this connection ends
+                // and no other.
+                let received = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| conn.receive(&bytes)));
+                let Ok(received) = received else {
+                    hub.metrics().error(ErrorKind::Panic);
+                    tracing::error!(conn = conn_id, "decoding a message panicked");
+                    close_with_error(&hub, &conn, &mut socket, "the server could not read this message", limits.ping_interval).await;
+                    break;
+                };
+                match received {
                     Ok(event) => {
-                        let context = Context { hub: &hub, conn: &conn, conn_id, access: &access, accounts: &accounts };
-                        if !handle(&context, event, &out_tx, &mut socket, &mut documents).await {
-                            break;
+                        let context = Context {
+                            hub: &hub,
+                            conn: &conn,
+                            conn_id,
+                            access: &access,
+                            accounts: &accounts,
+                            timeout: limits.ping_interval * 2,
+                        };
+                        match handle(&context, event, &out_tx, &mut socket, &mut documents, &mut joined).await {
+                            Handled::Continue => {}
+                            Handled::Stop => break,
+                            Handled::Close(reason) => {
+                                close_with_error(&hub, &conn, &mut socket, &reason, limits.ping_interval).await;
+                                break;
+                            }
                         }
                     }
                     Err(e) => {
                         hub.metrics().error(ErrorKind::Protocol);
                         tracing::warn!(conn = conn_id, error = %e, "protocol error");
                         if e.closes() {
-                            close_with_error(&hub, &conn, &mut socket, &e.to_string()).await;
+                            close_with_error(&hub, &conn, &mut socket, &e.to_string(), limits.ping_interval).await;
                             break;
                         }
-                        if !send(&hub, &mut socket, &conn.error_message(&e)).await {
+                        if !send(&hub, &mut socket, &conn.error_message(&e), limits.ping_interval * 2).await {
                             break;
                         }
                     }
@@ -132,12 +175,15 @@ pub async fn serve(
             }
             outbound = out_rx.recv() => match outbound {
                 Some(Outbound::Frame(bytes)) => {
-                    if socket.send(Frame::Binary(bytes.into())).await.is_err() {
+                    // A peer that does not read within two ping intervals is dropped: it
+                    // must not hold this loop (pings, the silence check) hostage.
+                    if !send_frame(&mut socket, Frame::Binary(bytes.into()), limits.ping_interval * 2).await {
+                        tracing::info!(conn = conn_id, "dropping a peer that does not read");
                         break;
                     }
                 }
                 Some(Outbound::Close(reason)) => {
-                    close(&mut socket, close_code::POLICY, &reason).await;
+                    close_with_error(&hub, &conn, &mut socket, &reason, limits.ping_interval).await;
                     break;
                 }
                 None => break,
@@ -152,21 +198,27 @@ pub async fn serve(
                 {
                     last_checked = Instant::now();
                     if matches!(accounts.device_active(device).await, Ok(false)) {
-                        close(&mut socket, close_code::POLICY, "device revoked").await;
+                        close(&mut socket, close_code::POLICY, "device revoked", limits.ping_interval).await;
+                        break;
+                    }
+                    if assignments_changed(&accounts, &access).await {
+                        tracing::info!(conn = conn_id, who = %access.who(), "assignments changed; closing");
+                        let reason = "your assignments changed; reconnect";
+                        close_with_error(&hub, &conn, &mut socket, reason, limits.ping_interval).await;
                         break;
                     }
                 }
-                if socket.send(Frame::Ping(Default::default())).await.is_err() {
+                if !send_frame(&mut socket, Frame::Ping(Default::default()), limits.ping_interval * 2).await {
                     break;
                 }
             }
             _ = shutdown.changed() => {
-                close(&mut socket, close_code::AWAY, "server shutting down").await;
+                close(&mut socket, close_code::AWAY, "server shutting down", limits.ping_interval).await;
                 break;
             }
         }
     }
-    if let Some(peer) = conn.peer() {
+    if let Some(peer) = &joined {
         hub.unregister(peer, conn_id, documents);
     }
     if let Some(device) = access.device_id()
@@ -177,6 +229,16 @@ pub async fn serve(
     metrics.metrics().connection_closed();
 }
 
+/// Whether the device's assignments differ from those the connection was opened with.
+async fn assignments_changed(accounts: &Accounts, access: &SyncAccess) -> bool {
+    let SyncAccess::Device { device, person, .. } = access else { return false };
+    let Ok(Some(person)) = accounts.person(person).await else { return false };
+    match SyncAccess::for_device(accounts, device, &person).await {
+        Ok(now) => !now.same_documents(access),
+        Err(_) => false,
+    }
+}
+
 /// What [`handle`] needs to know about the connection.
 struct Context<'a> {
     hub: &'a Arc<Hub>,
@@ -184,24 +246,39 @@ struct Context<'a> {
     conn_id: u64,
     access: &'a SyncAccess,
     accounts: &'a Accounts,
+    /// How long a send to the socket may take.
+    timeout: Duration,
 }
 
-/// Acts on one event; returns whether the connection stays open.
+/// What the connection does after an event.
+enum Handled {
+    Continue,
+    Stop,
+    /// Report this and close.
+    Close(String),
+}
+
+/// Acts on one event.
 async fn handle(
     cx: &Context<'_>,
     event: Event,
-    out_tx: &mpsc::UnboundedSender<Outbound>,
+    out_tx: &Outbox,
     socket: &mut WebSocket,
     documents: &mut HashSet<DocumentId>,
-) -> bool {
+    joined: &mut Option<Peer>,
+) -> Handled {
     let hub = cx.hub;
-    let Some(peer) = cx.conn.peer() else { return true };
+    let sent = |ok: bool| if ok { Handled::Continue } else { Handled::Stop };
+    if let Event::Joined { peer, reply } = event {
+        let known = hub.register(&peer, cx.conn_id, out_tx.clone(), cx.access.device_id());
+        tracing::debug!(conn = cx.conn_id, peer = %known.peer_id, "joined");
+        *joined = Some(known);
+        return sent(send(hub, socket, &reply, cx.timeout).await);
+    }
+    let Some(peer) = joined.as_ref() else { return Handled::Continue };
+    let busy = |_| Handled::Close(crate::hub::Busy.to_string());
     match event {
-        Event::Joined { peer, reply } => {
-            hub.register(&peer.peer_id, cx.conn_id, out_tx.clone(), cx.access.device_id());
-            tracing::debug!(conn = cx.conn_id, peer = %peer.peer_id, "joined");
-            return send(hub, socket, &reply).await;
-        }
+        Event::Joined { .. } => {}
         Event::Sync { document, data, is_request } => {
             if !cx.access.can_read(&document) {
                 // Exactly what a document that does not exist gets.
@@ -213,43 +290,61 @@ async fn handle(
                 }
                 let unavailable = Message::DocUnavailable {
                     sender_id: hub.identity().peer_id.clone(),
-                    target_id: peer.peer_id.clone(),
+                    target_id: cx.conn.peer().map_or_else(String::new, |p| p.peer_id.clone()),
                     document_id: document.to_string(),
                 };
-                return send(hub, socket, &unavailable).await;
+                return sent(send(hub, socket, &unavailable, cx.timeout).await);
             }
             documents.insert(document);
             let rule = cx.access.write_rule(&document);
-            hub.sync(document, peer, cx.conn_id, data, is_request, rule, cx.access.who());
+            if let Err(e) = hub.sync(document, peer, cx.conn_id, data, is_request, rule, cx.access.who()) {
+                return busy(e);
+            }
         }
         Event::Ephemeral { document, message, dedup } if cx.access.can_read(&document) => {
-            hub.ephemeral(document, &peer.peer_id, message, dedup)
+            let size = match &message {
+                Message::Ephemeral { data, .. } => data.len(),
+                _ => 0,
+            };
+            let max = hub.limits().max_ephemeral_bytes;
+            if size > max {
+                hub.metrics().error(ErrorKind::MessageTooLarge);
+                return Handled::Close(format!("ephemeral message of {size} bytes; at most {max} are relayed"));
+            }
+            if let Err(e) = hub.ephemeral(document, &peer.peer_id, message, dedup) {
+                return busy(e);
+            }
         }
         Event::Subscription { add, remove } => hub.subscribe(&peer.peer_id, &add, &remove),
-        Event::Leave => return false,
+        Event::Leave => return Handled::Stop,
         Event::Ephemeral { .. } | Event::Unavailable { .. } | Event::Nothing => {}
     }
-    true
+    Handled::Continue
 }
 
-async fn send(hub: &Hub, socket: &mut WebSocket, message: &Message) -> bool {
+/// Sends one frame, giving up after `timeout` (a peer that does not read).
+async fn send_frame(socket: &mut WebSocket, frame: Frame, timeout: Duration) -> bool {
+    matches!(tokio::time::timeout(timeout, socket.send(frame)).await, Ok(Ok(())))
+}
+
+async fn send(hub: &Hub, socket: &mut WebSocket, message: &Message, timeout: Duration) -> bool {
     let bytes = wire::encode(message);
     hub.metrics().message_out(bytes.len());
-    socket.send(Frame::Binary(bytes.into())).await.is_ok()
+    send_frame(socket, Frame::Binary(bytes.into()), timeout).await
 }
 
-async fn close_with_error(hub: &Hub, conn: &Connection, socket: &mut WebSocket, reason: &str) {
+async fn close_with_error(hub: &Hub, conn: &Connection, socket: &mut WebSocket, reason: &str, timeout: Duration) {
     let error = Message::Error {
         sender_id: Some(hub.identity().peer_id.clone()),
         target_id: conn.peer().map(|p| p.peer_id.clone()),
         message: reason.to_owned(),
     };
-    if send(hub, socket, &error).await {
-        close(socket, close_code::POLICY, reason).await;
+    if send(hub, socket, &error, timeout).await {
+        close(socket, close_code::POLICY, reason, timeout).await;
     }
 }
 
-async fn close(socket: &mut WebSocket, code: u16, reason: &str) {
+async fn close(socket: &mut WebSocket, code: u16, reason: &str, timeout: Duration) {
     // A close reason must fit in a control frame (123 bytes).
     let reason: String = reason
         .chars()
@@ -258,5 +353,5 @@ async fn close(socket: &mut WebSocket, code: u16, reason: &str) {
             (*n <= 120).then_some(c)
         })
         .collect();
-    let _ = socket.send(Frame::Close(Some(CloseFrame { code, reason: reason.into() }))).await;
+    let _ = send_frame(socket, Frame::Close(Some(CloseFrame { code, reason: reason.into() })), timeout).await;
 }

@@ -7,13 +7,14 @@
 //! they are durable.
 
 use std::collections::{HashMap, HashSet, VecDeque};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use hamlet_sync_core::DocumentId;
-use hamlet_sync_core::automerge::{Automerge, ChangeHash};
-use hamlet_sync_core::session::{DocumentSync, Identity, Outgoing, Peer, encode_heads};
+use hamlet_sync_core::automerge::{ActorId, Automerge, ChangeHash};
+use hamlet_sync_core::guard;
+use hamlet_sync_core::session::{DocumentSync, Identity, Outgoing, Peer, SyncError, encode_heads};
 use hamlet_sync_core::wire::{self, Message};
 use tokio::sync::{mpsc, oneshot};
 
@@ -22,6 +23,8 @@ use crate::auth::Accounts;
 use crate::config::Limits;
 use crate::district::Projector;
 use crate::metrics::{ErrorKind, Metrics};
+pub use crate::outbox::Outbound;
+use crate::outbox::Outbox;
 use crate::store::{ChunkKind, Committer, Store, StoreError, Write, Written};
 
 /// How long a document stays in memory with no peer before its task ends.
@@ -30,15 +33,6 @@ const IDLE: Duration = Duration::from_secs(30);
 const ROUND: usize = 128;
 /// Ephemeral (session, count) pairs remembered per document, to drop duplicates.
 const EPHEMERAL_MEMORY: usize = 1024;
-
-/// What a connection task is asked to do.
-#[derive(Debug)]
-pub enum Outbound {
-    /// Send this encoded message.
-    Frame(Vec<u8>),
-    /// Close the connection with this reason (another socket joined as the same peer).
-    Close(String),
-}
 
 /// A change the server itself makes to a document (a campaign document, written on behalf of
 /// staff). It runs inside the document's task, so it is stored like a peer's changes and then
@@ -72,6 +66,47 @@ enum DocCommand {
     Write { write: DocWrite, reply: WriteReply },
 }
 
+impl DocCommand {
+    /// Bytes of peer data the command holds (what a document's queue is bounded by).
+    fn bytes(&self) -> usize {
+        match self {
+            DocCommand::Sync { data, .. } => data.len(),
+            DocCommand::Ephemeral { message: Message::Ephemeral { data, .. }, .. } => data.len(),
+            _ => 0,
+        }
+    }
+}
+
+/// A document task's queue, and the bytes of peer data waiting in it.
+struct DocQueue {
+    tx: mpsc::Sender<DocCommand>,
+    bytes: Arc<AtomicUsize>,
+}
+
+/// The document's queue is full; the connection that sent the command is closed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("the server is busy with this document; reconnect and retry")]
+pub struct Busy;
+
+/// One counted connection of a device ([`Hub::open_device`]).
+#[derive(Debug)]
+pub struct DeviceConnection {
+    hub: Arc<Hub>,
+    device: String,
+}
+
+impl Drop for DeviceConnection {
+    fn drop(&mut self) {
+        let mut conns = lock(&self.hub.device_conns);
+        if let Some(n) = conns.get_mut(&self.device) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                conns.remove(&self.device);
+            }
+        }
+    }
+}
+
 impl std::fmt::Debug for DocCommand {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(match self {
@@ -85,7 +120,9 @@ impl std::fmt::Debug for DocCommand {
 
 struct PeerHandle {
     conn: u64,
-    tx: mpsc::UnboundedSender<Outbound>,
+    /// The peer id as the peer wrote it, for the `targetId` of what is sent to it.
+    wire_id: String,
+    outbox: Outbox,
     device: Option<String>,
     /// Storage ids whose heads the peer asked to hear of (`remote-subscription-change`).
     subscriptions: HashSet<String>,
@@ -98,8 +135,11 @@ pub struct Hub {
     identity: Identity,
     limits: Limits,
     metrics: Arc<Metrics>,
-    docs: Mutex<HashMap<DocumentId, mpsc::UnboundedSender<DocCommand>>>,
+    docs: Mutex<HashMap<DocumentId, DocQueue>>,
+    /// Joined peers, by their key (see [`Hub::register`]).
     peers: Mutex<HashMap<String, PeerHandle>>,
+    /// Open connections per device.
+    device_conns: Mutex<HashMap<String, usize>>,
     next_conn: AtomicU64,
     accounts: Accounts,
     /// Projects ledgers into the district's SQL tables after their changes are stored.
@@ -135,6 +175,7 @@ impl Hub {
             metrics,
             docs: Mutex::new(HashMap::new()),
             peers: Mutex::new(HashMap::new()),
+            device_conns: Mutex::new(HashMap::new()),
             next_conn: AtomicU64::new(1),
             accounts,
             projector: OnceLock::new(),
@@ -156,7 +197,7 @@ impl Hub {
     /// document's peers. Returns the document's heads once the change is stored.
     pub async fn write(self: &Arc<Self>, document: DocumentId, write: DocWrite) -> Result<Vec<ChangeHash>, WriteError> {
         let (reply, answer) = oneshot::channel();
-        self.dispatch(document, DocCommand::Write { write, reply });
+        self.dispatch_always(document, DocCommand::Write { write, reply });
         answer.await.unwrap_or(Err(WriteError::Stopped))
     }
 
@@ -185,22 +226,55 @@ impl Hub {
         self.next_conn.fetch_add(1, Ordering::Relaxed)
     }
 
-    /// Binds `peer_id` to connection `conn`. A previous connection of the same peer is told to
-    /// close: the newest socket wins.
-    pub fn register(&self, peer_id: &str, conn: u64, tx: mpsc::UnboundedSender<Outbound>, device: Option<&str>) {
-        let handle = PeerHandle { conn, tx, device: device.map(str::to_owned), subscriptions: HashSet::new() };
-        let old = lock(&self.peers).insert(peer_id.to_owned(), handle);
-        if let Some(old) = old.filter(|o| o.conn != conn) {
-            let _ = old.tx.send(Outbound::Close("replaced by a newer connection of the same peer".into()));
+    /// Counts a new connection of `device`; `None` when the device already holds as many as
+    /// it may. The connection is counted until the returned guard is dropped.
+    pub fn open_device(self: &Arc<Self>, device: &str) -> Option<DeviceConnection> {
+        let mut conns = lock(&self.device_conns);
+        let n = conns.entry(device.to_owned()).or_default();
+        if *n >= self.limits.connections_per_device {
+            return None;
         }
+        *n += 1;
+        Some(DeviceConnection { hub: self.clone(), device: device.to_owned() })
     }
 
-    /// Records which storages' heads `peer` wants to hear of.
+    /// Binds the peer that joined on connection `conn` (for `device`, if the connection is a
+    /// device's), and returns the peer as the hub knows it.
+    ///
+    /// What a peer says of itself is a claim: its peer id and storage id are namespaced by the
+    /// device that authenticated the connection, so one device can neither take another's peer
+    /// id (and disconnect it) nor read or overwrite another's saved sync state. Within one
+    /// device (or among unauthenticated open-mode peers) the newest socket of a peer id wins.
+    pub fn register(&self, peer: &Peer, conn: u64, outbox: Outbox, device: Option<&str>) -> Peer {
+        let space = device.unwrap_or("-");
+        let key = format!("{space}/{}", peer.peer_id);
+        let storage_id = peer.storage_id.as_ref().map(|s| format!("{space}/{s}"));
+        let handle = PeerHandle {
+            conn,
+            wire_id: peer.peer_id.clone(),
+            outbox,
+            device: device.map(str::to_owned),
+            subscriptions: HashSet::new(),
+        };
+        let old = lock(&self.peers).insert(key.clone(), handle);
+        if let Some(old) = old.filter(|o| o.conn != conn) {
+            old.outbox.close("replaced by a newer connection of the same peer");
+        }
+        Peer { peer_id: key, storage_id, is_ephemeral: peer.is_ephemeral }
+    }
+
+    /// Records which storages' heads `peer` wants to hear of (at most
+    /// [`Limits::subscriptions_per_peer`], each of a plausible length).
     pub fn subscribe(&self, peer: &str, add: &[String], remove: &[String]) {
         if let Some(handle) = lock(&self.peers).get_mut(peer) {
-            handle.subscriptions.extend(add.iter().cloned());
             for storage in remove {
                 handle.subscriptions.remove(storage);
+            }
+            for storage in add.iter().filter(|s| s.len() <= wire::MAX_ID_BYTES) {
+                if handle.subscriptions.len() >= self.limits.subscriptions_per_peer {
+                    break;
+                }
+                handle.subscriptions.insert(storage.clone());
             }
         }
     }
@@ -212,7 +286,7 @@ impl Hub {
     /// Closes every connection of `device` (it was revoked).
     pub fn close_device(&self, device: &str) {
         for handle in lock(&self.peers).values().filter(|h| h.device.as_deref() == Some(device)) {
-            let _ = handle.tx.send(Outbound::Close("device revoked".into()));
+            handle.outbox.close("device revoked");
         }
     }
 
@@ -225,13 +299,14 @@ impl Hub {
             }
         }
         for document in documents {
-            self.dispatch(document, DocCommand::PeerGone { peer: peer.clone(), conn });
+            self.dispatch_always(document, DocCommand::PeerGone { peer: peer.clone(), conn });
         }
     }
 
     /// Hands a `request` or `sync` to the document's task.
     /// `rule` says how the changes it brings are checked; `who` names the connection in the
-    /// audit trail.
+    /// audit trail. `Err(Busy)` when the document's queue is full: the caller closes the
+    /// connection rather than holding more.
     #[allow(clippy::too_many_arguments)]
     pub fn sync(
         self: &Arc<Self>,
@@ -242,41 +317,109 @@ impl Hub {
         is_request: bool,
         rule: WriteRule,
         who: String,
-    ) {
-        self.dispatch(document, DocCommand::Sync { peer: peer.clone(), conn, data, is_request, rule, who });
+    ) -> Result<(), Busy> {
+        self.dispatch(document, DocCommand::Sync { peer: peer.clone(), conn, data, is_request, rule, who })
     }
 
     /// Hands an ephemeral message to the document's task, to relay.
-    pub fn ephemeral(self: &Arc<Self>, document: DocumentId, from: &str, message: Message, dedup: (String, u64)) {
-        self.dispatch(document, DocCommand::Ephemeral { from: from.to_owned(), message, dedup });
+    pub fn ephemeral(
+        self: &Arc<Self>,
+        document: DocumentId,
+        from: &str,
+        message: Message,
+        dedup: (String, u64),
+    ) -> Result<(), Busy> {
+        self.dispatch(document, DocCommand::Ephemeral { from: from.to_owned(), message, dedup })
     }
 
-    /// Sends `message` to `peer` if it is connected.
+    /// Sends `message` to `peer` if it is connected (with the peer's own id as `targetId`). A
+    /// peer whose queue is full is asked to close instead.
     fn send(&self, peer: &str, message: &Message) {
-        let bytes = wire::encode(message);
+        let peers = lock(&self.peers);
+        let Some(handle) = peers.get(peer) else { return };
+        let mut message = message.clone();
+        message.set_target_id(&handle.wire_id);
+        let bytes = wire::encode(&message);
         let len = bytes.len();
-        if let Some(handle) = lock(&self.peers).get(peer)
-            && handle.tx.send(Outbound::Frame(bytes)).is_ok()
-        {
+        if handle.outbox.push(bytes) {
             self.metrics.message_out(len);
+        } else {
+            self.metrics.error(ErrorKind::Overloaded);
         }
     }
 
-    fn dispatch(self: &Arc<Self>, document: DocumentId, command: DocCommand) {
+    /// Queues `command` for the document's task, starting the task if there is none.
+    fn dispatch(self: &Arc<Self>, document: DocumentId, command: DocCommand) -> Result<(), Busy> {
+        let bytes = command.bytes();
         let mut docs = lock(&self.docs);
         let command = match docs.get(&document) {
-            Some(tx) => match tx.send(command) {
-                Ok(()) => return,
-                // The task ended (idle); start a new one with the command.
-                Err(mpsc::error::SendError(command)) => command,
-            },
+            Some(queue) => {
+                if queue.bytes.load(Ordering::Acquire) + bytes > self.limits.document_bytes_queued {
+                    self.metrics.error(ErrorKind::Overloaded);
+                    return Err(Busy);
+                }
+                match queue.tx.try_send(command) {
+                    Ok(()) => {
+                        queue.bytes.fetch_add(bytes, Ordering::AcqRel);
+                        return Ok(());
+                    }
+                    Err(mpsc::error::TrySendError::Full(_)) => {
+                        self.metrics.error(ErrorKind::Overloaded);
+                        return Err(Busy);
+                    }
+                    // The task ended (idle, or it panicked); start a new one with the command.
+                    Err(mpsc::error::TrySendError::Closed(command)) => command,
+                }
+            }
             None => command,
         };
-        let (tx, rx) = mpsc::unbounded_channel();
-        // The receiver is alive: it was just made.
-        let _ = tx.send(command);
-        docs.insert(document, tx);
-        tokio::spawn(DocumentTask::run(self.clone(), document, rx));
+        let (tx, rx) = mpsc::channel(self.limits.document_commands.max(1));
+        let queued = Arc::new(AtomicUsize::new(bytes));
+        // The receiver is alive and the channel empty: it was just made.
+        let _ = tx.try_send(command);
+        docs.insert(document, DocQueue { tx, bytes: queued.clone() });
+        let task = tokio::spawn(DocumentTask::run(self.clone(), document, rx, queued));
+        let metrics = self.metrics.clone();
+        tokio::spawn(async move {
+            if let Err(e) = task.await
+                && e.is_panic()
+            {
+                // The task's commands are lost (their peers hear nothing and resend); the next
+                // command for the document starts a fresh task from storage.
+                metrics.error(ErrorKind::Panic);
+                tracing::error!(document = %document, "a document task panicked");
+            }
+        });
+        Ok(())
+    }
+
+    /// Like [`dispatch`](Self::dispatch) for commands that must not be dropped (a peer leaving,
+    /// a staff write): when the queue is full they wait for room.
+    fn dispatch_always(self: &Arc<Self>, document: DocumentId, command: DocCommand) {
+        let full = {
+            let docs = lock(&self.docs);
+            match docs.get(&document) {
+                Some(queue) => match queue.tx.try_send(command) {
+                    Ok(()) => return,
+                    Err(mpsc::error::TrySendError::Full(command)) => Ok((queue.tx.clone(), command)),
+                    Err(mpsc::error::TrySendError::Closed(command)) => Err(command),
+                },
+                None => Err(command),
+            }
+        };
+        match full {
+            Ok((tx, command)) => {
+                tokio::spawn(async move {
+                    let _ = tx.send(command).await;
+                });
+            }
+            // No task holds the document, so none holds the peer.
+            Err(DocCommand::PeerGone { .. }) => {}
+            // A new queue is never busy.
+            Err(command) => {
+                let _ = self.dispatch(document, command);
+            }
+        }
     }
 
     /// Ends every document task once it has finished what it holds (used at shutdown).
@@ -302,6 +445,8 @@ struct DocumentTask {
     conns: HashMap<String, (u64, Peer)>,
     seen_ephemeral: VecDeque<(String, u64)>,
     seen_set: HashSet<(String, u64)>,
+    /// Bytes of changes each actor has in the document, once a device's changes needed it.
+    actor_bytes: Option<HashMap<ActorId, usize>>,
 }
 
 impl DocumentTask {
@@ -320,19 +465,21 @@ impl DocumentTask {
             chunks.push(chunk.id);
         }
         hub.metrics.document_loaded();
+        let limits = guard::Limits { max_inflated_bytes: hub.limits.max_document_bytes, ..guard::Limits::default() };
         Ok(DocumentTask {
             hub,
             id,
-            session: DocumentSync::new(id, doc),
+            session: DocumentSync::with_limits(id, doc, limits),
             chunks,
             stored_bytes,
             conns: HashMap::new(),
             seen_ephemeral: VecDeque::new(),
             seen_set: HashSet::new(),
+            actor_bytes: None,
         })
     }
 
-    async fn run(hub: Arc<Hub>, id: DocumentId, mut rx: mpsc::UnboundedReceiver<DocCommand>) {
+    async fn run(hub: Arc<Hub>, id: DocumentId, mut rx: mpsc::Receiver<DocCommand>, queued: Arc<AtomicUsize>) {
         let mut task = match DocumentTask::load(hub.clone(), id).await {
             Ok(task) => task,
             Err(e) => {
@@ -364,16 +511,17 @@ impl DocumentTask {
                     Err(_) => break,
                 }
             }
+            queued.fetch_sub(round.iter().map(DocCommand::bytes).sum::<usize>(), Ordering::AcqRel);
             task.round(round).await;
         }
         // Whatever arrived after the map entry was removed goes to a fresh task.
         rx.close();
         while let Ok(command) = rx.try_recv() {
-            hub.dispatch(id, command);
+            hub.dispatch_always(id, command);
         }
     }
 
-    fn refuse_all(hub: &Arc<Hub>, id: DocumentId, rx: &mut mpsc::UnboundedReceiver<DocCommand>, reason: &str) {
+    fn refuse_all(hub: &Arc<Hub>, id: DocumentId, rx: &mut mpsc::Receiver<DocCommand>, reason: &str) {
         lock(&hub.docs).remove(&id);
         rx.close();
         while let Ok(command) = rx.try_recv() {
@@ -408,10 +556,13 @@ impl DocumentTask {
                     match self.session.receive(&peer.peer_id, &data, is_request) {
                         Ok(true) if rule != WriteRule::Any => {
                             let added = self.session.doc().get_changes(&heads_before);
-                            if let Err(refusal) =
-                                check_changes(&self.hub.accounts, &rule, self.session.doc(), &added).await
-                            {
-                                self.refuse(&peer, &who, &refusal.to_string()).await;
+                            let checked = match check_changes(&self.hub.accounts, &rule, self.session.doc(), &added).await {
+                                Ok(()) => self.charge_actors(&added),
+                                Err(refusal) => Err(refusal.to_string()),
+                            };
+                            if let Err(reason) = checked {
+                                self.session.revert(&peer.peer_id, &heads_before);
+                                self.refuse(&peer, &who, &reason).await;
                                 continue;
                             }
                             if !senders.contains(&peer.peer_id) {
@@ -425,10 +576,23 @@ impl DocumentTask {
                         }
                         Err(e) => {
                             tracing::warn!(document = %self.id, peer = %peer.peer_id, error = %e, "sync message refused");
-                            self.hub.metrics.error(ErrorKind::InvalidSync);
+                            let kind = if matches!(e, SyncError::Panicked) {
+                                ErrorKind::Panic
+                            } else {
+                                ErrorKind::InvalidSync
+                            };
+                            self.hub.metrics.error(kind);
                             self.hub.send(&peer.peer_id, &error(&self.hub.identity, &peer.peer_id, &e.to_string()));
-                            // The document may hold part of the message: start again from storage.
-                            self.reload().await;
+                            if matches!(e, SyncError::Panicked) {
+                                // Automerge stopped half-way: the in-memory document cannot be
+                                // trusted. Start again from storage (this round's unsaved
+                                // changes go; no one was told they arrived, so they come again).
+                                fail_writes(&mut write_replies, || WriteError::Storage);
+                                senders.clear();
+                                self.reload().await;
+                            }
+                            // Otherwise the session put the document back as it was before
+                            // this message; others' changes and sync states stay.
                         }
                     }
                 }
@@ -459,11 +623,15 @@ impl DocumentTask {
                     self.id, self.hub.limits.max_document_bytes
                 );
                 tracing::warn!(document = %self.id, "document over the size limit");
+                // Nothing of this round is stored: put the document back as it was before it,
+                // and let the senders start their sync afresh.
+                self.session.rewind(&before);
                 for peer in &senders {
                     self.hub.send(peer, &error(&self.hub.identity, peer, &reason));
+                    self.session.reset_peer(peer);
                 }
                 fail_writes(&mut write_replies, || WriteError::TooLarge);
-                self.reload().await;
+                self.actor_bytes = None;
                 return;
             }
             writes.push(Write::Chunk {
@@ -558,19 +726,48 @@ impl DocumentTask {
         }
     }
 
-    /// Refuses a message whose changes break the access rules: the peer is told, the event is
-    /// audited, and the document is read again from storage, so nothing of the message stays.
-    /// (Unstored changes from other peers in this round go too; they were not acknowledged, so
-    /// their peers send them again.)
+    /// Counts `added` (changes that passed the access check) against what each actor may add
+    /// to one document; refuses them all if one actor goes over.
+    fn charge_actors(&mut self, added: &[hamlet_sync_core::automerge::Change]) -> Result<(), String> {
+        let max = self.hub.limits.max_actor_bytes();
+        let doc = self.session.doc();
+        let totals = self.actor_bytes.get_or_insert_with(|| {
+            // What the document held before this message: every change but the new ones.
+            let new: HashSet<ChangeHash> = added.iter().map(|c| c.hash()).collect();
+            let mut totals = HashMap::new();
+            for change in doc.get_changes(&[]).iter().filter(|c| !new.contains(&c.hash())) {
+                *totals.entry(change.actor_id().clone()).or_default() += change.raw_bytes().len();
+            }
+            totals
+        });
+        let mut after = totals.clone();
+        for change in added {
+            let total = after.entry(change.actor_id().clone()).or_default();
+            *total += change.raw_bytes().len();
+            if *total > max {
+                self.hub.metrics.error(ErrorKind::RateLimited);
+                return Err(format!(
+                    "one device may add at most {max} bytes to one hamlet's ledger, and these changes would bring \
+                     this device to {total}; ask the district to look at this ledger"
+                ));
+            }
+        }
+        *totals = after;
+        Ok(())
+    }
+
+    /// Refuses a message whose changes break the access rules (the caller has already put the
+    /// document back as it was before the message): the peer is told and the event audited.
+    /// Other peers' changes in this round, and their sync states, stay.
     async fn refuse(&mut self, peer: &Peer, who: &str, reason: &str) {
         tracing::warn!(document = %self.id, peer = %peer.peer_id, who, reason, "changes refused");
         self.hub.metrics.error(ErrorKind::Forbidden);
-        let message = format!("changes refused, nothing of this message was stored: {reason}");
-        self.hub.send(&peer.peer_id, &error(&self.hub.identity, &peer.peer_id, &message));
+        // Audited before the peer hears of it, so that what it reads next already shows it.
         if let Err(e) = self.hub.accounts.audit(who, "sync.refused", &self.id.to_string(), reason).await {
             tracing::error!(error = %e, "cannot write the audit log");
         }
-        self.reload().await;
+        let message = format!("changes refused, nothing of this message was stored: {reason}");
+        self.hub.send(&peer.peer_id, &error(&self.hub.identity, &peer.peer_id, &message));
     }
 
     /// Adds `peer` to the session on its first message through connection `conn`, with the
@@ -598,6 +795,7 @@ impl DocumentTask {
                 self.session = fresh.session;
                 self.chunks = fresh.chunks;
                 self.stored_bytes = fresh.stored_bytes;
+                self.actor_bytes = None;
                 for peer in self.conns.keys() {
                     self.session.add_peer(peer, None);
                 }

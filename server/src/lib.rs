@@ -20,4 +20,5 @@ pub mod demo;
 pub mod district;
 pub mod hub;
 pub mod metrics;
+pub mod outbox;
 pub mod store;

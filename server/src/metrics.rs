@@ -23,11 +23,15 @@ pub enum ErrorKind {
     Storage,
     /// Changes or documents the connection may not touch.
     Forbidden,
-    /// A device over its message rate.
+    /// A device over its message rate, its connection count or its share of a document.
     RateLimited,
+    /// A connection that did not read what the server sent, or a document too busy to queue more.
+    Overloaded,
+    /// A panic caught while handling a message.
+    Panic,
 }
 
-const KINDS: [(ErrorKind, &str); 7] = [
+const KINDS: [(ErrorKind, &str); 9] = [
     (ErrorKind::Protocol, "protocol"),
     (ErrorKind::MessageTooLarge, "message_too_large"),
     (ErrorKind::DocumentTooLarge, "document_too_large"),
@@ -35,6 +39,8 @@ const KINDS: [(ErrorKind, &str); 7] = [
     (ErrorKind::Storage, "storage"),
     (ErrorKind::Forbidden, "forbidden"),
     (ErrorKind::RateLimited, "rate_limited"),
+    (ErrorKind::Overloaded, "overloaded"),
+    (ErrorKind::Panic, "panic"),
 ];
 
 /// The server's counters.

@@ -15,6 +15,10 @@ use crate::ids::{CampaignId, UnitId};
 /// The prefix of an automerge-repo document URL.
 pub const URL_PREFIX: &str = "automerge:";
 
+/// The longest text a document id can be: 16 bytes and a 4-byte checksum take at most 28
+/// base58 characters.
+pub const MAX_ID_CHARS: usize = 28;
+
 /// A 16-byte document id.
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(try_from = "String", into = "String")]
@@ -26,6 +30,13 @@ pub enum DocumentIdError {
     /// Not base58check, or the checksum does not match.
     #[error("document id {0:?} is not valid base58check")]
     Encoding(String),
+    /// Longer than any 16-byte id can be (base58 decoding takes time quadratic in the length,
+    /// so a long text is refused before it is decoded).
+    #[error("document id of {len} characters is too long (at most {MAX_ID_CHARS})")]
+    TooLong {
+        /// Its length in bytes.
+        len: usize,
+    },
     /// Decoded to the wrong number of bytes.
     #[error("document id {id:?} holds {len} bytes, expected 16")]
     Length {
@@ -100,6 +111,9 @@ impl FromStr for DocumentId {
     type Err = DocumentIdError;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
+        if s.len() > MAX_ID_CHARS {
+            return Err(DocumentIdError::TooLong { len: s.len() });
+        }
         let bytes = bs58::decode(s).with_check(None).into_vec().map_err(|_| DocumentIdError::Encoding(s.to_owned()))?;
         let array: [u8; 16] =
             bytes.as_slice().try_into().map_err(|_| DocumentIdError::Length { id: s.to_owned(), len: bytes.len() })?;
@@ -167,5 +181,15 @@ mod tests {
         let short = bs58::encode([1u8; 8]).with_check().into_string();
         assert!(matches!(short.parse::<DocumentId>(), Err(DocumentIdError::Length { len: 8, .. })));
         assert!("not base58 0OIl".parse::<DocumentId>().is_err());
+    }
+
+    #[test]
+    fn a_long_text_is_refused_before_decoding() {
+        // The longest id there is: twenty 0xff bytes' worth of base58.
+        let longest = bs58::encode([0xffu8; 16]).with_check().into_string();
+        assert!(longest.len() <= MAX_ID_CHARS, "{}", longest.len());
+        let huge = "2".repeat(4_000_000);
+        // Decoding it would take minutes; it is refused by its length alone.
+        assert_eq!(huge.parse::<DocumentId>(), Err(DocumentIdError::TooLong { len: 4_000_000 }));
     }
 }

@@ -54,6 +54,7 @@ pub mod day;
 pub mod docid;
 pub mod fixtures;
 pub mod form;
+pub mod guard;
 pub mod ids;
 pub mod ledger;
 pub mod projection;

@@ -48,9 +48,10 @@
 use std::collections::BTreeMap;
 
 use automerge::sync::{self, SyncDoc};
-use automerge::{Automerge, ChangeHash};
+use automerge::{Automerge, ChangeHash, ReadDoc};
 
 use crate::docid::DocumentId;
+use crate::guard::{self, GuardError, Limits};
 use crate::wire::{self, DocMessage, Message, PROTOCOL_VERSION, PeerMetadata, WireError};
 
 /// Who the server is on the wire.
@@ -163,6 +164,14 @@ pub enum ProtocolError {
     /// A message only servers send.
     #[error("a client cannot send {0} messages")]
     Unexpected(&'static str),
+    /// A peer id or storage id longer than [`wire::MAX_ID_BYTES`].
+    #[error("{field} of {len} bytes is too long (at most {max})", max = wire::MAX_ID_BYTES)]
+    IdTooLong {
+        /// Which id.
+        field: &'static str,
+        /// Its length.
+        len: usize,
+    },
 }
 
 impl ProtocolError {
@@ -206,6 +215,11 @@ impl Connection {
                 return Err(ProtocolError::Rejoin { current: current.peer_id.clone(), new: sender_id });
             }
             let meta = peer_metadata.unwrap_or_default();
+            for (field, id) in [("senderId", Some(&sender_id)), ("storageId", meta.storage_id.as_ref())] {
+                if let Some(id) = id.filter(|id| id.len() > wire::MAX_ID_BYTES) {
+                    return Err(ProtocolError::IdTooLong { field, len: id.len() });
+                }
+            }
             let peer = Peer { peer_id: sender_id, storage_id: meta.storage_id, is_ephemeral: meta.is_ephemeral };
             self.peer = Some(peer.clone());
             let reply = Message::Peer {
@@ -222,7 +236,7 @@ impl Connection {
         {
             return Err(ProtocolError::WrongSender { expected: peer.peer_id.clone(), got: sender.to_owned() });
         }
-        let document = |id: &str| id.parse::<DocumentId>().map_err(|_| ProtocolError::DocumentId(id.to_owned()));
+        let document = |id: &str| id.parse::<DocumentId>().map_err(|_| ProtocolError::DocumentId(shorten(id)));
         Ok(match message {
             Message::Request(DocMessage { document_id, data, .. }) => {
                 Event::Sync { document: document(&document_id)?, data, is_request: true }
@@ -254,6 +268,14 @@ impl Connection {
     }
 }
 
+/// At most the first 40 characters of `text`, for error messages that quote a peer.
+fn shorten(text: &str) -> String {
+    match text.char_indices().nth(40) {
+        Some((at, _)) => format!("{}…", &text[..at]),
+        None => text.to_owned(),
+    }
+}
+
 /// What to send to a peer about a document.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Outgoing {
@@ -263,16 +285,28 @@ pub enum Outgoing {
     Unavailable,
 }
 
-/// An incoming sync message that cannot be applied. The document may hold part of it: drop this
-/// [`DocumentSync`] and load the document again from storage.
+/// An incoming sync message that cannot be applied. Except after [`SyncError::Panicked`], the
+/// document is as it was before the message (see [`DocumentSync::receive`]).
 #[derive(Debug, thiserror::Error)]
 pub enum SyncError {
-    /// Not an Automerge sync message.
+    /// Not an Automerge sync message, or one with parameters no honest peer writes.
     #[error("invalid sync message: {0}")]
-    Decode(String),
+    Decode(#[from] GuardError),
     /// Automerge refused its changes.
     #[error("invalid changes: {0}")]
     Apply(String),
+    /// The message's changes wait for history that never came, beyond what may wait in memory.
+    #[error(
+        "too many changes wait for history this server does not have ({bytes} bytes); send their dependencies first"
+    )]
+    Pending {
+        /// Bytes of messages whose changes wait.
+        bytes: usize,
+    },
+    /// Automerge panicked on the message. The in-memory document can no longer be trusted:
+    /// drop this [`DocumentSync`] and load the document again from storage.
+    #[error("the message could not be applied")]
+    Panicked,
 }
 
 /// Changes received but not yet stored.
@@ -298,13 +332,23 @@ pub struct DocumentSync {
     doc: Automerge,
     saved_heads: Vec<ChangeHash>,
     peers: BTreeMap<String, PeerSync>,
+    limits: Limits,
+    /// Bytes of messages received since the document last had no change waiting for missing
+    /// history (Automerge keeps such changes in memory, outside the document).
+    pending_bytes: usize,
 }
 
 impl DocumentSync {
-    /// Wraps a document as loaded from storage (empty when it was not there).
+    /// Wraps a document as loaded from storage (empty when it was not there), with the default
+    /// [`Limits`] on what a peer's message may make Automerge do.
     pub fn new(id: DocumentId, doc: Automerge) -> Self {
+        Self::with_limits(id, doc, Limits::default())
+    }
+
+    /// Like [`new`](Self::new), with `limits` for every message received.
+    pub fn with_limits(id: DocumentId, doc: Automerge, limits: Limits) -> Self {
         let saved_heads = doc.get_heads();
-        DocumentSync { id, doc, saved_heads, peers: BTreeMap::new() }
+        DocumentSync { id, doc, saved_heads, peers: BTreeMap::new(), limits, pending_bytes: 0 }
     }
 
     /// The document's id.
@@ -358,8 +402,14 @@ impl DocumentSync {
 
     /// Applies a `request` or `sync` from `peer` (added first if it was not). Returns whether
     /// the document gained changes.
+    ///
+    /// The message is checked by [`guard::sync_message`] before Automerge reads it. When it is
+    /// refused or does not apply, the document is put back as it was before it (other peers'
+    /// unsaved changes stay) and `peer`'s sync state starts afresh; other peers' states are
+    /// untouched. Changes that wait for missing history may stay in memory only up to the
+    /// inflation limit in bytes of messages; past it they are dropped and the message refused.
     pub fn receive(&mut self, peer: &str, data: &[u8], is_request: bool) -> Result<bool, SyncError> {
-        let message = sync::Message::decode(data).map_err(|e| SyncError::Decode(e.to_string()))?;
+        let message = guard::sync_message(data, &self.limits)?;
         if !self.peers.contains_key(peer) {
             self.add_peer(peer, None);
         }
@@ -368,8 +418,57 @@ impl DocumentSync {
         // A `request` from a peer that has nothing is a search for the document; one from a
         // peer that holds changes is an offer of them.
         p.searching = is_request && message.heads.is_empty();
-        self.doc.receive_sync_message(&mut p.state, message).map_err(|e| SyncError::Apply(e.to_string()))?;
+        let doc = &mut self.doc;
+        let state = &mut p.state;
+        let applied =
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| doc.receive_sync_message(state, message)));
+        match applied {
+            Err(_) => return Err(SyncError::Panicked),
+            Ok(Err(e)) => {
+                self.revert(peer, &before);
+                return Err(SyncError::Apply(e.to_string()));
+            }
+            Ok(Ok(())) => {}
+        }
+        if self.doc.get_missing_deps(&[]).is_empty() {
+            self.pending_bytes = 0;
+        } else {
+            self.pending_bytes = self.pending_bytes.saturating_add(data.len());
+            if self.pending_bytes > self.limits.max_inflated_bytes {
+                let bytes = self.pending_bytes;
+                self.revert(peer, &before);
+                return Err(SyncError::Pending { bytes });
+            }
+        }
         Ok(self.doc.get_heads() != before)
+    }
+
+    /// Puts the document back to `heads` (which it holds), dropping whatever came after and any
+    /// change waiting for missing history, and starts `peer`'s sync afresh. Other peers keep
+    /// their sync states: nothing after `heads` was ever sent to them, since replies leave only
+    /// once changes are saved, and `heads` holds every saved change.
+    pub fn revert(&mut self, peer: &str, heads: &[ChangeHash]) {
+        self.rewind(heads);
+        self.reset_peer(peer);
+    }
+
+    /// Puts the document back to `heads` (which it holds) without touching any sync state; see
+    /// [`revert`](Self::revert).
+    pub fn rewind(&mut self, heads: &[ChangeHash]) {
+        // `heads` were read from this document, so the fork exists; were it not to, the
+        // document stays as it is and the caller's checks still refuse the message.
+        if let Ok(mut fork) = self.doc.fork_at(heads) {
+            fork.set_actor(self.doc.get_actor().clone());
+            self.doc = fork;
+        }
+        self.pending_bytes = 0;
+    }
+
+    /// Starts the sync with `peer` afresh, as if it had just joined without a saved state.
+    pub fn reset_peer(&mut self, peer: &str) {
+        if self.peers.contains_key(peer) {
+            self.add_peer(peer, None);
+        }
     }
 
     /// Changes received and not yet stored, if any.
@@ -473,6 +572,12 @@ mod tests {
         let err = c.receive(&sync_from("phone", &doc)).expect_err("before join");
         assert_eq!(err, ProtocolError::NotJoined("sync".into()));
         assert!(err.closes());
+        let long = encode(&Message::Join {
+            sender_id: "p".repeat(4_000),
+            peer_metadata: None,
+            supported_protocol_versions: None,
+        });
+        assert_eq!(c.receive(&long).expect_err("long id"), ProtocolError::IdTooLong { field: "senderId", len: 4_000 });
         let err = c.receive(&join("phone", Some(vec!["2"]))).expect_err("version");
         assert_eq!(err, ProtocolError::UnsupportedVersion { offered: vec!["2".into()] });
         c.receive(&join("phone", None)).expect("no versions means version 1");

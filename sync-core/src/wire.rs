@@ -10,6 +10,10 @@ use ciborium::Value;
 /// The only protocol version spoken.
 pub const PROTOCOL_VERSION: &str = "1";
 
+/// The longest peer id or storage id a peer may announce, in bytes (automerge-repo's are
+/// random strings and UUIDs of a few dozen characters).
+pub const MAX_ID_BYTES: usize = 128;
+
 /// What a peer says about itself in `join` and `peer`.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct PeerMetadata {
@@ -471,6 +475,20 @@ impl Message {
             Message::Ephemeral { .. } => "ephemeral",
             Message::RemoteSubscriptionChange { .. } => "remote-subscription-change",
             Message::RemoteHeadsChanged { .. } => "remote-heads-changed",
+        }
+    }
+
+    /// Addresses the message to `target` (messages that name no target are left as they are).
+    pub fn set_target_id(&mut self, target: &str) {
+        match self {
+            Message::Peer { target_id, .. }
+            | Message::DocUnavailable { target_id, .. }
+            | Message::Ephemeral { target_id, .. }
+            | Message::RemoteSubscriptionChange { target_id, .. }
+            | Message::RemoteHeadsChanged { target_id, .. } => *target_id = target.to_owned(),
+            Message::Request(m) | Message::Sync(m) => m.target_id = target.to_owned(),
+            Message::Error { target_id, .. } => *target_id = Some(target.to_owned()),
+            Message::Join { .. } | Message::Leave { .. } => {}
         }
     }
 
