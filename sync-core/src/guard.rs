@@ -414,7 +414,7 @@ mod tests {
         leb(bomb.len() as u64, &mut message);
         message.extend(&bomb);
         let limits = Limits { max_inflated_bytes: 1 << 20, ..Limits::default() };
-        assert_eq!(sync_message(&message, &limits).unwrap_err(), GuardError::TooLarge { max: 1 << 20 });
+        assert_eq!(sync_message(&message, &limits).expect_err("a bomb"), GuardError::TooLarge { max: 1 << 20 });
     }
 
     #[test]
