@@ -90,7 +90,7 @@ pub enum GuardError {
         max: usize,
     },
     /// The chunks would inflate beyond the limit.
-    #[error("the changes would inflate beyond {max} bytes")]
+    #[error("the changes would exceed the size limit of {max} bytes once inflated")]
     TooLarge {
         /// The limit.
         max: usize,
