@@ -420,7 +420,10 @@ impl ClientSession {
     ) -> Result<Vec<Effect>, ClientError> {
         let id = parse_id(&m.document_id)?;
         let sync_error = |reason: String| ClientError::Sync { document: id, reason };
-        let message = sync::Message::decode(&m.data).map_err(|e| sync_error(e.to_string()))?;
+        // A server is a peer like any other: its Bloom filters and compressed chunks are checked
+        // before Automerge reads them.
+        let message = crate::guard::sync_message(&m.data, &crate::guard::Limits::default())
+            .map_err(|e| sync_error(e.to_string()))?;
         // A document we never opened (the server pushes only what we asked for, but be lenient):
         // ignore it rather than fail the whole session.
         let (Some(t), Some(doc)) = (self.docs.get_mut(&id), docs.document_mut(&id)) else { return Ok(Vec::new()) };
@@ -435,7 +438,10 @@ impl ClientSession {
             return Err(ClientError::TooManyRounds { document: id, rounds: t.progress.messages_received });
         }
         let before = doc.get_heads();
-        doc.receive_sync_message(&mut t.state, message).map_err(|e| sync_error(e.to_string()))?;
+        let state = &mut t.state;
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| doc.receive_sync_message(state, message)))
+            .map_err(|_| sync_error("the server's message could not be applied".into()))?
+            .map_err(|e| sync_error(e.to_string()))?;
         let changed = doc.get_heads() != before;
         if changed {
             t.progress.changes_received += doc.get_changes(&before).len() as u64;
