@@ -556,10 +556,11 @@ impl DocumentTask {
                     match self.session.receive(&peer.peer_id, &data, is_request) {
                         Ok(true) if rule != WriteRule::Any => {
                             let added = self.session.doc().get_changes(&heads_before);
-                            let checked = match check_changes(&self.hub.accounts, &rule, self.session.doc(), &added).await {
-                                Ok(()) => self.charge_actors(&added),
-                                Err(refusal) => Err(refusal.to_string()),
-                            };
+                            let checked =
+                                match check_changes(&self.hub.accounts, &rule, self.session.doc(), &added).await {
+                                    Ok(()) => self.charge_actors(&added),
+                                    Err(refusal) => Err(refusal.to_string()),
+                                };
                             if let Err(reason) = checked {
                                 self.session.revert(&peer.peer_id, &heads_before);
                                 self.refuse(&peer, &who, &reason).await;
