@@ -465,7 +465,9 @@ fn optional<T: std::str::FromStr>(record: &Record, i: usize, what: &str) -> Resu
     if record.get(i).is_empty() { Ok(None) } else { parse_field(record, i, what).map(Some) }
 }
 
-fn unit_from(r: &Record) -> Result<Unit, CsvError> {
+/// One unit from a record of a units file ([`UNITS_HEADER`]); no database is read (the fuzz
+/// targets call it directly).
+pub fn unit_from(r: &Record) -> Result<Unit, CsvError> {
     let level = parse_level(r.get(2)).ok_or_else(|| CsvError {
         line: r.line,
         message: format!("level {:?} is not province, district, commune or hamlet", r.get(2)),
