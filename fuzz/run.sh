@@ -7,7 +7,8 @@
 # Environment: FUZZ_SANITIZER (default none: the code is safe Rust, and without AddressSanitizer
 # a target runs about twice as fast; set "address" to check dependencies' unsafe code too;
 # targets always build with debug assertions and overflow checks, as a debug server runs),
-# FUZZ_RSS_MB (default 2048: an input that makes a target use more counts as a crash).
+# FUZZ_RSS_MB (default 2048: an input that makes a target use more counts as a crash),
+# FUZZ_SKIP_BUILD=1 (run the targets as last built).
 #
 # Inputs: fuzz/seeds/<target> (honest data, committed) and fuzz/regressions/<target> (crashers
 # once found, committed) start the corpus; what the fuzzer adds goes to fuzz/corpus/<target>,
@@ -40,7 +41,9 @@ fi
 # The fuzz crate keeps its own target dir (fuzz/target): its flags differ from a normal build's.
 unset CARGO_TARGET_DIR
 echo "building the fuzz targets (sanitizer: $sanitizer)"
-nice -n 19 cargo +nightly fuzz build -s "$sanitizer" --debug-assertions || fail "the fuzz targets do not build"
+if [ "${FUZZ_SKIP_BUILD:-0}" != 1 ]; then
+  nice -n 19 cargo +nightly fuzz build -s "$sanitizer" --debug-assertions || fail "the fuzz targets do not build"
+fi
 triple="$(rustc +nightly -vV | sed -n 's/^host: //p')"
 bin_dir="target/$triple/release"
 artifacts() { find "artifacts/$1" -type f \( -name 'crash-*' -o -name 'oom-*' -o -name 'timeout-*' -o -name 'leak-*' \); }
