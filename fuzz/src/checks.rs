@@ -54,7 +54,8 @@ pub fn fixture() -> &'static Fixture {
                 })
                 .collect::<BTreeMap<_, _>>();
             let id = format!("r-{i}").parse().expect("a response id");
-            ledger.record(&campaign, &NewResponse { id, collector: "collector-1".parse().expect("id"), answers }, today)
+            ledger
+                .record(&campaign, &NewResponse { id, collector: "collector-1".parse().expect("id"), answers }, today)
                 .expect("records");
         }
         let r1 = "r-1".parse().expect("id");

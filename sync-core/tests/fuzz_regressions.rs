@@ -61,8 +61,12 @@ fn projection_regressions() {
 #[test]
 fn seeds_pass_their_checks() {
     let dir = fuzz_dir().join("seeds");
-    let targets: [(&str, fn(&[u8])); 4] =
-        [("wire", checks::wire), ("sync", checks::sync), ("bundle", checks::bundle), ("projection", checks::projection)];
+    let targets: [(&str, fn(&[u8])); 4] = [
+        ("wire", checks::wire),
+        ("sync", checks::sync),
+        ("bundle", checks::bundle),
+        ("projection", checks::projection),
+    ];
     for (target, check) in targets {
         let Ok(entries) = std::fs::read_dir(dir.join(target)) else { continue };
         for entry in entries.filter_map(Result::ok) {
@@ -139,7 +143,8 @@ fn write_seeds() {
     // wire: one of each message, a sync one carrying a real sync message.
     let id = fixture.id.to_string();
     let data = exchange(more.clone(), fixture.doc.clone()).into_iter().next().expect("a first message");
-    let doc_message = DocMessage { sender_id: "phone".into(), target_id: "server".into(), document_id: id.clone(), data };
+    let doc_message =
+        DocMessage { sender_id: "phone".into(), target_id: "server".into(), document_id: id.clone(), data };
     let messages = [
         Message::Join {
             sender_id: "phone".into(),
