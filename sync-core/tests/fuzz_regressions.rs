@@ -19,6 +19,9 @@ use hamlet_sync_core::bundle::{Bundle, BundleDocument};
 use hamlet_sync_core::wire::{self, DocMessage, Message, PeerMetadata, RemoteHeads};
 use hamlet_sync_core::{DocumentId, Ledger, fixtures};
 
+/// A fuzz target's name and the check it runs.
+type Target = (&'static str, fn(&[u8]));
+
 fn fuzz_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../fuzz")
 }
@@ -61,7 +64,7 @@ fn projection_regressions() {
 #[test]
 fn seeds_pass_their_checks() {
     let dir = fuzz_dir().join("seeds");
-    let targets: [(&str, fn(&[u8])); 4] = [
+    let targets: [Target; 4] = [
         ("wire", checks::wire),
         ("sync", checks::sync),
         ("bundle", checks::bundle),
