@@ -69,6 +69,17 @@ pub enum BundleError {
     DocumentId(String),
 }
 
+/// Why one document's changes were not applied.
+#[derive(Debug, thiserror::Error)]
+pub enum ApplyError {
+    /// The chunks were refused before Automerge read them (framing, or too large once inflated).
+    #[error("the bundle's changes were refused: {0}")]
+    Refused(#[from] crate::guard::GuardError),
+    /// Automerge could not load them.
+    #[error(transparent)]
+    Automerge(#[from] AutomergeError),
+}
+
 /// The changes of one document.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct BundleDocument {
@@ -91,9 +102,11 @@ pub struct Applied {
 }
 
 impl BundleDocument {
-    /// Applies the changes to `doc`. Changes whose dependencies `doc` lacks wait in
-    /// Automerge's queue until those arrive.
-    pub fn apply(&self, doc: &mut Automerge) -> Result<Applied, AutomergeError> {
+    /// Applies the changes to `doc`, once [`guard::chunks`](crate::guard::chunks) has checked
+    /// them (a bundle is a file from anywhere: its chunks are bounded like a peer's). Changes
+    /// whose dependencies `doc` lacks wait in Automerge's queue until those arrive.
+    pub fn apply(&self, doc: &mut Automerge) -> Result<Applied, ApplyError> {
+        crate::guard::chunks(&self.changes, crate::guard::Limits::default().max_inflated_bytes)?;
         let before = doc.get_heads();
         doc.load_incremental(&self.changes)?;
         let added = if doc.get_heads() == before { 0 } else { doc.get_changes_meta(&before).len() };
@@ -195,6 +208,34 @@ mod tests {
 
     fn day() -> Day {
         Day::from_ymd(2025, 6, 3).expect("valid day")
+    }
+
+    #[test]
+    fn a_compressed_chunk_bomb_in_a_bundle_is_refused_before_automerge_inflates_it() {
+        use std::io::Write;
+        // A compressed change chunk (type 2) of 96 MiB of zeros, over the 64 MiB bound.
+        let mut e = flate2::write::DeflateEncoder::new(Vec::new(), flate2::Compression::fast());
+        let zeros = vec![0u8; 1 << 20];
+        for _ in 0..96 {
+            e.write_all(&zeros).expect("deflate");
+        }
+        let body = e.finish().expect("deflate");
+        let mut changes = vec![0x85, 0x6f, 0x4a, 0x83, 0, 0, 0, 0, 2];
+        let mut n = body.len() as u64;
+        loop {
+            let b = (n & 0x7f) as u8;
+            n >>= 7;
+            if n == 0 {
+                changes.push(b);
+                break;
+            }
+            changes.push(b | 0x80);
+        }
+        changes.extend(body);
+        let bomb = BundleDocument { id: crate::DocumentId::from_bytes([9; 16]), changes, heads: Vec::new() };
+        let mut doc = Automerge::new();
+        assert!(matches!(bomb.apply(&mut doc), Err(ApplyError::Refused(crate::guard::GuardError::TooLarge { .. }))));
+        assert!(doc.get_heads().is_empty());
     }
 
     #[test]
