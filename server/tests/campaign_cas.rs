@@ -56,3 +56,42 @@ async fn a_form_change_raises_the_form_version() {
         assert_eq!(again.form.version, stored.form.version, "{}", db.name);
     }
 }
+
+/// Two server processes editing different campaigns at the same moment: each save reads the
+/// stored definition before it writes, and neither may be refused because the other wrote in
+/// between (on SQLite a deferred transaction cannot take the write lock once its snapshot is
+/// stale: `database is locked`, with no wait).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_saves_wait_for_each_other_instead_of_failing() {
+    for db in support::databases().await {
+        let one = harness(db.url()).await;
+        let two = harness(db.url()).await;
+        let csv = catalog::units_csv(fixtures::unit_tree().units());
+        api::import_units_text(&one.district, &admin(), &csv).await.unwrap();
+        let mut campaigns = Vec::new();
+        for n in 0..8 {
+            let mut c = fixtures::campaign();
+            c.id = format!("race-{n}").parse().unwrap();
+            api::create(&one.district, &admin(), c.clone()).await.unwrap();
+            campaigns.push(c);
+        }
+        let mut tasks = Vec::new();
+        for (n, c) in campaigns.iter().enumerate() {
+            let district = if n % 2 == 0 { one.district.clone() } else { two.district.clone() };
+            let id = c.id.to_string();
+            let base = c.clone();
+            tasks.push(tokio::spawn(async move {
+                for round in 0..6 {
+                    let mut renamed = base.clone();
+                    renamed.name.en = format!("Round {round}");
+                    api::update(&district, &admin(), &id, renamed).await?;
+                }
+                Ok::<_, DistrictError>(())
+            }));
+        }
+        for task in tasks {
+            let done = task.await.unwrap();
+            assert!(done.is_ok(), "{}: {done:?}", db.name);
+        }
+    }
+}

@@ -8,7 +8,7 @@ use hamlet_sync_core::{CampaignId, DocumentId, UnitId};
 use serde::{Deserialize, Serialize};
 
 use super::secret::{self, RandomError};
-use crate::store::{Store, StoreError, on_pool, query_failed};
+use crate::store::{BeginWrite, Store, StoreError, on_pool, query_failed};
 
 /// What a person may do.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -471,7 +471,7 @@ impl Accounts {
             Some(_) => {}
         }
         on_pool!(self.store, pool => {
-            let mut tx = pool.begin().await.map_err(query_failed("assigning hamlets"))?;
+            let mut tx = pool.begin_write().await.map_err(query_failed("assigning hamlets"))?;
             sqlx::query("DELETE FROM assignments WHERE person_id = $1 AND campaign_id = $2")
                 .bind(person).bind(campaign).execute(&mut *tx).await.map_err(query_failed("assigning hamlets"))?;
             for hamlet in hamlets.iter().collect::<HashSet<_>>() {
@@ -529,7 +529,7 @@ impl Accounts {
         let name = if device_name.trim().is_empty() { "device" } else { device_name.trim() };
         let now = now_ms();
         let person_id: String = on_pool!(self.store, pool => {
-            let mut tx = pool.begin().await.map_err(query_failed("enrolling"))?;
+            let mut tx = pool.begin_write().await.map_err(query_failed("enrolling"))?;
             let row: Option<(String, i64, Option<i64>)> =
                 sqlx::query_as("SELECT person_id, expires_at, used_at FROM enrollment_codes WHERE code_hash = $1")
                     .bind(&code_hash).fetch_optional(&mut *tx).await.map_err(query_failed("enrolling"))?;
@@ -609,7 +609,7 @@ impl Accounts {
         }
         self.refuse_reserved(actors).await?;
         on_pool!(self.store, pool => {
-            let mut tx = pool.begin().await.map_err(query_failed("adding actors"))?;
+            let mut tx = pool.begin_write().await.map_err(query_failed("adding actors"))?;
             for actor in actors {
                 let owner: Option<(String,)> = sqlx::query_as("SELECT device_id FROM device_actors WHERE actor_id = $1")
                     .bind(actor.to_lowercase()).fetch_optional(&mut *tx).await.map_err(query_failed("adding actors"))?;

@@ -17,7 +17,7 @@ use serde::Serialize;
 use super::csv::{self, CsvError, Record};
 use super::{DistrictError, now_ms};
 use crate::hub::Hub;
-use crate::store::{Store, StoreError, on_pool, query_failed};
+use crate::store::{BeginWrite, Store, StoreError, on_pool, query_failed};
 
 /// The header of a units file.
 pub const UNITS_HEADER: [&str; 8] =
@@ -219,7 +219,7 @@ impl Catalog {
                 merged_from = excluded.merged_from, merged_into = excluded.merged_into, updated_at = excluded.updated_at";
         let count = imported.len();
         on_pool!(self.store, pool => {
-            let mut tx = pool.begin().await.map_err(query_failed("beginning a units import"))?;
+            let mut tx = pool.begin_write().await.map_err(query_failed("beginning a units import"))?;
             for (_, unit) in imported.values() {
                 sqlx::query(SQL)
                     .bind(unit.id.as_str())
@@ -295,7 +295,7 @@ impl Catalog {
     async fn delete_sql(&self, campaign: &Campaign) -> Result<(), DistrictError> {
         let id = campaign.id.as_str();
         on_pool!(self.store, pool => {
-            let mut tx = pool.begin().await.map_err(query_failed("beginning a campaign removal"))?;
+            let mut tx = pool.begin_write().await.map_err(query_failed("beginning a campaign removal"))?;
             for table in ["campaigns WHERE id", "campaign_subjects WHERE campaign_id", "campaign_hamlets WHERE campaign_id"] {
                 let sql = sqlx::AssertSqlSafe(format!("DELETE FROM {table} = $1"));
                 sqlx::query(sql).bind(id).execute(&mut *tx).await.map_err(query_failed("removing a campaign"))?;
@@ -321,7 +321,7 @@ impl Catalog {
         let state = state.unwrap_or_else(|| "draft".into());
         let id = campaign.id.as_str();
         on_pool!(self.store, pool => {
-            let mut tx = pool.begin().await.map_err(query_failed("beginning a campaign save"))?;
+            let mut tx = pool.begin_write().await.map_err(query_failed("beginning a campaign save"))?;
             // The text stored, if it still reads as `base` (older texts may lack newer fields).
             let expected: Option<String> = match base {
                 None => None,

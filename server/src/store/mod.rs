@@ -326,6 +326,38 @@ pub enum PoolRef<'a> {
     Postgres(&'a PgPool),
 }
 
+/// Begins a transaction that will write. On SQLite it is `BEGIN IMMEDIATE`: the write lock is
+/// taken at the start (waiting up to the busy timeout for other writers), so a transaction that
+/// reads before it writes is never refused with `database is locked` when another writer
+/// committed in between (a deferred transaction cannot upgrade a stale read snapshot). On
+/// PostgreSQL it is a plain `BEGIN`.
+pub(crate) trait BeginWrite {
+    /// The database the transaction runs on.
+    type Db: sqlx::Database;
+    /// Begins the writing transaction.
+    fn begin_write(
+        &self,
+    ) -> impl std::future::Future<Output = Result<sqlx::Transaction<'static, Self::Db>, sqlx::Error>> + Send;
+}
+
+impl BeginWrite for SqlitePool {
+    type Db = sqlx::Sqlite;
+    fn begin_write(
+        &self,
+    ) -> impl std::future::Future<Output = Result<sqlx::Transaction<'static, sqlx::Sqlite>, sqlx::Error>> + Send {
+        self.begin_with("BEGIN IMMEDIATE")
+    }
+}
+
+impl BeginWrite for PgPool {
+    type Db = sqlx::Postgres;
+    fn begin_write(
+        &self,
+    ) -> impl std::future::Future<Output = Result<sqlx::Transaction<'static, sqlx::Postgres>, sqlx::Error>> + Send {
+        self.begin()
+    }
+}
+
 /// Runs `$body` with `$pool` bound to the store's pool, once per backend, so that one query
 /// text (with `$1` placeholders, which both databases accept) serves both:
 /// `on_pool!(store, pool => sqlx::query(SQL).bind(x).execute(pool).await)`.
