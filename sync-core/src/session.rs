@@ -209,16 +209,16 @@ impl Connection {
             {
                 return Err(ProtocolError::UnsupportedVersion { offered });
             }
-            if let Some(current) = &self.peer
-                && current.peer_id != sender_id
-            {
-                return Err(ProtocolError::Rejoin { current: current.peer_id.clone(), new: sender_id });
-            }
             let meta = peer_metadata.unwrap_or_default();
             for (field, id) in [("senderId", Some(&sender_id)), ("storageId", meta.storage_id.as_ref())] {
                 if let Some(id) = id.filter(|id| id.len() > wire::MAX_ID_BYTES) {
                     return Err(ProtocolError::IdTooLong { field, len: id.len() });
                 }
+            }
+            if let Some(current) = &self.peer
+                && current.peer_id != sender_id
+            {
+                return Err(ProtocolError::Rejoin { current: current.peer_id.clone(), new: sender_id });
             }
             let peer = Peer { peer_id: sender_id, storage_id: meta.storage_id, is_ephemeral: meta.is_ephemeral };
             self.peer = Some(peer.clone());
@@ -234,7 +234,7 @@ impl Connection {
         if let Some(sender) = message.sender_id()
             && sender != peer.peer_id
         {
-            return Err(ProtocolError::WrongSender { expected: peer.peer_id.clone(), got: sender.to_owned() });
+            return Err(ProtocolError::WrongSender { expected: peer.peer_id.clone(), got: shorten(sender) });
         }
         let document = |id: &str| id.parse::<DocumentId>().map_err(|_| ProtocolError::DocumentId(shorten(id)));
         Ok(match message {
@@ -591,6 +591,23 @@ mod tests {
             ProtocolError::Rejoin { current: "phone".into(), new: "other".into() }
         );
         assert!(matches!(c.error_message(&err), Message::Error { target_id: Some(t), .. } if t == "phone"));
+    }
+
+    /// An error sent back and logged never carries a peer's megabytes: a long sender id in a
+    /// second join or in a message on a joined connection is cut short in the error.
+    #[test]
+    fn errors_do_not_echo_long_ids() {
+        let doc = DocumentId::from_bytes([3; 16]).to_string();
+        let mut c = server();
+        c.receive(&join("phone", None)).expect("join");
+        let long = "p".repeat(4_000);
+        let rejoin =
+            encode(&Message::Join { sender_id: long.clone(), peer_metadata: None, supported_protocol_versions: None });
+        let err = c.receive(&rejoin).expect_err("long rejoin");
+        assert_eq!(err, ProtocolError::IdTooLong { field: "senderId", len: 4_000 });
+        let err = c.receive(&sync_from(&long, &doc)).expect_err("long sender");
+        assert!(matches!(err, ProtocolError::WrongSender { .. }), "{err:?}");
+        assert!(err.to_string().len() < 200, "the error echoes {} bytes", err.to_string().len());
     }
 
     #[test]
