@@ -495,3 +495,46 @@ async fn a_malformed_message_does_not_reset_another_peers_sync() {
     still_serving(&server, &bystander).await;
     server.stop().await;
 }
+
+#[tokio::test]
+async fn a_device_claiming_actor_after_actor() {
+    let hamlet = Hamlet::new(&[]).await;
+    let bearer = format!("Bearer {}", hamlet.phones["c1"].0);
+    let claim = |n: usize, from: usize| {
+        let ids: Vec<String> = (from..from + n).map(|i| format!("{i:032x}")).collect();
+        serde_json::json!({ "actor_ids": ids }).to_string()
+    };
+    // 1,000 ids in one request: refused whole, with the reason, nothing stored.
+    let reply = hamlet
+        .server
+        .request("POST", "/api/device/actors", &[("Authorization", &bearer)], Some(&claim(1_000, 0)))
+        .await;
+    assert_eq!(reply.status, 400, "{reply:?}");
+    assert!(reply.body.contains("at most"), "{}", reply.body);
+    // Sixteen at a time: accepted until the device holds its limit, then refused, so no device
+    // can fill the actor table (or reserve a hamlet's worth of ids its colleagues may pick).
+    let mut claimed = 1; // the actor it enrolled with
+    let mut refused = None;
+    for round in 0..20 {
+        let reply = hamlet
+            .server
+            .request("POST", "/api/device/actors", &[("Authorization", &bearer)], Some(&claim(16, 1_000 + round * 16)))
+            .await;
+        if reply.status == 204 {
+            claimed += 16;
+        } else {
+            refused = Some(reply);
+            break;
+        }
+    }
+    let refused = refused.expect("the device is stopped before 320 more actors");
+    assert_eq!((refused.status, refused.json()["code"].as_str()), (409, Some("too_many_actors")), "{refused:?}");
+    assert!(claimed <= 64, "{claimed} actors held");
+    // Ids the device already holds may be sent again (a retried request) without counting twice.
+    let again = hamlet
+        .server
+        .request("POST", "/api/device/actors", &[("Authorization", &bearer)], Some(&claim(16, 1_000)))
+        .await;
+    assert_eq!(again.status, 204, "{again:?}");
+    hamlet.server.stop().await;
+}

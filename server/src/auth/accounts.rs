@@ -128,6 +128,14 @@ pub enum AccountError {
     /// An actor id that names a document: the actor of a ledger's skeleton, never a device's.
     #[error("actor {0} is a document's own actor and cannot be enrolled")]
     ActorReserved(String),
+    /// The device would hold more than [`MAX_DEVICE_ACTORS`] actor ids.
+    #[error("a device holds at most {max} actor ids ({held} held, {asked} new asked for); enroll the device again", max = MAX_DEVICE_ACTORS)]
+    TooManyActors {
+        /// Actor ids the device holds now.
+        held: usize,
+        /// New ones it asked for.
+        asked: usize,
+    },
 }
 
 /// The demo mode's accounts, documented in the README: never created outside demo mode.
@@ -140,6 +148,11 @@ pub const MIN_PASSWORD_CHARS: usize = 10;
 pub const MAX_PASSWORD_BYTES: usize = 1024;
 /// The longest sign-in name accepted (ids are at most 64 characters).
 pub const MAX_NAME_BYTES: usize = 64;
+/// Actor ids given in one enrollment or one `POST /api/device/actors`.
+pub const MAX_ACTORS_PER_REQUEST: usize = 16;
+/// Actor ids one device may hold: a phone takes one per install (and one per store it resets),
+/// so 64 is ample, and a device cannot fill the actor table or reserve ids at will.
+pub const MAX_DEVICE_ACTORS: usize = 64;
 
 /// Milliseconds since the epoch.
 pub fn now_ms() -> i64 {
@@ -516,8 +529,8 @@ impl Accounts {
     /// Exchanges a one-time code for a device token, registering the device's actor ids. The
     /// code is spent in the same transaction, so it cannot serve twice even under a race.
     pub async fn enroll(&self, code: &str, actors: &[String], device_name: &str) -> Result<Enrolled, AccountError> {
-        if actors.is_empty() || actors.len() > 16 {
-            return Err(AccountError::Invalid("give 1 to 16 actor ids".into()));
+        if actors.is_empty() || actors.len() > MAX_ACTORS_PER_REQUEST {
+            return Err(AccountError::Invalid(format!("give 1 to {MAX_ACTORS_PER_REQUEST} actor ids")));
         }
         if let Some(bad) = actors.iter().find(|a| !is_actor_id(a)) {
             return Err(AccountError::Invalid(format!("{bad:?} is not an actor id (hex)")));
@@ -604,12 +617,22 @@ impl Accounts {
 
     /// Registers more actor ids for a device (after a reinstall, say).
     pub async fn add_actors(&self, device: &str, actors: &[String]) -> Result<(), AccountError> {
+        if actors.is_empty() || actors.len() > MAX_ACTORS_PER_REQUEST {
+            return Err(AccountError::Invalid(format!(
+                "give 1 and at most {MAX_ACTORS_PER_REQUEST} actor ids at a time, not {}",
+                actors.len()
+            )));
+        }
         if let Some(bad) = actors.iter().find(|a| !is_actor_id(a)) {
             return Err(AccountError::Invalid(format!("{bad:?} is not an actor id (hex)")));
         }
         self.refuse_reserved(actors).await?;
         on_pool!(self.store, pool => {
             let mut tx = pool.begin_write().await.map_err(query_failed("adding actors"))?;
+            let held: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM device_actors WHERE device_id = $1")
+                .bind(device).fetch_one(&mut *tx).await.map_err(query_failed("counting a device's actors"))?;
+            let held = usize::try_from(held).unwrap_or(usize::MAX);
+            let mut new = 0;
             for actor in actors {
                 let owner: Option<(String,)> = sqlx::query_as("SELECT device_id FROM device_actors WHERE actor_id = $1")
                     .bind(actor.to_lowercase()).fetch_optional(&mut *tx).await.map_err(query_failed("adding actors"))?;
@@ -617,6 +640,10 @@ impl Accounts {
                     Some((d,)) if d == device => continue,
                     Some(_) => return Err(AccountError::ActorTaken(actor.clone())),
                     None => {}
+                }
+                new += 1;
+                if held.saturating_add(new) > MAX_DEVICE_ACTORS {
+                    return Err(AccountError::TooManyActors { held, asked: actors.len() });
                 }
                 sqlx::query("INSERT INTO device_actors (actor_id, device_id) VALUES ($1, $2)")
                     .bind(actor.to_lowercase()).bind(device).execute(&mut *tx).await.map_err(query_failed("adding actors"))?;

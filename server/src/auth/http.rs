@@ -150,6 +150,7 @@ impl From<AccountError> for ApiError {
             AccountError::UsedCode => ApiError::new(StatusCode::GONE, "used_code", e.to_string()),
             AccountError::ActorTaken(_) => ApiError::new(StatusCode::CONFLICT, "actor_taken", e.to_string()),
             AccountError::ActorReserved(_) => ApiError::new(StatusCode::CONFLICT, "actor_reserved", e.to_string()),
+            AccountError::TooManyActors { .. } => ApiError::new(StatusCode::CONFLICT, "too_many_actors", e.to_string()),
             AccountError::Store(_) | AccountError::Random(_) | AccountError::Hashing(_) => {
                 ApiError::internal("account operation failed", e)
             }
