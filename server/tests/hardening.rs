@@ -13,6 +13,7 @@ use client::{Client, Reply, Running, secure_config, start};
 use hamlet_server::app::Server;
 use hamlet_server::auth::{Accounts, Role};
 use hamlet_server::store::{PoolRef, Store};
+use hamlet_sync_core::enrollment::EnrollmentLink;
 use hamlet_sync_core::fixtures;
 
 const ADMIN_PASSWORD: &str = "quản trị viên 2025";
@@ -389,6 +390,36 @@ async fn an_https_public_url_makes_cookies_secure() {
     let world = World::new(fresh[0].url(), &[]).await;
     let reply = world.server.request("POST", "/api/session", &[], Some(&body)).await;
     assert!(!reply.header("set-cookie").unwrap_or_default().contains("Secure"), "plain HTTP on loopback");
+    world.server.stop().await;
+}
+
+#[tokio::test]
+async fn enrollment_qr_codes_carry_the_public_url() {
+    let dbs = support::databases().await;
+    let world = World::new(dbs[0].url(), &["--public-url", "https://hamlet.example.vn/"]).await;
+    let admin = world.token("admin").await;
+    let issued = world.post_as(&admin, "/api/people/c1/enrollment-codes", "{}").await.json();
+    let code = issued["code"].as_str().unwrap();
+    let link = format!("https://hamlet.example.vn/collect/#enroll={code}");
+    assert_eq!(issued["link"].as_str(), Some(link.as_str()), "{issued}");
+    assert_eq!(
+        issued["qr_svg"].as_str(),
+        Some(hamlet_server::auth::http::qr_svg(&link).as_str()),
+        "the QR code draws the link"
+    );
+    let read = EnrollmentLink::parse(&link).unwrap();
+    assert_eq!((read.server.as_deref(), read.code.as_str()), (Some("https://hamlet.example.vn"), code));
+    world.server.stop().await;
+    // Without a public URL the server does not know how phones reach it: the QR code holds the code.
+    let fresh = support::databases().await;
+    let world = World::new(fresh[0].url(), &[]).await;
+    let admin = world.token("admin").await;
+    let issued = world.post_as(&admin, "/api/people/c1/enrollment-codes", "{}").await.json();
+    assert_eq!(issued["link"], issued["code"], "{issued}");
+    assert_eq!(
+        issued["qr_svg"].as_str(),
+        Some(hamlet_server::auth::http::qr_svg(issued["code"].as_str().unwrap()).as_str())
+    );
     world.server.stop().await;
 }
 

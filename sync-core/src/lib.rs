@@ -52,6 +52,7 @@ pub mod campaign_doc;
 pub mod client;
 pub mod day;
 pub mod docid;
+pub mod enrollment;
 pub mod fixtures;
 pub mod form;
 pub mod guard;

@@ -10,6 +10,7 @@ use axum::extract::{ConnectInfo, Form, Path, Query, Request, State};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{Html, IntoResponse, Redirect, Response};
+use hamlet_sync_core::enrollment::EnrollmentLink;
 use hamlet_sync_core::{CampaignId, DocumentId};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
@@ -865,7 +866,10 @@ pub struct IssuedCode {
     pub code: String,
     /// Expiry, unix milliseconds.
     pub expires_at: i64,
-    /// The code as a QR code (SVG).
+    /// What the QR code holds: with `--public-url`, a link into the web collector that carries
+    /// the server and the code (`<public url>/collect/#enroll=<code>`); without, the code alone.
+    pub link: String,
+    /// The QR code of `link` (SVG).
     pub qr_svg: String,
 }
 
@@ -878,7 +882,8 @@ async fn issue_code(
     let ttl = ttl_hours.map_or(state.enrollment_ttl, |h| Duration::from_secs(h.clamp(1, 24 * 14) * 3600));
     let (code, expires_at) = state.accounts.issue_code(person, ttl).await?;
     audit(state, &actor_name(principal), "enrollment-code.issue", person, "").await;
-    Ok(IssuedCode { qr_svg: qr_svg(&code), code, expires_at })
+    let link = EnrollmentLink::new(state.security.public_url.as_deref(), &code).to_string();
+    Ok(IssuedCode { qr_svg: qr_svg(&link), link, code, expires_at })
 }
 
 /// The QR code of `text`, as SVG.
@@ -1267,7 +1272,19 @@ pub async fn enroll_page(
         t(lang, "Mã đăng ký thiết bị", "Device enrollment code"),
         &format!(
             "<h1>{h}</h1><p>{for_} <strong>{person}</strong></p><figure>{svg}<figcaption><code>{code}</code></figcaption></figure>\
-             <p>{note} {expires}.</p><p><a href=\"/admin/people\">{back}</a></p>",
+             {link}<p>{note} {expires}.</p><p><a href=\"/admin/people\">{back}</a></p>",
+            link = if issued.link == issued.code {
+                format!(
+                    "<p>{}</p>",
+                    t(
+                        lang,
+                        "Mã QR chỉ chứa mã; người thu thập nhập địa chỉ máy chủ. Đặt --public-url để mã QR chứa cả địa chỉ.",
+                        "The QR code holds the code only; the collector types the server address. Set --public-url to put the address in it."
+                    )
+                )
+            } else {
+                format!("<p>{} <code>{}</code></p>", t(lang, "Mã QR mở", "The QR code opens"), escape(&issued.link))
+            },
             h = t(lang, "Mã đăng ký thiết bị", "Device enrollment code"),
             for_ = t(lang, "Cho", "For"),
             person = escape(&person),
