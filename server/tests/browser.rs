@@ -49,8 +49,18 @@ impl Drop for Demo {
     }
 }
 
+/// `command` without the environment's `HAMLET_*` variables, which the server would read.
+fn without_hamlet_variables(mut command: Command) -> Command {
+    for (name, _) in std::env::vars_os() {
+        if name.to_string_lossy().starts_with("HAMLET_") {
+            command.env_remove(name);
+        }
+    }
+    command
+}
+
 fn start_demo(data: &Path) -> Demo {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_hamlet-server"))
+    let mut child = without_hamlet_variables(Command::new(env!("CARGO_BIN_EXE_hamlet-server")))
         .args(["serve", "--demo", "--listen", "127.0.0.1:0", "--data-dir"])
         .arg(data)
         .env("RUST_LOG", "warn")
@@ -89,7 +99,7 @@ fn the_dashboard_in_chromium_in_vietnamese_and_english() {
     let data = tempfile::tempdir().unwrap();
     let demo = start_demo(data.path());
     let shots = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/screenshots");
-    let output = Command::new("node")
+    let output = without_hamlet_variables(Command::new("node"))
         .arg("dashboard.mjs")
         .arg(&demo.base)
         .arg(&shots)

@@ -531,7 +531,7 @@ async fn reproject_runs_are_audited() {
     let dbs = support::databases().await;
     let store = Store::open(dbs[0].url()).await.unwrap();
     store.close().await;
-    let status = std::process::Command::new(env!("CARGO_BIN_EXE_hamlet-server"))
+    let status = client::server_command()
         .args(["reproject", "--database-url", dbs[0].url()])
         .env("RUST_LOG", "warn")
         .stdout(std::process::Stdio::null())

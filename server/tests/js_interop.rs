@@ -32,7 +32,12 @@ fn ready() -> bool {
 }
 
 fn node(script: &str, args: &[&str]) {
-    let output = Command::new("node").arg(script).args(args).current_dir(js_dir()).output().expect("node runs");
+    let output = client::without_hamlet_variables(&mut Command::new("node"))
+        .arg(script)
+        .args(args)
+        .current_dir(js_dir())
+        .output()
+        .expect("node runs");
     let text = format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
     assert!(output.status.success(), "node {script} failed:\n{text}");
     eprintln!("{script}: {}", text.trim());
@@ -58,7 +63,11 @@ fn the_javascript_client_writes_and_a_fresh_one_reads_after_a_kill() {
 }
 
 fn node_output(args: &[&str]) -> String {
-    let output = Command::new("node").args(args).current_dir(js_dir()).output().expect("node runs");
+    let output = client::without_hamlet_variables(&mut Command::new("node"))
+        .args(args)
+        .current_dir(js_dir())
+        .output()
+        .expect("node runs");
     let text = format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
     assert!(output.status.success(), "node {args:?} failed:\n{text}");
     eprintln!("{}", text.trim());
@@ -79,7 +88,7 @@ async fn a_javascript_collector_enrolls_and_syncs_ledgers_with_a_token() {
     let out = out.to_str().unwrap().to_owned();
 
     // The first admin comes from the command line, with a one-time password.
-    let created = Command::new(env!("CARGO_BIN_EXE_hamlet-server"))
+    let created = client::server_command()
         .args(["admin", "create", "boss", "--data-dir", &data_dir])
         .output()
         .expect("admin create runs");

@@ -30,14 +30,40 @@ struct Args {
 pub fn config(database_url: &str, extra: &[&str]) -> ServeConfig {
     let mut argv = vec!["hamlet-server", "--database-url", database_url, "--insecure-open-sync"];
     argv.extend_from_slice(extra);
-    Args::parse_from(argv).serve
+    parse_flags(argv)
+}
+
+/// The flags in `argv` and defaults for the rest, never the environment's `HAMLET_*` variables
+/// (clap would read them: a developer's `HAMLET_INSECURE_OPEN_SYNC` must not reach a test server).
+fn parse_flags(argv: Vec<&str>) -> ServeConfig {
+    use clap::{CommandFactory, FromArgMatches};
+    let command = Args::command().mut_args(|arg| arg.env(None::<&str>));
+    let matches = command.try_get_matches_from(argv).unwrap_or_else(|e| panic!("test server flags: {e}"));
+    Args::from_arg_matches(&matches).unwrap_or_else(|e| panic!("test server flags: {e}")).serve
+}
+
+/// `command` without the `HAMLET_*` variables of the environment the tests run in.
+pub fn without_hamlet_variables(command: &mut std::process::Command) -> &mut std::process::Command {
+    for (name, _) in std::env::vars_os() {
+        if name.to_string_lossy().starts_with("HAMLET_") {
+            command.env_remove(name);
+        }
+    }
+    command
+}
+
+/// A command running the server binary, without the environment's `HAMLET_*` variables.
+pub fn server_command() -> std::process::Command {
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_hamlet-server"));
+    without_hamlet_variables(&mut command);
+    command
 }
 
 /// Server flags as in production: syncing needs a device token.
 pub fn secure_config(database_url: &str, extra: &[&str]) -> ServeConfig {
     let mut argv = vec!["hamlet-server", "--database-url", database_url];
     argv.extend_from_slice(extra);
-    Args::parse_from(argv).serve
+    parse_flags(argv)
 }
 
 /// An HTTP answer.
@@ -344,7 +370,7 @@ impl Process {
     /// Starts `hamlet-server serve` (tokens required) on a free loopback port.
     pub fn spawn_secure(extra: &[&str]) -> Process {
         use std::io::BufRead;
-        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_hamlet-server"))
+        let mut child = server_command()
             .args(["serve", "--listen", "127.0.0.1:0"])
             .args(extra)
             .env("RUST_LOG", "warn")
