@@ -419,11 +419,14 @@ async fn open_explains_bad_urls() {
     let error = Store::open(&format!("sqlite:{}/hamlet.db", file.join("sub").display())).await.expect_err("no folder");
     assert!(matches!(error, StoreError::CreateFolder { .. }), "{error:?}");
 
-    // Nothing listens on port 1; the password must not show in the message.
-    let error = Store::open("postgres://hamlet:secret@127.0.0.1:1/hamlet").await.expect_err("no server");
+    // Nothing listens on a port the test bound and closed; the password must not show in the message.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").expect("a free port");
+    let port = closed.local_addr().expect("its address").port();
+    drop(closed);
+    let error = Store::open(&format!("postgres://hamlet:secret@127.0.0.1:{port}/hamlet")).await.expect_err("no server");
     assert!(matches!(error, StoreError::Connect { .. }), "{error:?}");
     let message = error.to_string();
-    assert!(message.contains("127.0.0.1:1") && !message.contains("secret"), "{message}");
+    assert!(message.contains(&format!("127.0.0.1:{port}")) && !message.contains("secret"), "{message}");
 }
 
 #[tokio::test]
