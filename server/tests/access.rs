@@ -8,7 +8,7 @@ mod support;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use client::{Client, Reply, Running, secure_config, start};
+use client::{Client, Reply, Running, request_from, secure_config, start};
 use hamlet_server::auth::{Accounts, Role};
 use hamlet_server::store::Store;
 use hamlet_sync_core::automerge::sync::{self, SyncDoc};
@@ -355,12 +355,20 @@ async fn enrollment_codes_are_single_use_and_expire() {
 async fn guessing_enrollment_codes_is_slowed_per_address() {
     let dbs = support::databases().await;
     let world = World::new(dbs[0].url()).await;
+    let guesser: std::net::IpAddr = [127, 0, 0, 2].into();
     for i in 0..10 {
         let body = format!(r#"{{"code":"GUESS-{i:05}","actor_ids":["ab"]}}"#);
-        assert_eq!(world.server.request("POST", "/api/enroll", &[], Some(&body)).await.status, 401);
+        assert_eq!(request_from(guesser, world.server.addr, "POST", "/api/enroll", &[], &body).await, 401);
     }
-    let reply =
-        world.server.request("POST", "/api/enroll", &[], Some(r#"{"code":"GUESS-LAST","actor_ids":["ab"]}"#)).await;
+    let last = r#"{"code":"GUESS-LAST","actor_ids":["ab"]}"#;
+    assert_eq!(request_from(guesser, world.server.addr, "POST", "/api/enroll", &[], last).await, 429);
+    // Another address is not slowed by the guesser (a global limit would lock every phone out).
+    let reply = world.server.request("POST", "/api/enroll", &[], Some(last)).await;
+    assert_eq!(reply.status, 401, "{reply:?}");
+    for _ in 0..9 {
+        world.server.request("POST", "/api/enroll", &[], Some(last)).await;
+    }
+    let reply = world.server.request("POST", "/api/enroll", &[], Some(last)).await;
     assert_eq!(reply.status, 429);
     assert!(reply.header("retry-after").is_some());
     world.server.stop().await;

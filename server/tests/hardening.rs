@@ -6,10 +6,10 @@
 mod client;
 mod support;
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
-use client::{Client, Reply, Running, secure_config, start};
+use client::{Client, Reply, Running, request_from, secure_config, start};
 use hamlet_server::app::Server;
 use hamlet_server::auth::{Accounts, Role};
 use hamlet_server::store::{PoolRef, Store};
@@ -91,32 +91,6 @@ async fn audit_of(url: &str) -> Vec<(String, String, String)> {
     .unwrap();
     store.close().await;
     rows
-}
-
-/// One HTTP request from the loopback address `source` (127.0.0.N), so that tests can be
-/// several clients.
-async fn request_from(
-    source: IpAddr,
-    addr: SocketAddr,
-    method: &str,
-    path: &str,
-    headers: &[(&str, &str)],
-    body: &str,
-) -> u16 {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let socket = tokio::net::TcpSocket::new_v4().unwrap();
-    socket.bind(SocketAddr::new(source, 0)).unwrap();
-    let mut stream = socket.connect(addr).await.unwrap();
-    let mut request = format!("{method} {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n");
-    for (k, v) in headers {
-        request.push_str(&format!("{k}: {v}\r\n"));
-    }
-    request.push_str(&format!("Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}", body.len()));
-    stream.write_all(request.as_bytes()).await.unwrap();
-    let mut raw = Vec::new();
-    stream.read_to_end(&mut raw).await.unwrap();
-    let text = String::from_utf8_lossy(&raw);
-    text.split(' ').nth(1).and_then(|s| s.parse().ok()).unwrap_or(0)
 }
 
 fn form_headers(cookie: &str) -> [(&str, &str); 2] {

@@ -294,6 +294,18 @@ impl Client {
         }
     }
 
+    /// Whether the server ends the connection with a WebSocket close frame (a dropped TCP
+    /// connection, or no end at all, is `None`), and the frame's code.
+    pub async fn close_frame(&mut self) -> Option<u16> {
+        loop {
+            match tokio::time::timeout(WAIT, self.ws.next()).await {
+                Ok(Some(Ok(Frame::Close(frame)))) => return Some(frame.map_or(1005, |f| u16::from(f.code))),
+                Ok(None) | Ok(Some(Err(_))) | Err(_) => return None,
+                Ok(Some(Ok(_))) => continue,
+            }
+        }
+    }
+
     pub fn doc_message(&self, document: DocumentId, data: Vec<u8>) -> DocMessage {
         DocMessage {
             sender_id: self.peer_id.clone(),
@@ -415,4 +427,30 @@ impl Drop for Process {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// One HTTP request from the loopback address `source` (127.0.0.N), so that tests can be
+/// several clients.
+pub async fn request_from(
+    source: std::net::IpAddr,
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &str,
+) -> u16 {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind(SocketAddr::new(source, 0)).unwrap();
+    let mut stream = socket.connect(addr).await.unwrap();
+    let mut request = format!("{method} {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n");
+    for (k, v) in headers {
+        request.push_str(&format!("{k}: {v}\r\n"));
+    }
+    request.push_str(&format!("Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}", body.len()));
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut raw = Vec::new();
+    stream.read_to_end(&mut raw).await.unwrap();
+    let text = String::from_utf8_lossy(&raw);
+    text.split(' ').nth(1).and_then(|s| s.parse().ok()).unwrap_or(0)
 }
