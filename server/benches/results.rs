@@ -383,13 +383,28 @@ fn time(addr: &str, auth: &str, path: &str, rounds: usize) {
         })
         .collect();
     times.sort_by(f64::total_cmp);
-    let median = times[times.len() / 2];
-    let p95 = times[(times.len() * 95 / 100).min(times.len() - 1)];
+    let median = percentile(&times, 50);
+    let p95 = percentile(&times, 95);
     println!(
         "| `GET {path}` | {median:.0} ms | {p95:.0} ms | {:.0} ms | {} KB |",
         times[times.len() - 1],
         bytes / 1024
     );
+}
+
+/// The `p`th percentile of `sorted` by nearest rank: the smallest value with at least `p`% of
+/// the values at or below it (of 20 rounds, p95 is the 19th value, p50 the 10th; the 20th is the
+/// maximum, printed on its own).
+fn percentile(sorted: &[f64], p: usize) -> f64 {
+    let rank = (sorted.len() * p).div_ceil(100).max(1);
+    sorted[rank - 1]
+}
+
+/// The 1-, 5- and 15-minute load averages, to print beside the figures.
+fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .map(|l| l.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_else(|_| "unknown".into())
 }
 
 fn main() {
@@ -407,7 +422,10 @@ fn main() {
     let server = spawn_server(&url);
     let pid = server.child.id();
     let auth = sign_in(&server.addr);
-    println!("\n{responses} responses, {hamlets} hamlets, {SUBJECTS} cadres; {rounds} rounds each\n");
+    println!(
+        "\n{responses} responses, {hamlets} hamlets, {SUBJECTS} cadres; {rounds} rounds each; load average {}\n",
+        load_average()
+    );
     println!("| request | median | p95 | max | size |\n| --- | --- | --- | --- | --- |");
     for path in [
         format!("/api/campaigns/{CAMPAIGN}/results"),
