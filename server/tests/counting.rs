@@ -7,10 +7,10 @@ mod support;
 
 use std::collections::BTreeMap;
 
-use district::{harness, ledger};
-use hamlet_server::district::{results, review};
+use district::{admin, harness, ledger};
+use hamlet_server::district::{api, results, review};
 use hamlet_sync_core::ledger::{Ballots, CountKey};
-use hamlet_sync_core::{Campaign, Day, Level, Tally, fixtures};
+use hamlet_sync_core::{AnswerKey, AnswerValue, Campaign, CampaignState, Day, Level, NewResponse, Tally, fixtures};
 
 fn day() -> Day {
     "2025-06-04".parse().unwrap()
@@ -134,5 +134,68 @@ async fn implausible_numbers_stand_out_in_progress() {
             "{}",
             db.name
         );
+    }
+}
+
+/// Records and submits response `id`, rating every subject `level`.
+fn respond(l: &mut hamlet_sync_core::Ledger, campaign: &Campaign, id: &str, level: Level) {
+    let answers = campaign
+        .subjects
+        .iter()
+        .map(|s| (AnswerKey::for_subject(fixtures::question("tin-nhiem"), s.id.clone()), AnswerValue::Level(level)))
+        .collect();
+    let new = NewResponse { id: id.parse().unwrap(), collector: "thu-ky".parse().unwrap(), answers };
+    l.record(campaign, &new, day()).unwrap();
+    l.submit(campaign, &new.id, &"thu-ky".parse().unwrap(), day()).unwrap();
+}
+
+#[tokio::test]
+async fn a_published_campaigns_results_are_frozen_and_what_came_later_is_recorded() {
+    for db in support::databases().await {
+        let h = harness(db.url()).await;
+        let campaign = h.open(&fixtures::campaign()).await;
+        let id = campaign.id.as_str();
+        let mut phone = h.phone(1);
+        let mut l = ledger(&campaign, "to-1", 1);
+        l.record_tally(&campaign, &tally(&campaign, "hop-1", 60), day()).unwrap();
+        for n in 0..6 {
+            respond(&mut l, &campaign, &format!("r{n}"), Level::TinNhiem);
+        }
+        h.sync(&mut phone, &mut l).await;
+        api::transition(&h.district, &admin(), id, CampaignState::Closed).await.unwrap();
+        let published = api::transition(&h.district, &admin(), id, CampaignState::Published).await.unwrap();
+        let before = results::load(&h.district, &published, results::Depth::Commune, None).await.unwrap();
+        assert_eq!(before.published.as_ref().map(|p| p.later), Some(0), "{}", db.name);
+        assert_eq!(total(&h, &published, "to-1").await, 66, "{}", db.name);
+
+        // A phone that was offline syncs a second meeting's tally, a new response and a void,
+        // all dated within the schedule.
+        l.record_tally(&campaign, &tally(&campaign, "hop-2", 10), day()).unwrap();
+        respond(&mut l, &campaign, "r9", Level::TinNhiemThap);
+        l.void(&"r0".parse().unwrap(), "nhầm", &"thu-ky".parse().unwrap(), day()).unwrap();
+        h.sync(&mut phone, &mut l).await;
+
+        assert_eq!(total(&h, &published, "to-1").await, 66, "{}: the published results do not move", db.name);
+        let after = results::load(&h.district, &published, results::Depth::Commune, None).await.unwrap();
+        let overall = |r: &results::Results| {
+            let s = r.subjects.iter().find(|s| s.subject == "ong-an").unwrap();
+            (s.overall().unwrap().total, s.overall().unwrap().counts.clone())
+        };
+        assert_eq!(overall(&after), overall(&before), "{}", db.name);
+        let xa_b = after.units.iter().find(|u| u.id == "xa-b").unwrap();
+        assert_eq!((xa_b.submitted, xa_b.ballots_returned), (6, 60), "{}: participation too", db.name);
+        assert_eq!(after.published.as_ref().map(|p| p.later), Some(3), "{}: two arrived, one withdrawn", db.name);
+        // Kept and flagged for review.
+        let items = review::items(&h.district, &published, true, &admin()).await.unwrap();
+        let mut late: Vec<&str> = items
+            .iter()
+            .filter(|i| i.flag.as_deref() == Some("after_publication"))
+            .map(|i| i.entity_id.as_str())
+            .collect();
+        late.sort();
+        assert_eq!(late, ["hop-2", "r0", "r9"], "{}", db.name);
+        let progress = hamlet_server::district::progress::load(&h.district, &published).await.unwrap();
+        let to1 = progress.hamlets.iter().find(|x| x.id == "to-1").unwrap();
+        assert_eq!(to1.counts.ballots_returned, 70, "{}: the rows are kept", db.name);
     }
 }

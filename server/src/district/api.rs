@@ -487,6 +487,11 @@ pub async fn transition(
         }
         other => DistrictError::invalid("invalid_campaign", other.to_string()),
     })?;
+    if to == CampaignState::Published {
+        // Before the state changes: what is projected in between arrived after the copy, and is
+        // listed as such. A refused save leaves a copy nobody reads (the next publish replaces it).
+        super::results::freeze(district, id).await?;
+    }
     district.catalog().save(&district.hub, &campaign, Some(&current)).await?;
     let action = match to {
         CampaignState::Open => "campaign.open",

@@ -215,6 +215,7 @@ texts! {
     hours_ago: "giờ trước", "hours ago";
     days_ago: "ngày trước", "days ago";
     results_title: "Kết quả theo cán bộ", "Results per cadre";
+    results_frozen: "Kết quả đã công bố và không thay đổi nữa. {} phiếu hoặc biên bản đến hoặc thay đổi sau khi công bố: được lưu và đánh dấu để xem xét, không tính vào kết quả này.", "These results are published and no longer change. {} responses or tallies arrived or changed after publication: they are kept and flagged for review, not counted here.";
     results_note: "Số liệu gồm phiếu cá nhân đã nộp và biên bản kiểm phiếu tại hội nghị. Nhóm dưới {} ý kiến không được chia theo mức để không thể suy ra ý kiến của từng người.", "Counts combine submitted individual responses and meeting tallies. Groups with fewer than {} answers are not broken down, so that no answer can be traced to a person.";
     subject: "Cán bộ", "Cadre";
     position: "Chức vụ", "Position";
@@ -268,6 +269,7 @@ texts! {
     flag_invalid_count: "Số liệu biên bản không hợp lệ (chưa tính)", "Invalid tally count (not counted until reviewed)";
     flag_tally_inconsistent: "Biên bản không khớp hoặc vượt số cử tri (chưa tính)", "Tally does not add up or exceeds the voters (not counted until reviewed)";
     flag_outside_schedule: "Ghi hoặc nộp ngoài thời gian lấy ý kiến (không tính)", "Recorded or submitted outside the schedule (not counted)";
+    flag_after_publication: "Đến sau khi công bố kết quả (không tính vào kết quả đã công bố)", "Arrived after the results were published (not counted in them)";
     flag_tally_duplicate: "Biên bản nhập trùng (chưa tính)", "Tally entered twice (not counted until reviewed)";
     flag_malformed_key: "Mã không hợp lệ", "Malformed key";
     alerts_title: "Số liệu bất thường", "Implausible numbers";

@@ -564,6 +564,9 @@ async fn results_page(ctx: PageCtx, Path(id): Path<String>) -> Response {
         let mut page = ctx.campaign_page(&campaign, format!("{} — {}", t.results_title, name), Tab::Results);
         let results = results::load(&ctx.district, &campaign, Depth::Commune, None).await?;
         let mut html = format!("<p class=\"sub\">{}</p>", esc(&t.results_note.replace("{}", &results.min_group.to_string())));
+        if let Some(p) = &results.published {
+            let _ = write!(html, "<p class=\"sub\" id=\"frozen\">{}</p>", esc(&t.results_frozen.replace("{}", &lang.int(p.later))));
+        }
         let Some(first) = results.subjects.first() else {
             page.push(&html);
             return Ok(page);
@@ -855,6 +858,7 @@ fn flag_label(t: &Texts, flag: &str) -> &'static str {
         "tally_inconsistent" => t.flag_tally_inconsistent,
         "outside_schedule" => t.flag_outside_schedule,
         "tally_duplicate" => t.flag_tally_duplicate,
+        "after_publication" => t.flag_after_publication,
         _ => t.flag_malformed_key,
     }
 }

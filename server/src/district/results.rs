@@ -6,6 +6,14 @@
 //! levels above hamlets (a few thousand rows, whatever the campaign's size), `level_counts` per
 //! hamlet when one subject is looked at down to its hamlets. They are summed up the tree here.
 //!
+//! # Published results are frozen
+//!
+//! Publishing a campaign copies the counts ([`freeze`]): `level_counts` and participation, and
+//! which responses and tallies were counted. A published campaign's results are read from that
+//! copy, so nothing synced later (a phone that was offline) changes them. What arrived later is
+//! kept in the live tables, listed by [`after_publication`] (counted now but not then, or then
+//! but not now), counted on the results page and flagged for review (`after_publication`).
+//!
 //! # Small groups
 //!
 //! A group (a unit, for one subject) with fewer than [`MIN_GROUP`] answers is not broken down:
@@ -23,7 +31,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use hamlet_sync_core::{Campaign, Label, Level, LevelSet, QuestionKind, SubjectId, UnitLevel, UnitTree};
+use hamlet_sync_core::{Campaign, CampaignState, Label, Level, LevelSet, QuestionKind, SubjectId, UnitLevel, UnitTree};
 use serde::Serialize;
 
 use super::{District, DistrictError};
@@ -152,6 +160,31 @@ pub struct Results {
     pub units: Vec<UnitRow>,
     /// One entry per rating question and subject.
     pub subjects: Vec<SubjectResult>,
+    /// For a published campaign, when its results were frozen and what arrived later.
+    pub published: Option<Publication>,
+}
+
+/// The freezing of a published campaign's results.
+#[derive(Debug, Clone, Serialize)]
+pub struct Publication {
+    /// When it was published (unix ms).
+    pub published_at: i64,
+    /// Responses and tallies counted now but not in the published results, or the reverse:
+    /// kept and flagged, not counted in these results.
+    pub later: u64,
+}
+
+/// A response or tally whose counting changed after publication.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Later {
+    /// The hamlet.
+    pub hamlet: String,
+    /// `response` or `tally`.
+    pub entity_kind: String,
+    /// Its id.
+    pub entity_id: String,
+    /// `counted` (counted now, not in the published results) or `withdrawn` (the reverse).
+    pub change: &'static str,
 }
 
 /// Counted answers of one hamlet.
@@ -176,26 +209,48 @@ pub async fn load(
     let tree = district.catalog().units().await?;
     let store = district.store();
     let id = campaign.id.as_str();
-    let hamlets = hamlet_totals(district, id).await?;
-    let rows: Vec<(Option<String>, String, String, String, i64)> = match (depth, subject) {
-        (Depth::Commune, _) => {
+    let published = publication(district, campaign).await?;
+    let frozen = published.is_some();
+    let hamlets = hamlet_totals(district, id, frozen).await?;
+    let rows: Vec<(Option<String>, String, String, String, i64)> = match (depth, subject, frozen) {
+        (Depth::Commune, _, true) => {
+            const SQL: &str = "SELECT u.parent_id, p.question_id, p.subject_id, p.level, \
+                CAST(SUM(p.from_responses + p.from_tallies) AS BIGINT) \
+                FROM published_level_counts p JOIN units u ON u.id = p.hamlet_id \
+                WHERE p.campaign_id = $1 AND u.parent_id IS NOT NULL \
+                GROUP BY u.parent_id, p.question_id, p.subject_id, p.level";
+            on_pool!(store, pool => sqlx::query_as(SQL).bind(id).fetch_all(pool).await)
+        }
+        (Depth::Hamlet, Some(subject), true) => {
+            const SQL: &str = "SELECT hamlet_id, question_id, subject_id, level, from_responses + from_tallies \
+                FROM published_level_counts WHERE campaign_id = $1 AND subject_id = $2";
+            on_pool!(store, pool => sqlx::query_as(SQL).bind(id).bind(subject.as_str()).fetch_all(pool).await)
+        }
+        (Depth::Hamlet, None, true) => {
+            const SQL: &str = "SELECT hamlet_id, question_id, subject_id, level, from_responses + from_tallies \
+                FROM published_level_counts WHERE campaign_id = $1";
+            on_pool!(store, pool => sqlx::query_as(SQL).bind(id).fetch_all(pool).await)
+        }
+        (Depth::Commune, _, false) => {
             const SQL: &str = "SELECT commune_id, question_id, subject_id, level, from_responses + from_tallies \
                 FROM commune_level_counts WHERE campaign_id = $1 AND commune_id <> ''";
             on_pool!(store, pool => sqlx::query_as(SQL).bind(id).fetch_all(pool).await)
         }
-        (Depth::Hamlet, Some(subject)) => {
+        (Depth::Hamlet, Some(subject), false) => {
             const SQL: &str = "SELECT hamlet_id, question_id, subject_id, level, from_responses + from_tallies \
                 FROM level_counts WHERE campaign_id = $1 AND subject_id = $2";
             on_pool!(store, pool => sqlx::query_as(SQL).bind(id).bind(subject.as_str()).fetch_all(pool).await)
         }
-        (Depth::Hamlet, None) => {
+        (Depth::Hamlet, None, false) => {
             const SQL: &str = "SELECT hamlet_id, question_id, subject_id, level, from_responses + from_tallies \
                 FROM level_counts WHERE campaign_id = $1";
             on_pool!(store, pool => sqlx::query_as(SQL).bind(id).fetch_all(pool).await)
         }
     }
     .map_err(query_failed("reading level counts"))?;
-    Ok(compute(campaign, &tree, &hamlets, &level_counts(rows), depth, subject))
+    let mut results = compute(campaign, &tree, &hamlets, &level_counts(rows), depth, subject);
+    results.published = published;
+    Ok(results)
 }
 
 /// The results down to the hamlets of `commune` alone (the hamlet page): the other communes are
@@ -205,25 +260,136 @@ pub async fn load_commune(district: &District, campaign: &Campaign, commune: &st
     let tree = district.catalog().units().await?;
     let store = district.store();
     let id = campaign.id.as_str();
-    let hamlets = hamlet_totals(district, id).await?;
+    let published = publication(district, campaign).await?;
+    let frozen = published.is_some();
+    let hamlets = hamlet_totals(district, id, frozen).await?;
     const COMMUNES: &str = "SELECT commune_id, question_id, subject_id, level, from_responses + from_tallies \
         FROM commune_level_counts WHERE campaign_id = $1 AND commune_id <> '' AND commune_id <> $2";
     const HAMLETS: &str = "SELECT lc.hamlet_id, lc.question_id, lc.subject_id, lc.level, lc.from_responses + lc.from_tallies \
         FROM level_counts lc JOIN units u ON u.id = lc.hamlet_id WHERE lc.campaign_id = $1 AND u.parent_id = $2";
+    const FROZEN_COMMUNES: &str = "SELECT u.parent_id, p.question_id, p.subject_id, p.level, \
+        CAST(SUM(p.from_responses + p.from_tallies) AS BIGINT) \
+        FROM published_level_counts p JOIN units u ON u.id = p.hamlet_id \
+        WHERE p.campaign_id = $1 AND u.parent_id IS NOT NULL AND u.parent_id <> $2 \
+        GROUP BY u.parent_id, p.question_id, p.subject_id, p.level";
+    const FROZEN_HAMLETS: &str = "SELECT p.hamlet_id, p.question_id, p.subject_id, p.level, p.from_responses + p.from_tallies \
+        FROM published_level_counts p JOIN units u ON u.id = p.hamlet_id WHERE p.campaign_id = $1 AND u.parent_id = $2";
+    let (communes, own) = if frozen { (FROZEN_COMMUNES, FROZEN_HAMLETS) } else { (COMMUNES, HAMLETS) };
     let mut rows: Vec<(Option<String>, String, String, String, i64)> =
-        on_pool!(store, pool => sqlx::query_as(COMMUNES).bind(id).bind(commune).fetch_all(pool).await)
+        on_pool!(store, pool => sqlx::query_as(communes).bind(id).bind(commune).fetch_all(pool).await)
             .map_err(query_failed("reading commune level counts"))?;
     let own: Vec<(Option<String>, String, String, String, i64)> =
-        on_pool!(store, pool => sqlx::query_as(HAMLETS).bind(id).bind(commune).fetch_all(pool).await)
+        on_pool!(store, pool => sqlx::query_as(own).bind(id).bind(commune).fetch_all(pool).await)
             .map_err(query_failed("reading level counts"))?;
     rows.extend(own);
-    Ok(compute(campaign, &tree, &hamlets, &level_counts(rows), Depth::Hamlet, None))
+    let mut results = compute(campaign, &tree, &hamlets, &level_counts(rows), Depth::Hamlet, None);
+    results.published = published;
+    Ok(results)
 }
 
-async fn hamlet_totals(district: &District, id: &str) -> Result<HashMap<String, HamletTotals>, DistrictError> {
+/// For a published campaign, when it was frozen and what arrived later; `None` otherwise (and
+/// for a published campaign without a copy, which cannot happen after migration 0006: its live
+/// counts are read then, with a warning).
+async fn publication(district: &District, campaign: &Campaign) -> Result<Option<Publication>, DistrictError> {
+    if campaign.state != CampaignState::Published {
+        return Ok(None);
+    }
+    let id = campaign.id.as_str();
+    const SQL: &str = "SELECT published_at FROM publications WHERE campaign_id = $1";
+    let at: Option<i64> =
+        on_pool!(district.store(), pool => sqlx::query_scalar(SQL).bind(id).fetch_optional(pool).await)
+            .map_err(query_failed("reading a publication"))?;
+    let Some(published_at) = at else {
+        tracing::warn!(campaign = id, "published campaign without a frozen copy: showing live counts");
+        return Ok(None);
+    };
+    let later = after_publication(district, id).await?.len() as u64;
+    Ok(Some(Publication { published_at, later }))
+}
+
+/// Freezes the results of campaign `id`, as it is being published: copies the counts and what
+/// is counted, in one transaction that sees a single state of the projection.
+pub async fn freeze(district: &District, id: &str) -> Result<(), DistrictError> {
+    use crate::store::BeginWrite as _;
+    let postgres = matches!(district.store().pool(), crate::store::PoolRef::Postgres(_));
+    let now = super::now_ms();
+    const CLEAR: [&str; 4] = [
+        "DELETE FROM publications WHERE campaign_id = $1",
+        "DELETE FROM published_level_counts WHERE campaign_id = $1",
+        "DELETE FROM published_hamlet_counts WHERE campaign_id = $1",
+        "DELETE FROM published_entities WHERE campaign_id = $1",
+    ];
+    const COPY: [&str; 4] = [
+        "INSERT INTO published_level_counts SELECT campaign_id, hamlet_id, question_id, subject_id, level, \
+            from_responses, from_tallies FROM level_counts WHERE campaign_id = $1",
+        "INSERT INTO published_hamlet_counts SELECT campaign_id, hamlet_id, submitted, ballots_returned \
+            FROM hamlet_counts WHERE campaign_id = $1",
+        "INSERT INTO published_entities SELECT DISTINCT campaign_id, hamlet_id, 'response', response_id \
+            FROM answers WHERE campaign_id = $1 AND counted = 1",
+        "INSERT INTO published_entities SELECT campaign_id, hamlet_id, 'tally', tally_id \
+            FROM tallies WHERE campaign_id = $1 AND counted = 1",
+    ];
+    on_pool!(district.store(), pool => {
+        let mut tx = pool.begin_write().await.map_err(query_failed("beginning a publication"))?;
+        if postgres {
+            // One snapshot for every copy, whatever the projector commits meanwhile.
+            sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+                .execute(&mut *tx)
+                .await
+                .map_err(query_failed("beginning a publication"))?;
+        }
+        for sql in CLEAR.into_iter().chain(COPY) {
+            sqlx::query(sql).bind(id).execute(&mut *tx).await.map_err(query_failed("freezing results"))?;
+        }
+        sqlx::query("INSERT INTO publications (campaign_id, published_at) VALUES ($1, $2)")
+            .bind(id)
+            .bind(now)
+            .execute(&mut *tx)
+            .await
+            .map_err(query_failed("freezing results"))?;
+        tx.commit().await.map_err(query_failed("committing a publication"))
+    })?;
+    Ok(())
+}
+
+/// The responses and tallies of published campaign `id` whose counting changed since it was
+/// frozen, by hamlet, kind and id.
+pub async fn after_publication(district: &District, id: &str) -> Result<Vec<Later>, DistrictError> {
+    const COUNTED: &str = "SELECT hamlet_id, CAST('response' AS TEXT), response_id FROM answers \
+            WHERE campaign_id = $1 AND counted = 1 \
+        UNION SELECT hamlet_id, CAST('tally' AS TEXT), tally_id FROM tallies WHERE campaign_id = $1 AND counted = 1 \
+        EXCEPT SELECT hamlet_id, entity_kind, entity_id FROM published_entities WHERE campaign_id = $1";
+    const WITHDRAWN: &str = "SELECT hamlet_id, entity_kind, entity_id FROM published_entities WHERE campaign_id = $1 \
+        EXCEPT SELECT hamlet_id, CAST('response' AS TEXT), response_id FROM answers \
+            WHERE campaign_id = $1 AND counted = 1 \
+        EXCEPT SELECT hamlet_id, CAST('tally' AS TEXT), tally_id FROM tallies WHERE campaign_id = $1 AND counted = 1";
+    let mut out = Vec::new();
+    for (sql, change) in [(COUNTED, "counted"), (WITHDRAWN, "withdrawn")] {
+        let rows: Vec<(String, String, String)> =
+            on_pool!(district.store(), pool => sqlx::query_as(sql).bind(id).fetch_all(pool).await)
+                .map_err(query_failed("reading what arrived after publication"))?;
+        out.extend(rows.into_iter().map(|(hamlet, entity_kind, entity_id)| Later {
+            hamlet,
+            entity_kind,
+            entity_id,
+            change,
+        }));
+    }
+    out.sort_by(|a, b| (&a.hamlet, &a.entity_kind, &a.entity_id).cmp(&(&b.hamlet, &b.entity_kind, &b.entity_id)));
+    Ok(out)
+}
+
+async fn hamlet_totals(
+    district: &District,
+    id: &str,
+    frozen: bool,
+) -> Result<HashMap<String, HamletTotals>, DistrictError> {
     const HAMLETS: &str = "SELECT hamlet_id, submitted, ballots_returned FROM hamlet_counts WHERE campaign_id = $1";
+    const FROZEN: &str =
+        "SELECT hamlet_id, submitted, ballots_returned FROM published_hamlet_counts WHERE campaign_id = $1";
+    let sql = if frozen { FROZEN } else { HAMLETS };
     let rows: Vec<(String, i64, i64)> =
-        on_pool!(district.store(), pool => sqlx::query_as(HAMLETS).bind(id).fetch_all(pool).await)
+        on_pool!(district.store(), pool => sqlx::query_as(sql).bind(id).fetch_all(pool).await)
             .map_err(query_failed("reading hamlet counts"))?;
     Ok(rows
         .into_iter()
@@ -390,6 +556,7 @@ pub fn compute(
         thresholds,
         units: order.iter().map(|i| nodes[*i].row.clone()).collect(),
         subjects,
+        published: None,
     }
 }
 

@@ -105,8 +105,10 @@ pub async fn items(
         WHERE f.campaign_id = $1 \
         ORDER BY 2, 3, 4, 5";
     type Row = (String, String, String, String, String, String, String, Option<i64>, Option<String>, Option<String>);
-    let rows: Vec<Row> = on_pool!(store, pool => sqlx::query_as(SQL).bind(campaign.id.as_str()).fetch_all(pool).await)
-        .map_err(query_failed("reading conflicts and flags"))?;
+    let mut rows: Vec<Row> =
+        on_pool!(store, pool => sqlx::query_as(SQL).bind(campaign.id.as_str()).fetch_all(pool).await)
+            .map_err(query_failed("reading conflicts and flags"))?;
+    rows.extend(after_publication(district, campaign).await?);
     let mut out = Vec::new();
     for (kind, hamlet, entity_kind, entity_id, path, item_key, detail, at, by, comment) in rows {
         let reviewed = at.map(|at| Reviewed { at, by: by.unwrap_or_default(), comment: comment.unwrap_or_default() });
@@ -190,6 +192,58 @@ fn redacted(detail: &serde_json::Value) -> serde_json::Value {
     }
 }
 
+/// The responses and tallies whose counting changed after the campaign was published, as flags
+/// (`after_publication`, with item key `late:<hamlet>:<kind>:<id>`): kept, not counted in the
+/// published results.
+#[allow(clippy::type_complexity)]
+async fn after_publication(
+    district: &District,
+    campaign: &Campaign,
+) -> Result<
+    Vec<(String, String, String, String, String, String, String, Option<i64>, Option<String>, Option<String>)>,
+    DistrictError,
+> {
+    if campaign.state != hamlet_sync_core::CampaignState::Published {
+        return Ok(Vec::new());
+    }
+    let id = campaign.id.as_str();
+    let later = super::results::after_publication(district, id).await?;
+    if later.is_empty() {
+        return Ok(Vec::new());
+    }
+    const SQL: &str = "SELECT item_key, reviewed_at, reviewed_by, comment FROM reviews WHERE campaign_id = $1 AND item_key LIKE 'late:%'";
+    let reviews: HashMap<String, (i64, String, String)> =
+        on_pool!(district.store(), pool => sqlx::query_as::<_, (String, i64, String, String)>(SQL).bind(id).fetch_all(pool).await)
+            .map_err(query_failed("reading reviews"))?
+            .into_iter()
+            .map(|(k, at, by, c)| (k, (at, by, c)))
+            .collect();
+    Ok(later
+        .into_iter()
+        .map(|l| {
+            let key = late_key(&l.hamlet, &l.entity_kind, &l.entity_id);
+            let review = reviews.get(&key).cloned();
+            let detail = serde_json::json!({ "change": l.change }).to_string();
+            (
+                "after_publication".to_owned(),
+                l.hamlet,
+                l.entity_kind,
+                l.entity_id,
+                String::new(),
+                key,
+                detail,
+                review.as_ref().map(|r| r.0),
+                review.as_ref().map(|r| r.1.clone()),
+                review.map(|r| r.2),
+            )
+        })
+        .collect())
+}
+
+fn late_key(hamlet: &str, kind: &str, id: &str) -> String {
+    format!("late:{hamlet}:{kind}:{id}")
+}
+
 async fn submitted_per_hamlet(district: &District, campaign: &str) -> Result<HashMap<String, i64>, DistrictError> {
     const SQL: &str = "SELECT hamlet_id, submitted FROM hamlet_counts WHERE campaign_id = $1";
     Ok(on_pool!(district.store(), pool => sqlx::query_as::<_, (String, i64)>(SQL).bind(campaign).fetch_all(pool).await)
@@ -231,7 +285,13 @@ pub async fn mark_reviewed(
         AND item_key = $2 UNION ALL SELECT item_key FROM flags WHERE campaign_id = $1 AND item_key = $2) items";
     let found: i64 = on_pool!(store, pool => sqlx::query_scalar(EXISTS).bind(id).bind(item_key).fetch_one(pool).await)
         .map_err(query_failed("finding an item to review"))?;
-    if found == 0 {
+    let late = found == 0
+        && item_key.starts_with("late:")
+        && super::results::after_publication(district, id)
+            .await?
+            .iter()
+            .any(|l| late_key(&l.hamlet, &l.entity_kind, &l.entity_id) == item_key);
+    if found == 0 && !late {
         return Err(DistrictError::NotFound(format!("no conflict or flag {item_key:?} in campaign {id}")));
     }
     const SQL: &str = "INSERT INTO reviews (campaign_id, item_key, reviewed_at, reviewed_by, comment) \

@@ -619,6 +619,12 @@ const MIGRATIONS: &[(i64, &str, &str, &str)] = &[
         include_str!("../../migrations/sqlite/0005_staff_hardening.sql"),
         include_str!("../../migrations/postgres/0005_staff_hardening.sql"),
     ),
+    (
+        6,
+        "published_results",
+        include_str!("../../migrations/sqlite/0006_published_results.sql"),
+        include_str!("../../migrations/postgres/0006_published_results.sql"),
+    ),
 ];
 
 fn migrator(backend: Backend) -> Migrator {
