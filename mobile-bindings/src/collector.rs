@@ -153,6 +153,9 @@ pub(crate) struct Doc {
     pub(crate) chunks: usize,
     /// The newest chunk's sequence number.
     pub(crate) last_seq: i64,
+    /// Bytes of its chunks in the store (bounded by [`SyncOptions::max_document_bytes`] for
+    /// what a server sends).
+    pub(crate) stored_bytes: usize,
 }
 
 /// What the library holds in memory, behind one lock.
@@ -348,7 +351,8 @@ impl Shared {
             chunks.iter().filter(|(seq, _, _)| !bad.iter().any(|(b, _)| b == seq)).collect();
         let since_snapshot = kept.iter().rev().take_while(|(_, snapshot, _)| !snapshot).count();
         let last_seq = kept.last().map_or(0, |(seq, _, _)| *seq);
-        Ok((Doc { record, body, saved_heads, chunks: since_snapshot, last_seq }, bad))
+        let stored_bytes = kept.iter().map(|(_, _, data)| data.len()).sum();
+        Ok((Doc { record, body, saved_heads, chunks: since_snapshot, last_seq, stored_bytes }, bad))
     }
 
     fn bad(&self, record: &DocumentRecord, reason: String) -> CollectorError {
@@ -373,7 +377,7 @@ impl Shared {
     }
 
     /// Drops the in-memory copy of a document and loads what the store holds.
-    async fn reload(&self, inner: &mut Inner, id: &DocumentId) -> Result<(), CollectorError> {
+    pub(crate) async fn reload(&self, inner: &mut Inner, id: &DocumentId) -> Result<(), CollectorError> {
         let Some(record) = inner.docs.get(id).map(|d| d.record.clone()) else { return Ok(()) };
         let chunks: Vec<(i64, bool, Vec<u8>)> = self
             .store
@@ -398,9 +402,10 @@ impl Shared {
     ) -> Result<(), CollectorError> {
         let Some(doc) = inner.docs.get(id) else { return Ok(()) };
         let heads = doc.body.doc().get_heads();
-        if heads != doc.saved_heads {
+        if heads != doc.saved_heads && write.chunk.is_none() {
             write.chunk = Some(doc.body.doc().save_after(&doc.saved_heads));
         }
+        let written = write.chunk.as_ref().map_or(0, Vec::len);
         write.document = doc.record.id.clone();
         match self.store.write(&write).await {
             Ok(seq) => {
@@ -409,6 +414,7 @@ impl Shared {
                     if let Some(seq) = seq {
                         doc.chunks += 1;
                         doc.last_seq = seq;
+                        doc.stored_bytes += written;
                     }
                 }
                 self.maybe_compact(inner, id).await;
@@ -436,6 +442,7 @@ impl Shared {
             Ok(seq) => {
                 doc.chunks = 0;
                 doc.last_seq = seq;
+                doc.stored_bytes = snapshot.len();
             }
             Err(e) => tracing::warn!(document = %doc.record.id, error = %e, "compaction failed"),
         }

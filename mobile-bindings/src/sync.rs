@@ -38,6 +38,10 @@ use crate::views::{RefusedDocument, SyncReport};
 /// WebSocket library's default would let a server make the phone hold 64 MiB at once).
 pub const MAX_MESSAGE_BYTES: usize = 16 * 1024 * 1024;
 
+/// The most a document may take on the phone by default, as the server's own default bound on
+/// a document.
+pub const MAX_DOCUMENT_BYTES: usize = 64 * 1024 * 1024;
+
 /// Timeouts and retries.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct SyncOptions {
@@ -53,6 +57,9 @@ pub struct SyncOptions {
     pub deadline: Duration,
     /// Messages one document may take in one attempt before the server is taken to be stuck.
     pub max_rounds: u64,
+    /// Bytes a document may take in the store: changes from the server that would grow one
+    /// beyond are not kept, and that document's sync ends refused (the others go on).
+    pub max_document_bytes: usize,
 }
 
 impl Default for SyncOptions {
@@ -64,6 +71,7 @@ impl Default for SyncOptions {
             backoff: Duration::from_secs(1),
             deadline: Duration::from_secs(10 * 60),
             max_rounds: client::DEFAULT_ROUND_LIMIT,
+            max_document_bytes: MAX_DOCUMENT_BYTES,
         }
     }
 }
@@ -129,6 +137,13 @@ pub enum SyncError {
     /// The sync was cancelled; what was stored stays.
     #[error("the sync was cancelled")]
     Cancelled,
+    /// The server sent a message beyond the phone's bound ([`MAX_MESSAGE_BYTES`], the
+    /// server's own): nothing of it was kept, and asking again would bring the same message.
+    #[error("the server sent a message larger than {} MiB, the most a phone accepts: nothing of it was kept", .limit >> 20)]
+    TooLarge {
+        /// The bound, in bytes.
+        limit: usize,
+    },
 }
 
 impl SyncError {
@@ -140,6 +155,7 @@ impl SyncError {
                 | SyncError::Local(_)
                 | SyncError::Deadline(_)
                 | SyncError::Cancelled
+                | SyncError::TooLarge { .. }
                 | SyncError::Protocol(ClientError::TooManyRounds { .. })
         )
     }
@@ -298,6 +314,10 @@ async fn run(
         let bytes = match next {
             Err(_) => return Err(SyncError::Timeout(options.reply_timeout.as_secs())),
             Ok(None) => return Err(SyncError::Closed(String::new())),
+            Ok(Some(Err(tungstenite::Error::Capacity(e)))) => {
+                tracing::warn!(error = %e, "the server sent a message beyond the phone's bound");
+                return Err(SyncError::TooLarge { limit: MAX_MESSAGE_BYTES });
+            }
             Ok(Some(Err(e))) => return Err(SyncError::Closed(format!(": {e}"))),
             Ok(Some(Ok(Frame::Binary(bytes)))) => bytes,
             Ok(Some(Ok(Frame::Close(reason)))) => {
@@ -309,6 +329,8 @@ async fn run(
         let mut frames = Vec::new();
         {
             let mut inner = shared.inner.lock().await;
+            // A reply after changes that were not kept would acknowledge them: not sent.
+            let mut not_kept = false;
             for effect in session.receive(&bytes, &mut *inner)? {
                 match effect {
                     Effect::Joined(server) => {
@@ -324,8 +346,16 @@ async fn run(
                             .collect();
                         joined = true;
                     }
-                    Effect::Persist(p) => persist(shared, &mut inner, &server_storage, p).await?,
-                    Effect::Send(frame) => frames.push(frame),
+                    Effect::Persist(p) => {
+                        let id = p.document;
+                        let limit = options.max_document_bytes;
+                        if let Some(reason) = persist(shared, &mut inner, &server_storage, p, limit).await? {
+                            session.refuse(&id, reason);
+                            not_kept = true;
+                        }
+                    }
+                    Effect::Send(frame) if !not_kept => frames.push(frame),
+                    Effect::Send(_) => {}
                 }
             }
             // One document in flight at a time: open the next once the last is done.
@@ -393,13 +423,35 @@ async fn send(socket: &mut Socket, frame: Vec<u8>) -> Result<(), SyncError> {
 }
 
 /// Stores one step: the changes that arrived (and what they mean for the index), the sync state,
-/// the receipt, and the responses it acknowledges.
-async fn persist(shared: &Shared, inner: &mut Inner, server_storage: &str, p: Persist) -> Result<(), CollectorError> {
-    let Some(doc) = inner.docs.get_mut(&p.document) else { return Ok(()) };
+/// the receipt, and the responses it acknowledges. Changes that would grow the document beyond
+/// `max_document_bytes` are dropped instead (memory goes back to what the store holds), and the
+/// reason is returned.
+async fn persist(
+    shared: &Shared,
+    inner: &mut Inner,
+    server_storage: &str,
+    p: Persist,
+    max_document_bytes: usize,
+) -> Result<Option<String>, CollectorError> {
+    let Some(doc) = inner.docs.get_mut(&p.document) else { return Ok(None) };
     let mut write = DocWrite {
         sync: Some((server_storage.to_owned(), p.sync_state, encode_heads(&p.acknowledged))),
         ..DocWrite::default()
     };
+    if doc.body.doc().get_heads() != doc.saved_heads {
+        let chunk = doc.body.doc().save_after(&doc.saved_heads);
+        let size = doc.stored_bytes.saturating_add(chunk.len());
+        if size > max_document_bytes {
+            let reason = format!(
+                "refused by this phone: the server's changes would make the document {size} bytes, \
+                 beyond the {max_document_bytes} a phone keeps; they were not kept"
+            );
+            tracing::warn!(document = %p.document, size, limit = max_document_bytes, "a document from the server is too large: not kept");
+            shared.reload(inner, &p.document).await?;
+            return Ok(Some(reason));
+        }
+        write.chunk = Some(chunk);
+    }
     match &mut doc.body {
         Body::Ledger(ledger) => {
             if p.changed {
@@ -425,5 +477,6 @@ async fn persist(shared: &Shared, inner: &mut Inner, server_storage: &str, p: Pe
             }
         }
     }
-    shared.persist(inner, &p.document, write).await
+    shared.persist(inner, &p.document, write).await?;
+    Ok(None)
 }

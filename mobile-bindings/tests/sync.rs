@@ -553,3 +553,152 @@ fn an_imported_bundle_never_changes_the_campaign_document() {
     assert!(synced.refused.is_empty(), "{synced:?}");
     assert_eq!(responses_counted(&district, &["thon-dong"]), recorded.into_iter().collect());
 }
+
+/// A fake server: answers the WebSocket upgrade, then sends `frames` (raw WebSocket frames, as
+/// written on the wire) and holds the connection open. Counts the connections it accepted.
+fn fake_server(frames: Vec<Vec<u8>>) -> (String, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+    use std::io::{Read, Write};
+    use std::sync::atomic::Ordering;
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let address = listener.local_addr().unwrap().to_string();
+    let connections = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let seen = connections.clone();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { continue };
+            seen.fetch_add(1, Ordering::SeqCst);
+            let frames = frames.clone();
+            std::thread::spawn(move || {
+                let mut head = Vec::new();
+                let mut byte = [0u8; 1];
+                while !head.ends_with(b"\r\n\r\n") {
+                    if stream.read(&mut byte).unwrap_or(0) == 0 {
+                        return;
+                    }
+                    head.push(byte[0]);
+                }
+                let head = String::from_utf8_lossy(&head).into_owned();
+                let key = head
+                    .lines()
+                    .find_map(|l| {
+                        l.to_ascii_lowercase()
+                            .starts_with("sec-websocket-key:")
+                            .then(|| l["sec-websocket-key:".len()..].trim().to_owned())
+                    })
+                    .unwrap_or_default();
+                let accept = tokio_tungstenite::tungstenite::handshake::derive_accept_key(key.as_bytes());
+                let answer = format!(
+                    "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+                     Sec-WebSocket-Accept: {accept}\r\n\r\n"
+                );
+                if stream.write_all(answer.as_bytes()).is_err() {
+                    return;
+                }
+                for frame in &frames {
+                    if stream.write_all(frame).is_err() {
+                        return;
+                    }
+                }
+                // Hold the connection: the phone must end the sync by itself.
+                std::thread::sleep(Duration::from_secs(30));
+            });
+        }
+    });
+    (address, connections)
+}
+
+/// A raw binary (or continuation) frame from a server: unmasked, with a 64-bit length.
+fn raw_frame(first: bool, fin: bool, claimed_len: u64, payload: &[u8]) -> Vec<u8> {
+    let opcode = if first { 0x2 } else { 0x0 };
+    let mut out = vec![if fin { 0x80 | opcode } else { opcode }, 127];
+    out.extend_from_slice(&claimed_len.to_be_bytes());
+    out.extend_from_slice(payload);
+    out
+}
+
+/// tungstenite accepts messages of 64 MiB by default (in frames of 16 MiB): a server could make
+/// the phone hold that much at once. The phone takes the server's own bound, 16 MiB a message,
+/// ends the sync with an error that says so, and does not try again for the same answer.
+#[test]
+fn a_message_larger_than_the_servers_own_bound_ends_the_sync_with_a_clear_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let ten_mib = vec![0u8; 10 << 20];
+    let cases = [
+        // One message of 20 MiB in two frames of 10 MiB: each frame is within tungstenite's
+        // default frame bound, the message within its default message bound.
+        vec![
+            raw_frame(true, false, ten_mib.len() as u64, &ten_mib),
+            raw_frame(false, true, ten_mib.len() as u64, &ten_mib),
+        ],
+        // A frame that claims a gibibyte and never sends it.
+        vec![raw_frame(true, true, 1 << 30, &[])],
+    ];
+    for (n, frames) in cases.into_iter().enumerate() {
+        let (address, connections) = fake_server(frames);
+        let phone = Collector::open(phone_path(dir.path(), &format!("phone-{n}"))).expect("store opens");
+        phone
+            .setup_without_enrollment(&address, "collector-a", &[(CAMPAIGN.into(), vec!["thon-dong".into()])])
+            .expect("set up");
+        let options = SyncOptions { reply_timeout: Duration::from_secs(20), attempts: 3, ..quick() };
+        let started = std::time::Instant::now();
+        let err = phone.sync(None, &options, &|_| ()).expect_err("too large");
+        assert!(
+            matches!(err, CollectorError::Sync(hamlet_mobile::sync::SyncError::TooLarge { limit: 16_777_216 })),
+            "case {n}: {err}"
+        );
+        assert!(err.to_string().contains("16 MiB"), "case {n}: {err}");
+        assert!(started.elapsed() < Duration::from_secs(10), "case {n}: {:?}", started.elapsed());
+        assert_eq!(connections.load(std::sync::atomic::Ordering::SeqCst), 1, "case {n}: not retried");
+    }
+}
+
+/// A document the server holds that would grow beyond what a phone keeps (64 MiB by default,
+/// the server's own bound; smaller here) is refused for that document: its changes are not
+/// kept, the reason is shown, and the phone's other ledgers still go through.
+#[test]
+fn a_document_that_would_grow_beyond_the_bound_is_refused_and_the_others_go_through() {
+    let dir = tempfile::tempdir().unwrap();
+    let district = District::start(dir.path(), &campaign());
+    let a = open_phone(dir.path(), "collector-a", &district, &district.address(), &["thon-dong"]);
+    a.sync(None, &quick(), &|_| ()).expect("a");
+    record_submitted(&a, "thon-dong", 150);
+    a.sync(None, &quick(), &|_| ()).expect("a");
+    // Room for the campaign document (as a phone stores it: its changes), not for the ledger.
+    let campaign_doc = hamlet_sync_core::campaign_doc::new_campaign_doc(
+        &campaign(),
+        hamlet_sync_core::automerge::ActorId::random(),
+        hamlet_sync_core::Day::from_ymd(2025, 5, 20).unwrap(),
+    )
+    .unwrap();
+    let limit = campaign_doc.save_after(&[]).len() + 4096;
+    let big = district.ledger(&campaign(), "thon-dong").expect("at the district").doc().save_after(&[]).len();
+    assert!(big > 2 * limit, "the premise: thon-dong's ledger is {big} bytes, the bound {limit}");
+
+    let b = open_phone(dir.path(), "collector-b", &district, &district.address(), &["thon-dong", "thon-tay"]);
+    let options = SyncOptions { max_document_bytes: limit, ..quick() };
+    b.sync(None, &options, &|_| ()).expect("campaign downloaded");
+    let mine = record_submitted(&b, "thon-tay", 2);
+    let report = b.sync(None, &options, &|_| ()).expect("the sync goes on past the refusal");
+    let thon_dong = hamlet_sync_core::DocumentId::for_ledger(
+        &hamlet_sync_core::CampaignId::new(CAMPAIGN).unwrap(),
+        &hamlet_sync_core::UnitId::new("thon-dong").unwrap(),
+    );
+    assert_eq!(report.refused.len(), 1, "{report:?}");
+    assert_eq!(report.refused[0].document, thon_dong.url(), "{report:?}");
+    assert!(report.refused[0].reason.contains("refused by this phone"), "{report:?}");
+    assert_eq!(report.counts.pending, 0, "{report:?}");
+    assert_eq!(responses_counted(&district, &["thon-tay"]), mine.into_iter().collect());
+    // Nothing of the refused ledger was kept, now or after reopening.
+    let everyone = ResponseFilter { mine_only: false, hamlet: Some("thon-dong".into()), ..Default::default() };
+    assert!(b.responses(&everyone).expect("lists").is_empty());
+    assert_eq!(b.refusals().expect("lists").len(), 1);
+    drop(b);
+    let b = Collector::open(phone_path(dir.path(), "collector-b")).expect("reopens");
+    assert!(b.responses(&everyone).expect("lists").is_empty());
+    // With the default bound the same ledger comes through.
+    b.set_fixed_today(Some(DAY)).unwrap();
+    let report = b.sync(None, &quick(), &|_| ()).expect("syncs");
+    assert!(report.refused.is_empty(), "{report:?}");
+    assert_eq!(b.responses(&everyone).expect("lists").len(), 150);
+    assert!(b.refusals().expect("lists").is_empty());
+}

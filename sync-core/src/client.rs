@@ -306,6 +306,15 @@ impl ClientSession {
         Ok(self.generate(id, doc, request).into_iter().collect())
     }
 
+    /// Ends this session's sync of `id` from the client's side (the server sent more than the
+    /// client keeps): the document counts as refused, with `reason`, and the others go on.
+    pub fn refuse(&mut self, id: &DocumentId, reason: impl Into<String>) {
+        if let Some(t) = self.docs.get_mut(id) {
+            t.progress.phase = Phase::Refused;
+            t.progress.refusal = Some(reason.into());
+        }
+    }
+
     /// One document's progress, if it was opened.
     pub fn document(&self, id: &DocumentId) -> Option<&DocumentProgress> {
         self.docs.get(id).map(|t| &t.progress)
