@@ -346,3 +346,39 @@ fn the_command_line_shows_the_library_warnings() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("WARN") && stderr.contains("set aside"), "{stderr}");
 }
+
+/// `record --submit` whose submit fails (a required answer missing) keeps the draft: the command
+/// names it, so that the collector completes it instead of recording the resident again, and
+/// exits non-zero saying the response was not submitted.
+#[test]
+fn a_record_whose_submit_fails_names_the_draft_it_kept_and_exits_non_zero() {
+    let dir = tempfile::tempdir().unwrap();
+    let district = District::start(dir.path(), &fixtures::open_campaign());
+    let code = district.code("nguyen-van-a", &["thon-dong"]);
+    let store = dir.path().join("cli.db");
+    json(&store, &["enroll", "--server", &district.address(), "--code", &code]);
+
+    let out = cli(&store, &["--lang", "en", "record", "--submit", "-a", "so-nguoi=3"]);
+    assert_eq!(out.status.code(), Some(3), "the ratings are required");
+    let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    let drafts = json(&store, &["list", "--status", "draft"]);
+    let drafts = drafts.as_array().unwrap();
+    assert_eq!(drafts.len(), 1, "{drafts:?}");
+    let id = drafts[0]["id"].as_str().unwrap();
+    assert!(stdout.contains(id), "stdout names the draft: {stdout}");
+    assert!(stderr.contains("not submitted") && stderr.contains(id), "{stderr}");
+
+    // The same for scripts: the draft on stdout, the error on stderr.
+    let out = cli(&store, &["--json", "record", "--submit", "-a", "so-nguoi=4"]);
+    assert_eq!(out.status.code(), Some(3));
+    let kept: serde_json::Value = serde_json::from_slice(&out.stdout).expect("the draft, as JSON");
+    assert_eq!(kept["status"], "draft");
+    let error: serde_json::Value = serde_json::from_slice(&out.stderr).expect("the error, as JSON");
+    assert!(error["error"]["message"].as_str().unwrap().contains(kept["id"].as_str().unwrap()), "{error}");
+    // Completing the draft is what a retry does: no duplicate.
+    let mut args = vec!["edit", kept["id"].as_str().unwrap()];
+    args.extend_from_slice(&RATINGS);
+    ok(&store, &args);
+    ok(&store, &["submit", kept["id"].as_str().unwrap()]);
+    assert_eq!(json(&store, &["list"]).as_array().unwrap().len(), 2);
+}

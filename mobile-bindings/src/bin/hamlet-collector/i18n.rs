@@ -23,6 +23,8 @@ pub enum Msg {
     State,
     Recorded,
     Submitted,
+    NotSubmitted,
+    DraftKept,
     Voided,
     Edited,
     EditedFlagged,
@@ -73,6 +75,11 @@ impl Lang {
             State => ("Trạng thái", "State"),
             Recorded => ("Đã ghi phiếu", "Response recorded"),
             Submitted => ("Đã nộp phiếu", "Response submitted"),
+            NotSubmitted => ("Chưa nộp được phiếu", "The response was not submitted"),
+            DraftKept => (
+                "Phiếu được giữ là phiếu nháp (đừng ghi lại, sẽ bị trùng): sửa bằng `edit`, rồi `submit`",
+                "It is kept as a draft (do not record it again: that would make a duplicate); complete it with `edit`, then `submit`",
+            ),
             Voided => ("Đã hủy phiếu", "Response voided"),
             Edited => ("Đã sửa phiếu", "Response edited"),
             EditedFlagged => (

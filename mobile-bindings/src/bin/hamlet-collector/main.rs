@@ -399,8 +399,22 @@ fn run(cli: Cli) -> Result<(), Failure> {
                 submit = submit || submit_now;
             }
             let id = collector.record(&campaign, &hamlet, &given)?;
-            if submit {
-                collector.submit(&id)?;
+            if submit && let Err(e) = collector.submit(&id) {
+                // The draft is kept: say which, so that a retry completes it instead of
+                // recording the same resident twice.
+                if json {
+                    print_json(&collector.response(&id)?)?;
+                } else {
+                    println!("{}: {id}", lang.text(Msg::Recorded));
+                }
+                let mut failure = Failure::from(e);
+                failure.message = format!(
+                    "{}: {}. {} {id}",
+                    lang.text(Msg::NotSubmitted),
+                    failure.message,
+                    lang.text(Msg::DraftKept)
+                );
+                return Err(failure);
             }
             let item = collector.response(&id)?;
             if json {
