@@ -857,10 +857,31 @@ impl Collector {
         })
     }
 
+    /// The index row a response id names: the one response with this id or, when several
+    /// ledgers hold the same id (another device chose it too), the collector's own.
+    async fn row_of(&self, inner: &Inner, id: &str) -> Result<Option<IndexRow>, CollectorError> {
+        let mut rows = self.shared.store.response(id).await?;
+        if rows.len() <= 1 {
+            return Ok(rows.pop());
+        }
+        let me = inner.identity.as_ref().map(|i| i.collector.as_str());
+        let mut mine: Vec<IndexRow> =
+            rows.iter().filter(|r| me.is_some() && r.collector.as_deref() == me).cloned().collect();
+        if mine.len() == 1 {
+            return Ok(mine.pop());
+        }
+        let hamlets: Vec<&str> = rows.iter().map(|r| r.hamlet.as_str()).collect();
+        Err(CollectorError::Invalid(format!(
+            "response id {id} names {} responses, in the ledgers of {}: list them by hamlet",
+            rows.len(),
+            hamlets.join(", ")
+        )))
+    }
+
     async fn locate(&self, inner: &Inner, id: &str) -> Result<(ResponseId, DocumentId, CampaignId), CollectorError> {
         let not_found = || CollectorError::NotFound { kind: "response", id: id.to_owned() };
         let rid = ResponseId::new(id).map_err(|_| not_found())?;
-        let row = self.shared.store.response(id).await?.ok_or_else(not_found)?;
+        let row = self.row_of(inner, id).await?.ok_or_else(not_found)?;
         let doc = DocumentId::parse_url_or_id(&row.document).map_err(|_| not_found())?;
         if inner.ledger(&doc).is_none() {
             return Err(not_found());
@@ -1042,7 +1063,7 @@ impl Collector {
         self.block(async {
             let inner = self.shared.inner.lock().await;
             let not_found = || CollectorError::NotFound { kind: "response", id: id.to_owned() };
-            let row = self.shared.store.response(id).await?.ok_or_else(not_found)?;
+            let row = self.row_of(&inner, id).await?.ok_or_else(not_found)?;
             response_item(&inner, &row)?.ok_or_else(not_found)
         })
     }

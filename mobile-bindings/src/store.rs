@@ -21,7 +21,7 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePo
 use sqlx::{Row, Sqlite, Transaction};
 
 /// The schema version this code writes (SQLite's `user_version`).
-const SCHEMA_VERSION: i64 = 2;
+const SCHEMA_VERSION: i64 = 3;
 
 const SCHEMA_V1: &[&str] = &[
     "CREATE TABLE meta (key TEXT PRIMARY KEY NOT NULL, value TEXT NOT NULL)",
@@ -107,6 +107,29 @@ const SCHEMA_V2: &[&str] = &[
         data BLOB NOT NULL,
         source TEXT NOT NULL
     )",
+];
+
+/// Version 3: the response index is keyed by ledger and response id, not the id alone (two
+/// ledgers may hold the same response id: a row of one used to take the place of the other's).
+const SCHEMA_V3: &[&str] = &[
+    "CREATE TABLE responses_v3 (
+        id TEXT NOT NULL,
+        document TEXT NOT NULL,
+        campaign TEXT NOT NULL,
+        hamlet TEXT NOT NULL,
+        collector TEXT,
+        status TEXT NOT NULL,
+        recorded_on TEXT,
+        last_change BLOB,
+        acknowledged INTEGER NOT NULL DEFAULT 0,
+        PRIMARY KEY (document, id)
+    )",
+    "INSERT INTO responses_v3 (id, document, campaign, hamlet, collector, status, recorded_on, last_change, acknowledged)
+     SELECT id, document, campaign, hamlet, collector, status, recorded_on, last_change, acknowledged FROM responses",
+    "DROP TABLE responses",
+    "ALTER TABLE responses_v3 RENAME TO responses",
+    "CREATE INDEX responses_by_status ON responses (status, recorded_on)",
+    "CREATE INDEX responses_by_id ON responses (id)",
 ];
 
 /// What went wrong with the local store.
@@ -259,7 +282,7 @@ pub struct DocWrite {
     pub index: Vec<IndexRow>,
     /// Sync state and receipt for a server storage: (server, state, acknowledged heads).
     pub sync: Option<(String, Vec<u8>, Vec<u8>)>,
-    /// Responses whose last change here is now acknowledged.
+    /// Responses of [`DocWrite::document`] whose last change here is now acknowledged.
     pub acknowledged: Vec<String>,
 }
 
@@ -376,7 +399,7 @@ impl Store {
         }
         let context = "updating the schema";
         let mut tx = self.pool.begin().await.map_err(failed(context))?;
-        let steps: [(i64, &[&str]); 2] = [(1, SCHEMA_V1), (2, SCHEMA_V2)];
+        let steps: [(i64, &[&str]); 3] = [(1, SCHEMA_V1), (2, SCHEMA_V2), (3, SCHEMA_V3)];
         for (step, statements) in steps {
             if version >= step {
                 continue;
@@ -576,7 +599,8 @@ impl Store {
             .map_err(failed(context))?;
         }
         for id in &write.acknowledged {
-            sqlx::query("UPDATE responses SET acknowledged = 1 WHERE id = ?")
+            sqlx::query("UPDATE responses SET acknowledged = 1 WHERE document = ? AND id = ?")
+                .bind(&write.document)
                 .bind(id)
                 .execute(&mut *tx)
                 .await
@@ -641,17 +665,17 @@ impl Store {
         Ok(rows.into_iter().map(index_row).collect())
     }
 
-    /// The index row of one response.
-    pub async fn response(&self, id: &str) -> Result<Option<IndexRow>, StoreError> {
-        let row = sqlx::query(
+    /// The index rows of a response id: one, unless two ledgers hold the same id.
+    pub async fn response(&self, id: &str) -> Result<Vec<IndexRow>, StoreError> {
+        let rows = sqlx::query(
             "SELECT id, document, campaign, hamlet, collector, status, recorded_on, last_change, acknowledged
-             FROM responses WHERE id = ?",
+             FROM responses WHERE id = ? ORDER BY document",
         )
         .bind(id)
-        .fetch_optional(&self.pool)
+        .fetch_all(&self.pool)
         .await
         .map_err(failed("reading a response"))?;
-        Ok(row.map(index_row))
+        Ok(rows.into_iter().map(index_row).collect())
     }
 
     /// Responses whose last change here is not acknowledged, with that change.
@@ -831,7 +855,7 @@ async fn upsert_index_row(tx: &mut Transaction<'static, Sqlite>, row: &IndexRow)
     sqlx::query(
         "INSERT INTO responses (id, document, campaign, hamlet, collector, status, recorded_on, last_change, acknowledged)
          VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
-         ON CONFLICT (id) DO UPDATE SET status = excluded.status, collector = excluded.collector,
+         ON CONFLICT (document, id) DO UPDATE SET status = excluded.status, collector = excluded.collector,
            recorded_on = excluded.recorded_on,
            last_change = COALESCE(excluded.last_change, responses.last_change),
            acknowledged = CASE WHEN excluded.last_change IS NULL THEN responses.acknowledged
@@ -920,7 +944,7 @@ mod tests {
             let w =
                 DocWrite { document: "d1".into(), index: vec![row("submitted", None, true)], ..DocWrite::default() };
             store.write(&w).await.expect("writes");
-            assert_eq!(store.response("r1").await.expect("reads").and_then(|r| r.last_change), Some(vec![9; 32]));
+            assert_eq!(store.response("r1").await.expect("reads")[0].last_change, Some(vec![9; 32]));
             assert_eq!(store.counts("me", "2025-06-02").await.expect("counts").pending, 1);
             let w = DocWrite { document: "d1".into(), acknowledged: vec!["r1".into()], ..DocWrite::default() };
             store.write(&w).await.expect("writes");
@@ -936,6 +960,84 @@ mod tests {
             let chunks = store.chunks().await.expect("reads");
             assert_eq!(chunks.len(), 1);
             assert!(chunks[0].snapshot);
+            assert_eq!(store.integrity_check().await.expect("checks"), "ok");
+        });
+    }
+
+    fn row(document: &str, id: &str, status: &str) -> IndexRow {
+        IndexRow {
+            id: id.into(),
+            document: document.into(),
+            campaign: "c".into(),
+            hamlet: document.into(),
+            collector: Some("me".into()),
+            status: status.into(),
+            recorded_on: Some("2025-06-02".into()),
+            last_change: Some(vec![1; 32]),
+            acknowledged: false,
+        }
+    }
+
+    /// Two ledgers may hold the same response id: each keeps its own row, and an
+    /// acknowledgement in one ledger is not the other's.
+    #[test]
+    fn the_index_is_keyed_by_ledger_and_response_id() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        runtime().block_on(async {
+            let store = Store::open(&dir.path().join("store.db")).await.expect("opens");
+            for (document, status) in [("d1", "draft"), ("d2", "submitted")] {
+                let w = DocWrite {
+                    document: document.into(),
+                    index: vec![row(document, "same", status)],
+                    ..DocWrite::default()
+                };
+                store.write(&w).await.expect("writes");
+            }
+            let rows = store.response("same").await.expect("reads");
+            assert_eq!(
+                rows.iter().map(|r| (r.document.as_str(), r.status.as_str())).collect::<Vec<_>>(),
+                [("d1", "draft"), ("d2", "submitted")]
+            );
+            let w = DocWrite { document: "d2".into(), acknowledged: vec!["same".into()], ..DocWrite::default() };
+            store.write(&w).await.expect("writes");
+            let rows = store.response("same").await.expect("reads");
+            assert_eq!(rows.iter().map(|r| r.acknowledged).collect::<Vec<_>>(), [false, true]);
+            store.repair_index("d1", &[], &["same".into()]).await.expect("repairs");
+            assert_eq!(store.response("same").await.expect("reads").len(), 1);
+        });
+    }
+
+    /// A store of schema version 2 (index keyed by response id) is migrated on open, its rows
+    /// kept.
+    #[test]
+    fn a_version_2_store_is_migrated_keeping_its_index() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("store.db");
+        runtime().block_on(async {
+            let options = SqliteConnectOptions::from_str("sqlite:").expect("options").filename(&path).create_if_missing(true);
+            let pool = SqlitePoolOptions::new().max_connections(1).connect_with(options).await.expect("opens");
+            for statement in SCHEMA_V1.iter().chain(SCHEMA_V2) {
+                sqlx::query(sqlx::AssertSqlSafe(*statement)).execute(&pool).await.expect("schema v2");
+            }
+            sqlx::query("PRAGMA user_version = 2").execute(&pool).await.expect("v2");
+            sqlx::query(
+                "INSERT INTO responses (id, document, campaign, hamlet, collector, status, recorded_on, last_change, acknowledged)
+                 VALUES ('r1', 'd1', 'c', 'd1', 'me', 'submitted', '2025-06-02', NULL, 1)",
+            )
+            .execute(&pool)
+            .await
+            .expect("a row");
+            pool.close().await;
+
+            let store = Store::open(&path).await.expect("opens and migrates");
+            let version: i64 = sqlx::query_scalar("PRAGMA user_version").fetch_one(&store.pool).await.expect("reads");
+            assert_eq!(version, SCHEMA_VERSION);
+            let rows = store.response("r1").await.expect("reads");
+            assert_eq!(rows.len(), 1);
+            assert_eq!((rows[0].document.as_str(), rows[0].status.as_str(), rows[0].acknowledged), ("d1", "submitted", true));
+            let w = DocWrite { document: "d2".into(), index: vec![row("d2", "r1", "draft")], ..DocWrite::default() };
+            store.write(&w).await.expect("the same id in another ledger");
+            assert_eq!(store.response("r1").await.expect("reads").len(), 2);
             assert_eq!(store.integrity_check().await.expect("checks"), "ok");
         });
     }

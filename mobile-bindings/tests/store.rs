@@ -43,3 +43,68 @@ fn a_second_opener_of_a_store_is_told_it_is_in_use_and_the_first_keeps_working()
     let again = Collector::open(&path).expect("opens once the first is closed");
     assert_eq!(again.enrollment().map(|e| e.collector), Some("nguyen-van-a".to_owned()));
 }
+
+/// Writes a response with id `response` by `collector` into `hamlet`'s ledger, straight into the
+/// store (as another device's changes arrive), without index rows: the check on open adds them.
+fn write_response(path: &std::path::Path, hamlet: &str, response: &str, collector: &str) {
+    use hamlet_mobile::store::{DocWrite, Store};
+    use hamlet_sync_core::automerge::{ActorId, Automerge};
+    use hamlet_sync_core::{CampaignId, Day, DocumentId, Ledger, NewResponse, PersonId, ResponseId, UnitId};
+
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    runtime.block_on(async {
+        let store = Store::open(path).await.expect("opens");
+        let id = DocumentId::for_ledger(&CampaignId::new(CAMPAIGN).unwrap(), &UnitId::new(hamlet).unwrap());
+        let mut bytes = Vec::new();
+        for c in store.chunks().await.unwrap().into_iter().filter(|c| c.document == id.to_string()) {
+            bytes.extend(c.data);
+        }
+        let stored = Automerge::load(&bytes).expect("loads");
+        let mut ledger = Ledger::from_doc(stored.fork().with_actor(ActorId::random())).unwrap();
+        let new = NewResponse {
+            id: ResponseId::new(response).unwrap(),
+            collector: PersonId::new(collector).unwrap(),
+            answers: Default::default(),
+        };
+        let campaign = hamlet_sync_core::fixtures::open_campaign();
+        ledger.record(&campaign, &new, Day::from_ymd(2025, 6, 2).unwrap()).expect("records");
+        let chunk = ledger.doc().save_after(&stored.get_heads());
+        store.write(&DocWrite { document: id.to_string(), chunk: Some(chunk), ..DocWrite::default() }).await.unwrap();
+        store.close().await;
+    });
+}
+
+/// Two ledgers may hold the same response id (another device chose it too): the index keeps a
+/// row for each, where it used to keep one and lose the other.
+#[test]
+fn two_ledgers_holding_the_same_response_id_are_both_listed_and_counted() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("phone.db");
+    let phone = Collector::open(&path).expect("opens");
+    set_up(&phone);
+    drop(phone);
+    let same = "0b0e6a4e-5a43-4d5b-9c59-6e0c3c1f0a11";
+    write_response(&path, "thon-dong", same, "nguyen-van-a");
+    write_response(&path, "thon-tay", same, "tran-thi-b");
+
+    let phone = Collector::open(&path).expect("opens");
+    let everyone = hamlet_mobile::views::ResponseFilter { mine_only: false, ..Default::default() };
+    let listed = phone.responses(&everyone).expect("lists");
+    let mut seen: Vec<(String, String, Option<String>)> =
+        listed.iter().map(|r| (r.id.clone(), r.hamlet.clone(), r.collector.clone())).collect();
+    seen.sort();
+    assert_eq!(
+        seen,
+        vec![
+            (same.to_owned(), "thon-dong".to_owned(), Some("nguyen-van-a".to_owned())),
+            (same.to_owned(), "thon-tay".to_owned(), Some("tran-thi-b".to_owned())),
+        ]
+    );
+    assert_eq!(phone.counts().expect("counts").drafts, 1, "the collector's own draft");
+    // The id names the collector's own response.
+    assert_eq!(phone.response(same).expect("found").hamlet, "thon-dong");
+    // And the rows stay apart after reopening (the index check finds nothing to correct).
+    drop(phone);
+    let phone = Collector::open(&path).expect("reopens");
+    assert_eq!(phone.responses(&everyone).expect("lists").len(), 2);
+}
