@@ -188,6 +188,24 @@ pub enum CampaignError {
         /// The level it should have.
         expected: UnitLevel,
     },
+    /// A hamlet in scope is not valid on every day of the schedule.
+    #[error("hamlet in scope {hamlet} is not valid on every day from {opens_on} to {closes_on}")]
+    HamletNotValid {
+        /// The hamlet.
+        hamlet: UnitId,
+        /// The schedule's first day.
+        opens_on: Day,
+        /// Its last day.
+        closes_on: Day,
+    },
+    /// A hamlet in scope was merged into another one in scope: its residents would count twice.
+    #[error("hamlet in scope {hamlet} was merged into {into}, which is in scope too")]
+    MergedInScope {
+        /// The hamlet merged away.
+        hamlet: UnitId,
+        /// The one in scope it was merged into.
+        into: UnitId,
+    },
     /// The schedule ends before it starts.
     #[error("schedule closes on {closes_on} before it opens on {opens_on}")]
     Schedule {
@@ -291,8 +309,28 @@ impl Campaign {
                 Some(u) if u.level == level => Ok(()),
                 _ => Err(CampaignError::WrongUnit { role, unit: unit.clone(), expected: level }),
             };
+            let scope: BTreeSet<&UnitId> = self.hamlets.iter().map(|h| &h.hamlet).collect();
+            let units = tree.units().count();
             for h in &self.hamlets {
                 expect("hamlet in scope".into(), &h.hamlet, UnitLevel::Hamlet)?;
+                let Some(unit) = tree.get(&h.hamlet) else { continue };
+                // Validity is one period: valid on the first and last days, valid throughout.
+                if !unit.is_valid_on(self.schedule.opens_on) || !unit.is_valid_on(self.schedule.closes_on) {
+                    return Err(CampaignError::HamletNotValid {
+                        hamlet: h.hamlet.clone(),
+                        opens_on: self.schedule.opens_on,
+                        closes_on: self.schedule.closes_on,
+                    });
+                }
+                // The same residents counted twice: a hamlet and one it was merged into.
+                let mut at = unit;
+                for _ in 0..units {
+                    let Some(next) = at.merged_into.as_ref().and_then(|i| tree.get(i)) else { break };
+                    if scope.contains(&next.id) {
+                        return Err(CampaignError::MergedInScope { hamlet: h.hamlet.clone(), into: next.id.clone() });
+                    }
+                    at = next;
+                }
             }
             for s in &self.subjects {
                 expect(format!("commune of subject {}", s.id), &s.commune, UnitLevel::Commune)?;

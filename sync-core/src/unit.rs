@@ -145,7 +145,27 @@ impl UnitTree {
         for unit in tree.units.values() {
             tree.check(unit)?;
         }
+        tree.check_mergers_end()?;
         Ok(tree)
+    }
+
+    /// Every chain of mergers ends: no unit is merged, through others, back into itself.
+    fn check_mergers_end(&self) -> Result<(), UnitError> {
+        for unit in self.units.values() {
+            let mut at = unit;
+            for _ in 0..self.units.len() {
+                let Some(next) = at.merged_into.as_ref().and_then(|i| self.units.get(i)) else { break };
+                if next.id == unit.id {
+                    return Err(UnitError::Lineage {
+                        from: unit.id.clone(),
+                        into: unit.merged_into.clone().unwrap_or_else(|| unit.id.clone()),
+                        reason: "the mergers loop back to the unit",
+                    });
+                }
+                at = next;
+            }
+        }
+        Ok(())
     }
 
     fn known(&self, unit: &Unit, other: &UnitId, relation: &'static str) -> Result<&Unit, UnitError> {
@@ -184,6 +204,9 @@ impl UnitTree {
         if let Some(into_id) = &unit.merged_into {
             let into = self.known(unit, into_id, "merged_into")?;
             let lineage = |reason| UnitError::Lineage { from: unit.id.clone(), into: into_id.clone(), reason };
+            if *into_id == unit.id {
+                return Err(lineage("a unit cannot be merged into itself"));
+            }
             if into.level != unit.level {
                 return Err(lineage("the two units are of different levels"));
             }
@@ -363,6 +386,24 @@ mod tests {
                 into: id("b"),
                 reason: "the merged unit does not list it in merged_from",
             },
+        );
+        let mut own = unit("a", UnitLevel::Commune, Some("p"));
+        own.merged_into = Some(id("a"));
+        own.merged_from = vec![id("a")];
+        own.valid_until = Some(day("2025-07-01"));
+        check(
+            vec![p(), own],
+            UnitError::Lineage { from: id("a"), into: id("a"), reason: "a unit cannot be merged into itself" },
+        );
+        let (mut a, mut b) = (unit("a", UnitLevel::Commune, Some("p")), unit("b", UnitLevel::Commune, Some("p")));
+        for (x, y) in [(&mut a, "b"), (&mut b, "a")] {
+            x.merged_into = Some(id(y));
+            x.merged_from = vec![id(y)];
+            x.valid_until = Some(day("2025-07-01"));
+        }
+        check(
+            vec![p(), a, b],
+            UnitError::Lineage { from: id("a"), into: id("b"), reason: "the mergers loop back to the unit" },
         );
         let old = unit("a", UnitLevel::Commune, Some("p"));
         let mut new = unit("b", UnitLevel::Commune, Some("p"));

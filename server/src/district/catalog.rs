@@ -204,6 +204,30 @@ impl Catalog {
         }
         let mut all: BTreeMap<UnitId, Unit> =
             self.stored_units().await?.into_iter().map(|u| (u.id.clone(), u)).collect();
+        // The hamlets of a campaign under way (open, or closed and not yet published) keep their
+        // place: moving one would move its counts to another commune mid-campaign.
+        const UNDER_WAY: &str = "SELECT ch.hamlet_id, MIN(c.id) FROM campaign_hamlets ch \
+            JOIN campaigns c ON c.id = ch.campaign_id WHERE c.state IN ('open', 'closed') GROUP BY ch.hamlet_id";
+        let under_way: BTreeMap<String, String> =
+            on_pool!(self.store, pool => sqlx::query_as::<_, (String, String)>(UNDER_WAY).fetch_all(pool).await)
+                .map_err(query_failed("reading the hamlets of campaigns under way"))?
+                .into_iter()
+                .collect();
+        for (id, (line, unit)) in &imported {
+            let (Some(campaign), Some(stored)) = (under_way.get(id.as_str()), all.get(id)) else { continue };
+            if stored.parent != unit.parent || stored.level != unit.level {
+                errors.push(CsvError {
+                    line: *line,
+                    message: format!(
+                        "unit {id} is a hamlet of campaign {campaign}, which is under way: its parent and level \
+                         cannot change until the campaign is published"
+                    ),
+                });
+            }
+        }
+        if !errors.is_empty() {
+            return Err(import_errors(errors));
+        }
         for (id, (_, unit)) in &imported {
             all.insert(id.clone(), unit.clone());
         }
