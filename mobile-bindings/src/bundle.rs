@@ -60,7 +60,9 @@ pub(crate) async fn export(
 ) -> Result<BundleReport, CollectorError> {
     let shown = path.display().to_string();
     let receipts = shared.store.receipts().await?;
-    let inner = shared.inner.lock().await;
+    let mut inner = shared.inner.lock().await;
+    let ledgers = inner.ledgers_of(None, None);
+    shared.ensure(&mut inner, &ledgers).await?;
     let total = inner.docs.len() as u32;
     let mut documents = Vec::new();
     let mut changes = 0u64;
@@ -135,6 +137,7 @@ pub(crate) async fn import(
     for (i, item) in bundle.documents.iter().enumerate() {
         progress(i as u32, total);
         let mut inner = shared.inner.lock().await;
+        shared.ensure(&mut inner, &[item.id]).await?;
         // The server's rules, applied before anything is: a phone writes only ledgers of the
         // hamlets assigned to it now, and never a campaign document (the district's). Changes
         // the server would refuse would make it refuse the phone's own after them.

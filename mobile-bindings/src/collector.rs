@@ -163,6 +163,10 @@ pub(crate) struct Doc {
 pub(crate) struct Inner {
     pub(crate) identity: Option<StoredIdentity>,
     pub(crate) assignments: Vec<Assignment>,
+    /// Every document the store holds.
+    pub(crate) records: BTreeMap<DocumentId, DocumentRecord>,
+    /// The documents in memory: each is loaded when first used ([`Shared::ensure`]), not when
+    /// the store opens.
     pub(crate) docs: BTreeMap<DocumentId, Doc>,
     pub(crate) utc_offset_minutes: i32,
     /// A day that stands for "today" instead of the clock (demos and tests replaying a
@@ -194,21 +198,36 @@ impl Inner {
         Ok(PersonId::new(identity.collector.clone())?)
     }
 
+    /// The campaign, from its document (loaded with [`Shared::ensure_for`]).
     fn campaign(&self, id: &CampaignId) -> Result<&Campaign, CollectorError> {
-        let doc = self
-            .docs
-            .values()
-            .find(|d| d.record.kind == "campaign" && d.record.campaign == id.as_str())
-            .ok_or_else(|| CollectorError::UnknownCampaign(id.to_string()))?;
-        match &doc.body {
-            Body::Campaign { campaign: Some(c), .. } => Ok(c),
+        let doc = self.campaign_document(id).ok_or_else(|| CollectorError::UnknownCampaign(id.to_string()))?;
+        match self.docs.get(&doc).map(|d| &d.body) {
+            Some(Body::Campaign { campaign: Some(c), .. }) => Ok(c),
             _ => Err(CollectorError::CampaignNotDownloaded(id.to_string())),
         }
     }
 
+    /// The campaign document of `id`, if the store holds one.
+    fn campaign_document(&self, id: &CampaignId) -> Option<DocumentId> {
+        self.records.iter().find(|(_, r)| r.kind == "campaign" && r.campaign == id.as_str()).map(|(d, _)| *d)
+    }
+
+    /// The ledgers the store holds, of `campaign` and `hamlet` when given.
+    pub(crate) fn ledgers_of(&self, campaign: Option<&str>, hamlet: Option<&str>) -> Vec<DocumentId> {
+        self.records
+            .iter()
+            .filter(|(_, r)| {
+                r.kind == "ledger"
+                    && campaign.is_none_or(|c| c == r.campaign)
+                    && hamlet.is_none_or(|h| r.hamlet.as_deref() == Some(h))
+            })
+            .map(|(d, _)| *d)
+            .collect()
+    }
+
     fn ledger_id(&self, campaign: &CampaignId, hamlet: &UnitId) -> Result<DocumentId, CollectorError> {
         let id = DocumentId::for_ledger(campaign, hamlet);
-        if self.docs.contains_key(&id) {
+        if self.records.contains_key(&id) {
             Ok(id)
         } else if self.assignments.iter().any(|a| a.campaign == campaign.as_str()) {
             Err(CollectorError::HamletNotAssigned { campaign: campaign.to_string(), hamlet: hamlet.to_string() })
@@ -376,20 +395,54 @@ impl Shared {
         Ok(doc)
     }
 
+    /// The chunks of one document as [`Shared::load_doc`] takes them.
+    async fn stored_chunks(&self, document: &str) -> Result<Vec<(i64, bool, Vec<u8>)>, CollectorError> {
+        Ok(self.store.chunks_of(document).await?.into_iter().map(|c| (c.seq, c.snapshot, c.data)).collect())
+    }
+
     /// Drops the in-memory copy of a document and loads what the store holds.
     pub(crate) async fn reload(&self, inner: &mut Inner, id: &DocumentId) -> Result<(), CollectorError> {
         let Some(record) = inner.docs.get(id).map(|d| d.record.clone()) else { return Ok(()) };
-        let chunks: Vec<(i64, bool, Vec<u8>)> = self
-            .store
-            .chunks()
-            .await?
-            .into_iter()
-            .filter(|c| c.document == record.id)
-            .map(|c| (c.seq, c.snapshot, c.data))
-            .collect();
+        let chunks = self.stored_chunks(&record.id).await?;
         let doc = self.load_and_repair(record, &chunks).await?;
         inner.docs.insert(*id, doc);
         Ok(())
+    }
+
+    /// Loads those of `ids` not in memory yet: each from its chunks (setting aside what does
+    /// not load), its index rows checked against it. Documents load when first used, so that
+    /// opening a store with many ledgers parses none of them.
+    pub(crate) async fn ensure(&self, inner: &mut Inner, ids: &[DocumentId]) -> Result<(), CollectorError> {
+        for id in ids {
+            if inner.docs.contains_key(id) {
+                continue;
+            }
+            let Some(record) = inner.records.get(id).cloned() else { continue };
+            let chunks = self.stored_chunks(&record.id).await?;
+            let doc = self.load_and_repair(record, &chunks).await?;
+            let me = inner.identity.as_ref().map(|i| i.collector.clone());
+            self.check_index(me.as_deref(), &doc).await?;
+            inner.docs.insert(*id, doc);
+        }
+        Ok(())
+    }
+
+    /// Loads every document (for what needs them all: a bundle, the list of what was set aside).
+    pub(crate) async fn ensure_all(&self, inner: &mut Inner) -> Result<(), CollectorError> {
+        let ids: Vec<DocumentId> = inner.records.keys().copied().collect();
+        self.ensure(inner, &ids).await
+    }
+
+    /// Loads the campaign document of `campaign`, and the ledgers given.
+    async fn ensure_for(
+        &self,
+        inner: &mut Inner,
+        campaign: &CampaignId,
+        ledgers: &[DocumentId],
+    ) -> Result<(), CollectorError> {
+        let mut ids: Vec<DocumentId> = inner.campaign_document(campaign).into_iter().collect();
+        ids.extend_from_slice(ledgers);
+        self.ensure(inner, &ids).await
     }
 
     /// Stores what changed in `id` since it was last stored, with `write`'s other contents, in
@@ -452,10 +505,9 @@ impl Shared {
     /// older version of this library, may have stored a ledger's changes without their rows.
     /// A missing row for one of this collector's responses is marked not acknowledged: the
     /// next sync confirms it, so the phone never shows as safe what may not be.
-    async fn check_index(&self, inner: &Inner) -> Result<(), CollectorError> {
-        let me = inner.identity.as_ref().map(|i| i.collector.clone());
-        for doc in inner.docs.values() {
-            let Body::Ledger(ledger) = &doc.body else { continue };
+    async fn check_index(&self, me: Option<&str>, doc: &Doc) -> Result<(), CollectorError> {
+        {
+            let Body::Ledger(ledger) = &doc.body else { return Ok(()) };
             let stored = self.store.index_of(&doc.record.id).await?;
             let mut rows = Vec::new();
             let mut present = BTreeSet::new();
@@ -471,7 +523,7 @@ impl Shared {
                         continue;
                     }
                     Some(_) => {}
-                    None if row.collector.is_some() && row.collector == me => {
+                    None if row.collector.is_some() && row.collector.as_deref() == me => {
                         row.last_change = ledger.doc().get_heads().first().map(|h| h.0.to_vec());
                         row.acknowledged = false;
                     }
@@ -549,16 +601,22 @@ impl Collector {
         };
         let identity = store.identity().await?;
         let assignments = store.assignments().await?;
-        let records = store.documents().await?;
-        let mut chunks: HashMap<String, Vec<(i64, bool, Vec<u8>)>> = HashMap::new();
-        for c in store.chunks().await? {
-            chunks.entry(c.document).or_default().push((c.seq, c.snapshot, c.data));
+        let mut records = BTreeMap::new();
+        for record in store.documents().await? {
+            let id = DocumentId::parse_url_or_id(&record.id)
+                .map_err(|e| StoreError::Corrupt(format!("document id: {e}")))?;
+            records.insert(id, record);
         }
+        // A store an older version wrote may hold an index that disagrees with its documents
+        // (this version writes both in one transaction): it is checked in full once, as it is
+        // upgraded. Otherwise nothing is parsed now: each document loads when first used.
+        let check_all = store.upgraded_from().is_some();
         let shared = Shared {
             store,
             inner: tokio::sync::Mutex::new(Inner {
                 identity,
                 assignments,
+                records,
                 docs: BTreeMap::new(),
                 utc_offset_minutes,
                 fixed_today: None,
@@ -568,17 +626,9 @@ impl Collector {
             actor,
             cancel: tokio::sync::watch::Sender::new(0),
         };
-        {
+        if check_all {
             let mut inner = shared.inner.lock().await;
-            for record in records {
-                let id = DocumentId::parse_url_or_id(&record.id)
-                    .map_err(|e| StoreError::Corrupt(format!("document id: {e}")))?;
-                let doc = shared
-                    .load_and_repair(record.clone(), chunks.get(&record.id).map_or(&[][..], Vec::as_slice))
-                    .await?;
-                inner.docs.insert(id, doc);
-            }
-            shared.check_index(&inner).await?;
+            shared.ensure_all(&mut inner).await?;
         }
         Ok(shared)
     }
@@ -709,7 +759,7 @@ impl Collector {
                     campaign_document: document.to_string(),
                     hamlet: hamlet.clone(),
                 });
-                if !inner.docs.contains_key(document) && seen.insert(*document) {
+                if !inner.records.contains_key(document) && seen.insert(*document) {
                     let record = DocumentRecord {
                         id: document.to_string(),
                         kind: "campaign".into(),
@@ -719,7 +769,7 @@ impl Collector {
                     new_docs.push((record, None));
                 }
                 let ledger_id = DocumentId::for_ledger(&campaign_id, &hamlet_id);
-                if !inner.docs.contains_key(&ledger_id) && seen.insert(ledger_id) {
+                if !inner.records.contains_key(&ledger_id) && seen.insert(ledger_id) {
                     // The skeleton is the same change on every device: creating it here
                     // cannot conflict with the copy at the server or on another phone.
                     let skeleton = Ledger::skeleton(&campaign_id, &hamlet_id).save();
@@ -733,21 +783,11 @@ impl Collector {
                 }
             }
             self.shared.store.save_enrollment(&identity, &stored, &new_docs).await?;
-            for (record, chunk) in new_docs {
+            // The new documents load from the store when first used, like every other.
+            for (record, _) in new_docs {
                 let id = DocumentId::parse_url_or_id(&record.id)
                     .map_err(|e| CollectorError::Invalid(format!("document id: {e}")))?;
-                let chunks: Vec<(i64, bool, Vec<u8>)> = chunk.map(|c| (0, true, c)).into_iter().collect();
-                let (doc, _) = self.shared.load_doc(record, &chunks)?;
-                inner.docs.insert(id, doc);
-            }
-            // The chunk sequence numbers of the new documents are only used to compact: read
-            // them back so that a compaction deletes exactly what it replaces.
-            for c in self.shared.store.chunks().await? {
-                if let Ok(id) = DocumentId::parse_url_or_id(&c.document)
-                    && let Some(doc) = inner.docs.get_mut(&id)
-                {
-                    doc.last_seq = doc.last_seq.max(c.seq);
-                }
+                inner.records.insert(id, record);
             }
             inner.identity = Some(identity);
             inner.assignments = stored;
@@ -766,7 +806,13 @@ impl Collector {
     /// The campaigns assigned, with their hamlets.
     pub fn campaigns(&self) -> Vec<CampaignView> {
         self.block(async {
-            let inner = self.shared.inner.lock().await;
+            let mut inner = self.shared.inner.lock().await;
+            let documents: Vec<DocumentId> =
+                inner.records.iter().filter(|(_, r)| r.kind == "campaign").map(|(d, _)| *d).collect();
+            if let Err(e) = self.shared.ensure(&mut inner, &documents).await {
+                tracing::warn!(error = %e, "a campaign document does not load");
+            }
+            let inner = &*inner;
             let mut by_campaign: BTreeMap<&str, Vec<&Assignment>> = BTreeMap::new();
             for a in &inner.assignments {
                 by_campaign.entry(&a.campaign).or_default().push(a);
@@ -818,7 +864,8 @@ impl Collector {
     pub fn answer_slots(&self, campaign: &str) -> Result<Vec<AnswerSlot>, CollectorError> {
         let id = CampaignId::new(campaign)?;
         self.block(async {
-            let inner = self.shared.inner.lock().await;
+            let mut inner = self.shared.inner.lock().await;
+            self.shared.ensure_for(&mut inner, &id, &[]).await?;
             Ok(answers::slots(inner.campaign(&id)?))
         })
     }
@@ -827,7 +874,8 @@ impl Collector {
     pub fn check_answer(&self, campaign: &str, key: &str, text: &str) -> Result<(), CollectorError> {
         let id = CampaignId::new(campaign)?;
         self.block(async {
-            let inner = self.shared.inner.lock().await;
+            let mut inner = self.shared.inner.lock().await;
+            self.shared.ensure_for(&mut inner, &id, &[]).await?;
             answers::parse(inner.campaign(&id)?, key, text)?;
             Ok(())
         })
@@ -842,6 +890,7 @@ impl Collector {
             let mut inner = self.shared.inner.lock().await;
             let me = inner.collector()?;
             let doc_id = inner.ledger_id(&campaign_id, &hamlet_id)?;
+            self.shared.ensure_for(&mut inner, &campaign_id, &[doc_id]).await?;
             let form = inner.campaign(&campaign_id)?.clone();
             let mut parsed = BTreeMap::new();
             for (key, text) in answers.iter().filter(|(_, t)| !t.trim().is_empty()) {
@@ -878,11 +927,17 @@ impl Collector {
         )))
     }
 
-    async fn locate(&self, inner: &Inner, id: &str) -> Result<(ResponseId, DocumentId, CampaignId), CollectorError> {
+    /// The response `id` names, its ledger and campaign, both loaded.
+    async fn locate(
+        &self,
+        inner: &mut Inner,
+        id: &str,
+    ) -> Result<(ResponseId, DocumentId, CampaignId), CollectorError> {
         let not_found = || CollectorError::NotFound { kind: "response", id: id.to_owned() };
         let rid = ResponseId::new(id).map_err(|_| not_found())?;
         let row = self.row_of(inner, id).await?.ok_or_else(not_found)?;
         let doc = DocumentId::parse_url_or_id(&row.document).map_err(|_| not_found())?;
+        self.shared.ensure_for(inner, &CampaignId::new(row.campaign.as_str())?, &[doc]).await?;
         if inner.ledger(&doc).is_none() {
             return Err(not_found());
         }
@@ -895,7 +950,7 @@ impl Collector {
     pub fn edit(&self, id: &str, changes: &[(String, String)]) -> Result<bool, CollectorError> {
         self.block(async {
             let mut inner = self.shared.inner.lock().await;
-            let (rid, doc_id, campaign_id) = self.locate(&inner, id).await?;
+            let (rid, doc_id, campaign_id) = self.locate(&mut inner, id).await?;
             let form = inner.campaign(&campaign_id)?.clone();
             let mut parsed = Vec::new();
             for (key, text) in changes {
@@ -927,7 +982,7 @@ impl Collector {
         self.block(async {
             let mut inner = self.shared.inner.lock().await;
             let me = inner.collector()?;
-            let (rid, doc_id, campaign_id) = self.locate(&inner, id).await?;
+            let (rid, doc_id, campaign_id) = self.locate(&mut inner, id).await?;
             let form = inner.campaign(&campaign_id)?.clone();
             let today = inner.today();
             let ledger = inner
@@ -943,7 +998,7 @@ impl Collector {
         self.block(async {
             let mut inner = self.shared.inner.lock().await;
             let me = inner.collector()?;
-            let (rid, doc_id, _) = self.locate(&inner, id).await?;
+            let (rid, doc_id, _) = self.locate(&mut inner, id).await?;
             let today = inner.today();
             let ledger = inner
                 .ledger_mut(&doc_id)
@@ -973,6 +1028,7 @@ impl Collector {
             let mut inner = self.shared.inner.lock().await;
             let me = inner.collector()?;
             let doc_id = inner.ledger_id(&campaign_id, &hamlet_id)?;
+            self.shared.ensure_for(&mut inner, &campaign_id, &[doc_id]).await?;
             let form = inner.campaign(&campaign_id)?.clone();
             let ledger =
                 inner.ledger_mut(&doc_id).ok_or_else(|| CollectorError::UnknownCampaign(input.campaign.clone()))?;
@@ -1002,7 +1058,9 @@ impl Collector {
     /// The tallies of the assigned hamlets, optionally of one campaign or hamlet.
     pub fn tallies(&self, campaign: Option<&str>, hamlet: Option<&str>) -> Result<Vec<TallyItem>, CollectorError> {
         self.block(async {
-            let inner = self.shared.inner.lock().await;
+            let mut inner = self.shared.inner.lock().await;
+            let ledgers = inner.ledgers_of(campaign, hamlet);
+            self.shared.ensure(&mut inner, &ledgers).await?;
             let mut out = Vec::new();
             for doc in inner.docs.values() {
                 let Body::Ledger(ledger) = &doc.body else { continue };
@@ -1037,7 +1095,10 @@ impl Collector {
     /// The responses matching `filter`, newest day first.
     pub fn responses(&self, filter: &ResponseFilter) -> Result<Vec<ResponseItem>, CollectorError> {
         self.block(async {
-            let inner = self.shared.inner.lock().await;
+            let mut inner = self.shared.inner.lock().await;
+            // The ledgers listed, loaded first: loading checks their index rows.
+            let ledgers = inner.ledgers_of(filter.campaign.as_deref(), filter.hamlet.as_deref());
+            self.shared.ensure(&mut inner, &ledgers).await?;
             let collector = if filter.mine_only { Some(inner.collector()?.to_string()) } else { None };
             let rows = self
                 .shared
@@ -1061,9 +1122,12 @@ impl Collector {
     /// One response.
     pub fn response(&self, id: &str) -> Result<ResponseItem, CollectorError> {
         self.block(async {
-            let inner = self.shared.inner.lock().await;
+            let mut inner = self.shared.inner.lock().await;
             let not_found = || CollectorError::NotFound { kind: "response", id: id.to_owned() };
             let row = self.row_of(&inner, id).await?.ok_or_else(not_found)?;
+            if let Ok(doc) = DocumentId::parse_url_or_id(&row.document) {
+                self.shared.ensure(&mut inner, &[doc]).await?;
+            }
             response_item(&inner, &row)?.ok_or_else(not_found)
         })
     }
@@ -1135,7 +1199,12 @@ impl Collector {
 
     /// The chunks set aside when the store was opened because they did not load.
     pub fn set_aside(&self) -> Result<Vec<SetAsideItem>, CollectorError> {
-        let chunks = self.block(self.shared.store.set_aside_chunks())?;
+        // A document's chunks that do not load are set aside as it loads: load them all.
+        let chunks = self.block(async {
+            let mut inner = self.shared.inner.lock().await;
+            self.shared.ensure_all(&mut inner).await?;
+            Ok::<_, CollectorError>(self.shared.store.set_aside_chunks().await?)
+        })?;
         Ok(chunks
             .into_iter()
             .map(|c| SetAsideItem {
@@ -1145,6 +1214,11 @@ impl Collector {
                 reason: c.reason,
             })
             .collect())
+    }
+
+    /// How many documents are in memory (each loads when first used): for diagnostics.
+    pub fn documents_in_memory(&self) -> usize {
+        self.block(async { self.shared.inner.lock().await.docs.len() })
     }
 
     /// SQLite's integrity check of the store: `ok` when sound.

@@ -322,6 +322,8 @@ pub struct Store {
     pool: SqlitePool,
     /// The exclusive lock on `<store>.lock`, held while this store (any clone of it) is open.
     lock: std::sync::Arc<std::sync::Mutex<Option<std::fs::File>>>,
+    /// The schema version the file had when opened, if it was older (and not new).
+    upgraded_from: Option<i64>,
 }
 
 /// Takes the exclusive lock that makes one store one writer. The lock is the operating
@@ -381,12 +383,21 @@ impl Store {
         // One connection: the library serialises its writes anyway, and a single connection
         // keeps the in-memory page cache warm for the reads that follow them.
         let pool = SqlitePoolOptions::new().max_connections(1).connect_with(options).await.map_err(open_error)?;
-        let store = Store { pool, lock: std::sync::Arc::new(std::sync::Mutex::new(Some(lock))) };
-        store.migrate().await?;
+        let mut store =
+            Store { pool, lock: std::sync::Arc::new(std::sync::Mutex::new(Some(lock))), upgraded_from: None };
+        let found = store.migrate().await?;
+        store.upgraded_from = Some(found).filter(|v| (1..SCHEMA_VERSION).contains(v));
         Ok(store)
     }
 
-    async fn migrate(&self) -> Result<(), StoreError> {
+    /// The schema version of a store written by an older version of this library, when this
+    /// open upgraded it: its index and documents may disagree in ways this version prevents.
+    pub fn upgraded_from(&self) -> Option<i64> {
+        self.upgraded_from
+    }
+
+    /// Brings the schema up to date; returns the version found.
+    async fn migrate(&self) -> Result<i64, StoreError> {
         let version: i64 = sqlx::query_scalar("PRAGMA user_version")
             .fetch_one(&self.pool)
             .await
@@ -395,7 +406,7 @@ impl Store {
             return Err(StoreError::NewerSchema { found: version });
         }
         if version == SCHEMA_VERSION {
-            return Ok(());
+            return Ok(version);
         }
         let context = "updating the schema";
         let mut tx = self.pool.begin().await.map_err(failed(context))?;
@@ -413,7 +424,7 @@ impl Store {
             .await
             .map_err(failed(context))?;
         tx.commit().await.map_err(failed(context))?;
-        Ok(())
+        Ok(version)
     }
 
     /// Closes the pool and releases the lock (tests reopen the file afterwards).
@@ -553,6 +564,24 @@ impl Store {
             .fetch_all(&self.pool)
             .await
             .map_err(failed("reading documents"))?;
+        Ok(rows
+            .into_iter()
+            .map(|r| StoredChunk {
+                seq: r.get(0),
+                document: r.get(1),
+                snapshot: r.get::<i64, _>(2) != 0,
+                data: r.get(3),
+            })
+            .collect())
+    }
+
+    /// The chunks of one document, in writing order.
+    pub async fn chunks_of(&self, document: &str) -> Result<Vec<StoredChunk>, StoreError> {
+        let rows = sqlx::query("SELECT seq, document, snapshot, data FROM chunks WHERE document = ? ORDER BY seq")
+            .bind(document)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(failed("reading a document"))?;
         Ok(rows
             .into_iter()
             .map(|r| StoredChunk {

@@ -339,7 +339,7 @@ async fn run(
                         // Only what is assigned now: a hamlet taken away stays on the phone,
                         // untouched; and not what this sync already saw refused.
                         queue = inner
-                            .docs
+                            .records
                             .keys()
                             .copied()
                             .filter(|id| inner.is_assigned(id) && !refused.contains_key(id))
@@ -361,6 +361,7 @@ async fn run(
             // One document in flight at a time: open the next once the last is done.
             while joined && session.is_complete() {
                 let Some(id) = queue.pop_front() else { break };
+                shared.ensure(&mut inner, &[id]).await?;
                 let saved =
                     shared.store.sync_state(&id.to_string(), &server_storage).await.map_err(CollectorError::from)?;
                 frames.extend(session.open_document(id, saved.as_deref(), &*inner)?);

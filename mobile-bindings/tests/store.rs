@@ -108,3 +108,38 @@ fn two_ledgers_holding_the_same_response_id_are_both_listed_and_counted() {
     let phone = Collector::open(&path).expect("reopens");
     assert_eq!(phone.responses(&everyone).expect("lists").len(), 2);
 }
+
+/// Opening a store parses no document: each is loaded when first used (a phone with many
+/// hamlets starts at once), and what needs every document loads every document.
+#[test]
+fn documents_load_when_first_used_not_when_the_store_opens() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("phone.db");
+    let mut hamlets: Vec<String> = (1..40).map(|i| format!("thon-{i:02}")).collect();
+    hamlets.push("thon-dong".into());
+    let phone = Collector::open(&path).expect("opens");
+    phone
+        .setup_without_enrollment("127.0.0.1:9", "nguyen-van-a", &[(CAMPAIGN.into(), hamlets.clone())])
+        .expect("set up");
+    drop(phone);
+    let response = "5d7c8a2e-0c4e-4f7a-9f55-0b9c1d2e3f40";
+    write_response(&path, "thon-dong", response, "nguyen-van-a");
+
+    let phone = Collector::open(&path).expect("opens");
+    assert_eq!(phone.documents_in_memory(), 0, "opening parsed documents");
+    // What the index answers needs no document.
+    assert_eq!(phone.enrollment().map(|e| e.campaigns[0].hamlets.len()), Some(40));
+    // One hamlet's responses: that ledger only (and its index is checked as it loads).
+    let one =
+        hamlet_mobile::views::ResponseFilter { mine_only: false, hamlet: Some("thon-dong".into()), ..Default::default() };
+    assert_eq!(phone.responses(&one).expect("lists").len(), 1);
+    assert_eq!(phone.documents_in_memory(), 1);
+    // A response by id: its ledger, loaded already.
+    assert_eq!(phone.response(response).expect("found").hamlet, "thon-dong");
+    assert_eq!(phone.documents_in_memory(), 1);
+    // A bundle needs every ledger; the list of what was set aside, every document.
+    phone.export_bundle(dir.path().join("out.bundle"), &|_, _| ()).expect("exports");
+    assert_eq!(phone.documents_in_memory(), 40);
+    assert!(phone.set_aside().expect("lists").is_empty());
+    assert_eq!(phone.documents_in_memory(), 41, "and the campaign document");
+}
