@@ -130,8 +130,11 @@ fn documents_load_when_first_used_not_when_the_store_opens() {
     // What the index answers needs no document.
     assert_eq!(phone.enrollment().map(|e| e.campaigns[0].hamlets.len()), Some(40));
     // One hamlet's responses: that ledger only (and its index is checked as it loads).
-    let one =
-        hamlet_mobile::views::ResponseFilter { mine_only: false, hamlet: Some("thon-dong".into()), ..Default::default() };
+    let one = hamlet_mobile::views::ResponseFilter {
+        mine_only: false,
+        hamlet: Some("thon-dong".into()),
+        ..Default::default()
+    };
     assert_eq!(phone.responses(&one).expect("lists").len(), 1);
     assert_eq!(phone.documents_in_memory(), 1);
     // A response by id: its ledger, loaded already.
