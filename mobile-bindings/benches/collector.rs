@@ -6,7 +6,8 @@
 //!   2 round trips, and at most 1.2 × the raw bytes of the new changes + 1 KB sent).
 //!
 //! `cargo bench -p hamlet-mobile --bench collector`. Prints the figures (kept in
-//! docs/benchmarks.md) and exits non-zero if a target is missed.
+//! docs/benchmarks.md) and exits non-zero if a target is missed. `HAMLET_BENCH_SMOKE=1` (CI)
+//! records 100 responses and checks the protocol targets only.
 
 #![allow(clippy::expect_used, clippy::unwrap_used)]
 
@@ -70,6 +71,10 @@ fn stored_ledger(runtime: &tokio::runtime::Runtime, store: &Path) -> Automerge {
 }
 
 fn main() {
+    // A smoke run (CI): a small store, the protocol targets checked, the timings printed only
+    // (a debug build on a shared machine says nothing about them).
+    let smoke = std::env::var_os("HAMLET_BENCH_SMOKE").is_some();
+    let responses = if smoke { 100 } else { RESPONSES };
     let dir = tempfile::tempdir().unwrap();
     let campaign = fixtures::open_campaign_with_subjects(SUBJECTS);
     let district = support::District::start_open(dir.path(), &campaign);
@@ -80,9 +85,9 @@ fn main() {
     phone.sync(None, &options, &|_| ()).expect("campaign downloaded");
 
     // Recording: each call writes its change to the store (WAL, synchronous=FULL) before it returns.
-    let mut record = Vec::with_capacity(RESPONSES);
-    let mut submit = Vec::with_capacity(RESPONSES);
-    for n in 0..RESPONSES {
+    let mut record = Vec::with_capacity(responses);
+    let mut submit = Vec::with_capacity(responses);
+    for n in 0..responses {
         let a = answers(&campaign, n);
         let started = Instant::now();
         let id = phone.record(CAMPAIGN, HAMLET, &a).expect("records");
@@ -96,7 +101,7 @@ fn main() {
     let (rec_median, rec_p95, rec_max) =
         (percentile(&record, 0.5), percentile(&record, 0.95), record[record.len() - 1]);
     println!(
-        "record a response (27 answers, ledger growing to {RESPONSES}): median {}, p95 {}, max {}",
+        "record a response (27 answers, ledger growing to {responses}): median {}, p95 {}, max {}",
         ms(rec_median),
         ms(rec_p95),
         ms(rec_max)
@@ -109,7 +114,7 @@ fn main() {
     );
     let first = phone.sync(None, &options, &|_| ()).expect("syncs");
     println!(
-        "first sync of {RESPONSES} submitted responses: {} changes, {} bytes sent, {} ms",
+        "first sync of {responses} submitted responses: {} changes, {} bytes sent, {} ms",
         first.changes_sent, first.bytes_sent, first.duration_ms
     );
     drop(phone);
@@ -121,25 +126,28 @@ fn main() {
         let started = Instant::now();
         let phone = Collector::open(&path).expect("opens");
         opens.push(started.elapsed());
-        assert_eq!(phone.counts().expect("counts").acknowledged, RESPONSES as u64);
+        assert_eq!(phone.counts().expect("counts").acknowledged, responses as u64);
     }
     opens.sort();
     let open_median = percentile(&opens, 0.5);
     println!(
-        "open a store with {RESPONSES} responses ({file} bytes before checkpoint): median {}, max {}",
+        "open a store with {responses} responses ({file} bytes before checkpoint): median {}, max {}",
         ms(open_median),
         ms(opens[opens.len() - 1])
     );
 
     // Syncing 10 new responses with the sync state kept from the previous sync.
-    let phone = Collector::open(&path).expect("opens");
+    // The store is read directly while no collector holds it (a collector locks its store).
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     let before: Vec<ChangeHash> = stored_ledger(&runtime, &path).get_heads();
+    let phone = Collector::open(&path).expect("opens");
     for n in 0..10 {
-        let id = phone.record(CAMPAIGN, HAMLET, &answers(&campaign, RESPONSES + n)).expect("records");
+        let id = phone.record(CAMPAIGN, HAMLET, &answers(&campaign, responses + n)).expect("records");
         phone.submit(&id).expect("submits");
     }
+    drop(phone);
     let raw: usize = stored_ledger(&runtime, &path).get_changes(&before).iter().map(|c| c.raw_bytes().len()).sum();
+    let phone = Collector::open(&path).expect("opens");
     let report = phone.sync(None, &options, &|_| ()).expect("syncs");
     let budget = raw as f64 * 1.2 + 1024.0;
     println!(
@@ -152,10 +160,13 @@ fn main() {
     );
 
     let mut failed = Vec::new();
-    if rec_median > Duration::from_millis(2) {
+    if smoke {
+        println!("smoke run: {responses} responses; the timing targets are not checked");
+    }
+    if !smoke && rec_median > Duration::from_millis(2) {
         failed.push(format!("recording median {} > 2 ms", ms(rec_median)));
     }
-    if open_median > Duration::from_millis(100) {
+    if !smoke && open_median > Duration::from_millis(100) {
         failed.push(format!("opening median {} > 100 ms", ms(open_median)));
     }
     if report.round_trips > 2 {
