@@ -136,7 +136,7 @@ fn formula_like(value: &str) -> bool {
 }
 
 /// One field, quoted when it must be. A field that a spreadsheet would read as a formula (see
-/// [`formula_like`]) is prefixed with an apostrophe so that a comment cannot run code.
+/// `formula_like`) is prefixed with an apostrophe so that a comment cannot run code.
 pub fn field(value: &str) -> String {
     let guarded;
     let value = if formula_like(value) {

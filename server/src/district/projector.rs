@@ -7,7 +7,7 @@
 //!
 //! 1. reads the *mark*: the heads its rows reflect (`projection_marks`);
 //! 2. asks sync-core for the rows of the entities changed since the mark
-//!    ([`project_since`], from Automerge's patches) — or every row when there is no mark;
+//!    ([`hamlet_sync_core::project_since`], from Automerge's patches) — or every row when there is no mark;
 //! 3. in one transaction, re-checks the mark, replaces those entities' rows, adjusts the
 //!    aggregates (`level_counts`, `hamlet_counts`) by the old and new counted answers, and moves
 //!    the mark.
