@@ -199,3 +199,48 @@ async fn a_published_campaigns_results_are_frozen_and_what_came_later_is_recorde
         assert_eq!(to1.counts.ballots_returned, 70, "{}: the rows are kept", db.name);
     }
 }
+
+#[tokio::test]
+async fn while_open_a_hamlets_figures_move_only_in_batches_of_the_minimum_group() {
+    for db in support::databases().await {
+        let h = harness(db.url()).await;
+        let campaign = h.open(&fixtures::campaign()).await;
+        let mut phone = h.phone(1);
+        let mut l = ledger(&campaign, "to-1", 1);
+        let shown = |r: &results::Results, unit: &str| {
+            let s = r.subjects.iter().find(|s| s.subject == "ong-an").unwrap();
+            s.rows.iter().find(|x| x.unit == unit).unwrap().total
+        };
+        let look = async |h: &district::Harness| {
+            let hamlets = results::load(&h.district, &campaign, results::Depth::Hamlet, None).await.unwrap();
+            let communes = results::load(&h.district, &campaign, results::Depth::Commune, None).await.unwrap();
+            let page = results::load_commune(&h.district, &campaign, "xa-b").await.unwrap();
+            assert_eq!(shown(&communes, "xa-b"), shown(&hamlets, "to-1"), "{}", db.name);
+            assert_eq!(shown(&page, "to-1"), shown(&hamlets, "to-1"), "{}", db.name);
+            (shown(&hamlets, "to-1"), hamlets.batched.as_ref().map(|b| b.pending))
+        };
+        // One answer at a time: nothing shows until five arrived.
+        for n in 0..4 {
+            respond(&mut l, &campaign, &format!("r{n}"), Level::TinNhiem);
+            h.sync(&mut phone, &mut l).await;
+        }
+        assert_eq!(look(&h).await, (0, Some(4)), "{}", db.name);
+        respond(&mut l, &campaign, "r4", Level::TinNhiem);
+        h.sync(&mut phone, &mut l).await;
+        assert_eq!(look(&h).await, (5, Some(0)), "{}", db.name);
+        // The sixth answer alone does not show: comparing before and after would reveal it.
+        respond(&mut l, &campaign, "r5", Level::TinNhiemThap);
+        h.sync(&mut phone, &mut l).await;
+        assert_eq!(look(&h).await, (5, Some(1)), "{}", db.name);
+        l.record_tally(&campaign, &tally(&campaign, "hop-1", 10), day()).unwrap();
+        h.sync(&mut phone, &mut l).await;
+        assert_eq!(look(&h).await, (16, Some(0)), "{}", db.name);
+        respond(&mut l, &campaign, "r6", Level::TinNhiemThap);
+        h.sync(&mut phone, &mut l).await;
+        assert_eq!(look(&h).await, (16, Some(1)), "{}", db.name);
+        // Closed, every counted answer shows: collection is over.
+        let closed = api::transition(&h.district, &admin(), campaign.id.as_str(), CampaignState::Closed).await.unwrap();
+        let r = results::load(&h.district, &closed, results::Depth::Hamlet, None).await.unwrap();
+        assert_eq!((shown(&r, "to-1"), r.batched.is_none()), (17, true), "{}", db.name);
+    }
+}

@@ -176,6 +176,15 @@ async fn known_inputs_give_exact_results() {
         let h = harness(db.url()).await;
         let campaign = h.open(&fixtures::campaign()).await;
         play(&h, &campaign, &inputs).await;
+        // Closed: every counted answer shows (while open, hamlets' figures move in batches).
+        let campaign = hamlet_server::district::api::transition(
+            &h.district,
+            &district::admin(),
+            campaign.id.as_str(),
+            hamlet_sync_core::CampaignState::Closed,
+        )
+        .await
+        .unwrap();
         let hamlets = results::load(&h.district, &campaign, results::Depth::Hamlet, None).await.unwrap();
         check_rows(
             &hamlets,

@@ -215,6 +215,7 @@ texts! {
     hours_ago: "giờ trước", "hours ago";
     days_ago: "ngày trước", "days ago";
     results_title: "Kết quả theo cán bộ", "Results per cadre";
+    results_batched: "Trong thời gian lấy ý kiến, số liệu của mỗi thôn chỉ được cập nhật khi có thêm ít nhất {} ý kiến kể từ lần cập nhật trước, để không thể suy ra từng ý kiến bằng cách so sánh trước và sau. Còn {} ý kiến chưa hiển thị; tất cả được hiển thị khi kết thúc lấy ý kiến.", "While the campaign is open, a hamlet's figures are updated only once at least {} more answers were counted there since the last update, so that no single answer can be read by comparing before and after. {} answers are not shown yet; all show once collection is closed.";
     results_frozen: "Kết quả đã công bố và không thay đổi nữa. {} phiếu hoặc biên bản đến hoặc thay đổi sau khi công bố: được lưu và đánh dấu để xem xét, không tính vào kết quả này.", "These results are published and no longer change. {} responses or tallies arrived or changed after publication: they are kept and flagged for review, not counted here.";
     results_note: "Số liệu gồm phiếu cá nhân đã nộp và biên bản kiểm phiếu tại hội nghị. Nhóm dưới {} ý kiến không được chia theo mức để không thể suy ra ý kiến của từng người.", "Counts combine submitted individual responses and meeting tallies. Groups with fewer than {} answers are not broken down, so that no answer can be traced to a person.";
     subject: "Cán bộ", "Cadre";

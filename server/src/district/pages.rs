@@ -564,6 +564,10 @@ async fn results_page(ctx: PageCtx, Path(id): Path<String>) -> Response {
         let mut page = ctx.campaign_page(&campaign, format!("{} — {}", t.results_title, name), Tab::Results);
         let results = results::load(&ctx.district, &campaign, Depth::Commune, None).await?;
         let mut html = format!("<p class=\"sub\">{}</p>", esc(&t.results_note.replace("{}", &results.min_group.to_string())));
+        if let Some(b) = &results.batched {
+            let text = t.results_batched.replacen("{}", &lang.int(b.batch), 1).replacen("{}", &lang.int(b.pending), 1);
+            let _ = write!(html, "<p class=\"sub\" id=\"batched\">{}</p>", esc(&text));
+        }
         if let Some(p) = &results.published {
             let _ = write!(html, "<p class=\"sub\" id=\"frozen\">{}</p>", esc(&t.results_frozen.replace("{}", &lang.int(p.later))));
         }

@@ -12,6 +12,10 @@
 //!    aggregates (`level_counts`, `hamlet_counts`) by the old and new counted answers, and moves
 //!    the mark.
 //!
+//! The same transaction releases the hamlet's counts to the results of an open campaign when at
+//! least the minimum group of answers was counted since the last release (`released_*`; see
+//! `results.rs`).
+//!
 //! Applying a projection twice changes nothing, and a crash between the chunk's commit and the
 //! projection's loses nothing: [`Projector::catch_up`] (run at start-up) projects every ledger
 //! whose stored heads differ from its mark. When the mark names changes this process's copy does
@@ -34,6 +38,7 @@ use sqlx::QueryBuilder;
 use tokio::sync::{Notify, watch};
 
 use super::catalog::Catalog;
+use super::results::MIN_GROUP;
 use super::{Settings, fold_search, lock, now_ms, short_hash};
 use crate::store::{PoolRef, Store, StoreError, query_failed};
 
@@ -850,6 +855,7 @@ macro_rules! projection_sql {
                     add_counts(conn, a, &delta, false).await?;
                     add_commune_counts(conn, a, &delta.levels).await?;
                 }
+                release_if_due(conn, a).await?;
                 sqlx::query(
                     "INSERT INTO projection_marks (document_id, campaign_id, hamlet_id, heads, projected_at) \
                      VALUES ($1, $2, $3, $4, $5) ON CONFLICT (document_id) \
@@ -864,6 +870,73 @@ macro_rules! projection_sql {
                 .await
                 .map_err(query_failed("moving a projection mark"))?;
                 Ok(true)
+            }
+
+            /// Releases the hamlet's counts to the results of an open campaign once at least
+            /// [`MIN_GROUP`] answers were counted since the last release (`results.rs`, "Batches").
+            async fn release_if_due(conn: &mut Conn, a: &Apply<'_>) -> Result<(), StoreError> {
+                let live: Option<i64> = sqlx::query_scalar(
+                    "SELECT submitted + ballots_returned FROM hamlet_counts WHERE campaign_id = $1 AND hamlet_id = $2",
+                )
+                .bind(a.campaign)
+                .bind(a.hamlet)
+                .fetch_optional(&mut *conn)
+                .await
+                .map_err(query_failed("reading a hamlet's counts"))?;
+                let released: Option<i64> = sqlx::query_scalar(
+                    "SELECT answers FROM released_hamlets WHERE campaign_id = $1 AND hamlet_id = $2",
+                )
+                .bind(a.campaign)
+                .bind(a.hamlet)
+                .fetch_optional(&mut *conn)
+                .await
+                .map_err(query_failed("reading a hamlet's release"))?;
+                let live = live.unwrap_or(0);
+                if live - released.unwrap_or(0) < MIN_GROUP as i64 {
+                    return Ok(());
+                }
+                for sql in [
+                    "DELETE FROM released_level_counts WHERE campaign_id = $1 AND hamlet_id = $2",
+                    "INSERT INTO released_level_counts SELECT campaign_id, hamlet_id, question_id, subject_id, level, \
+                     from_responses, from_tallies FROM level_counts WHERE campaign_id = $1 AND hamlet_id = $2",
+                ] {
+                    sqlx::query(sql)
+                        .bind(a.campaign)
+                        .bind(a.hamlet)
+                        .execute(&mut *conn)
+                        .await
+                        .map_err(query_failed("releasing a hamlet's counts"))?;
+                }
+                if !a.commune.is_empty() {
+                    for sql in [
+                        "DELETE FROM released_commune_level_counts WHERE campaign_id = $1 AND commune_id = $2",
+                        "INSERT INTO released_commune_level_counts SELECT r.campaign_id, u.parent_id, r.question_id, \
+                         r.subject_id, r.level, CAST(SUM(r.from_responses) AS BIGINT), CAST(SUM(r.from_tallies) AS BIGINT) \
+                         FROM released_level_counts r JOIN units u ON u.id = r.hamlet_id \
+                         WHERE r.campaign_id = $1 AND u.parent_id = $2 \
+                         GROUP BY r.campaign_id, u.parent_id, r.question_id, r.subject_id, r.level",
+                    ] {
+                        sqlx::query(sql)
+                            .bind(a.campaign)
+                            .bind(a.commune)
+                            .execute(&mut *conn)
+                            .await
+                            .map_err(query_failed("releasing a commune's counts"))?;
+                    }
+                }
+                sqlx::query(
+                    "INSERT INTO released_hamlets (campaign_id, hamlet_id, answers, released_at) VALUES ($1, $2, $3, $4) \
+                     ON CONFLICT (campaign_id, hamlet_id) DO UPDATE SET answers = excluded.answers, \
+                     released_at = excluded.released_at",
+                )
+                .bind(a.campaign)
+                .bind(a.hamlet)
+                .bind(live)
+                .bind(a.now)
+                .execute(&mut *conn)
+                .await
+                .map_err(query_failed("releasing a hamlet's counts"))?;
+                Ok(())
             }
 
             /// The ids of the changed entities of each kind.

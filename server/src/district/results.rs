@@ -6,6 +6,18 @@
 //! levels above hamlets (a few thousand rows, whatever the campaign's size), `level_counts` per
 //! hamlet when one subject is looked at down to its hamlets. They are summed up the tree here.
 //!
+//! # Batches while open
+//!
+//! Results that changed with each sync, read before and after, would show single answers. So
+//! while a campaign is open, results read each hamlet's counts as last *released*
+//! (`released_level_counts`, `released_commune_level_counts`): the projector releases a
+//! hamlet's counts, in the transaction that projects its ledger, only once at least
+//! [`MIN_GROUP`] answers (submitted responses and returned ballots) were counted there since
+//! its last release. Every figure above a hamlet is a sum of hamlets, so it too moves only by
+//! whole batches of one hamlet or more. The page says so, with the number of answers not shown
+//! yet. Once the campaign is closed, every counted answer shows (the live aggregates); once
+//! published, the copy below.
+//!
 //! # Published results are frozen
 //!
 //! Publishing a campaign copies the counts ([`freeze`]): `level_counts` and participation, and
@@ -162,6 +174,18 @@ pub struct Results {
     pub subjects: Vec<SubjectResult>,
     /// For a published campaign, when its results were frozen and what arrived later.
     pub published: Option<Publication>,
+    /// For an open campaign, how its figures are released (in batches).
+    pub batched: Option<Batched>,
+}
+
+/// How an open campaign's figures move: a hamlet's counts are released again only once at
+/// least `batch` answers were counted there since the last release.
+#[derive(Debug, Clone, Serialize)]
+pub struct Batched {
+    /// Answers (responses and ballots) a hamlet needs since its last release.
+    pub batch: u64,
+    /// Answers counted but not released yet, over every hamlet.
+    pub pending: u64,
 }
 
 /// The freezing of a published campaign's results.
@@ -209,47 +233,20 @@ pub async fn load(
     let tree = district.catalog().units().await?;
     let store = district.store();
     let id = campaign.id.as_str();
-    let published = publication(district, campaign).await?;
-    let frozen = published.is_some();
-    let hamlets = hamlet_totals(district, id, frozen).await?;
-    let rows: Vec<(Option<String>, String, String, String, i64)> = match (depth, subject, frozen) {
-        (Depth::Commune, _, true) => {
-            const SQL: &str = "SELECT u.parent_id, p.question_id, p.subject_id, p.level, \
-                CAST(SUM(p.from_responses + p.from_tallies) AS BIGINT) \
-                FROM published_level_counts p JOIN units u ON u.id = p.hamlet_id \
-                WHERE p.campaign_id = $1 AND u.parent_id IS NOT NULL \
-                GROUP BY u.parent_id, p.question_id, p.subject_id, p.level";
-            on_pool!(store, pool => sqlx::query_as(SQL).bind(id).fetch_all(pool).await)
+    let (source, published, batched) = source(district, campaign).await?;
+    let hamlets = hamlet_totals(district, id, source == Source::Frozen).await?;
+    let q = source.queries();
+    let rows: Vec<(Option<String>, String, String, String, i64)> = match (depth, subject) {
+        (Depth::Commune, _) => on_pool!(store, pool => sqlx::query_as(q.communes).bind(id).fetch_all(pool).await),
+        (Depth::Hamlet, Some(subject)) => {
+            on_pool!(store, pool => sqlx::query_as(q.subject_hamlets).bind(id).bind(subject.as_str()).fetch_all(pool).await)
         }
-        (Depth::Hamlet, Some(subject), true) => {
-            const SQL: &str = "SELECT hamlet_id, question_id, subject_id, level, from_responses + from_tallies \
-                FROM published_level_counts WHERE campaign_id = $1 AND subject_id = $2";
-            on_pool!(store, pool => sqlx::query_as(SQL).bind(id).bind(subject.as_str()).fetch_all(pool).await)
-        }
-        (Depth::Hamlet, None, true) => {
-            const SQL: &str = "SELECT hamlet_id, question_id, subject_id, level, from_responses + from_tallies \
-                FROM published_level_counts WHERE campaign_id = $1";
-            on_pool!(store, pool => sqlx::query_as(SQL).bind(id).fetch_all(pool).await)
-        }
-        (Depth::Commune, _, false) => {
-            const SQL: &str = "SELECT commune_id, question_id, subject_id, level, from_responses + from_tallies \
-                FROM commune_level_counts WHERE campaign_id = $1 AND commune_id <> ''";
-            on_pool!(store, pool => sqlx::query_as(SQL).bind(id).fetch_all(pool).await)
-        }
-        (Depth::Hamlet, Some(subject), false) => {
-            const SQL: &str = "SELECT hamlet_id, question_id, subject_id, level, from_responses + from_tallies \
-                FROM level_counts WHERE campaign_id = $1 AND subject_id = $2";
-            on_pool!(store, pool => sqlx::query_as(SQL).bind(id).bind(subject.as_str()).fetch_all(pool).await)
-        }
-        (Depth::Hamlet, None, false) => {
-            const SQL: &str = "SELECT hamlet_id, question_id, subject_id, level, from_responses + from_tallies \
-                FROM level_counts WHERE campaign_id = $1";
-            on_pool!(store, pool => sqlx::query_as(SQL).bind(id).fetch_all(pool).await)
-        }
+        (Depth::Hamlet, None) => on_pool!(store, pool => sqlx::query_as(q.hamlets).bind(id).fetch_all(pool).await),
     }
     .map_err(query_failed("reading level counts"))?;
     let mut results = compute(campaign, &tree, &hamlets, &level_counts(rows), depth, subject);
     results.published = published;
+    results.batched = batched;
     Ok(results)
 }
 
@@ -260,31 +257,124 @@ pub async fn load_commune(district: &District, campaign: &Campaign, commune: &st
     let tree = district.catalog().units().await?;
     let store = district.store();
     let id = campaign.id.as_str();
-    let published = publication(district, campaign).await?;
-    let frozen = published.is_some();
-    let hamlets = hamlet_totals(district, id, frozen).await?;
-    const COMMUNES: &str = "SELECT commune_id, question_id, subject_id, level, from_responses + from_tallies \
-        FROM commune_level_counts WHERE campaign_id = $1 AND commune_id <> '' AND commune_id <> $2";
-    const HAMLETS: &str = "SELECT lc.hamlet_id, lc.question_id, lc.subject_id, lc.level, lc.from_responses + lc.from_tallies \
-        FROM level_counts lc JOIN units u ON u.id = lc.hamlet_id WHERE lc.campaign_id = $1 AND u.parent_id = $2";
-    const FROZEN_COMMUNES: &str = "SELECT u.parent_id, p.question_id, p.subject_id, p.level, \
-        CAST(SUM(p.from_responses + p.from_tallies) AS BIGINT) \
-        FROM published_level_counts p JOIN units u ON u.id = p.hamlet_id \
-        WHERE p.campaign_id = $1 AND u.parent_id IS NOT NULL AND u.parent_id <> $2 \
-        GROUP BY u.parent_id, p.question_id, p.subject_id, p.level";
-    const FROZEN_HAMLETS: &str = "SELECT p.hamlet_id, p.question_id, p.subject_id, p.level, p.from_responses + p.from_tallies \
-        FROM published_level_counts p JOIN units u ON u.id = p.hamlet_id WHERE p.campaign_id = $1 AND u.parent_id = $2";
-    let (communes, own) = if frozen { (FROZEN_COMMUNES, FROZEN_HAMLETS) } else { (COMMUNES, HAMLETS) };
+    let (source, published, batched) = source(district, campaign).await?;
+    let hamlets = hamlet_totals(district, id, source == Source::Frozen).await?;
+    let q = source.queries();
     let mut rows: Vec<(Option<String>, String, String, String, i64)> =
-        on_pool!(store, pool => sqlx::query_as(communes).bind(id).bind(commune).fetch_all(pool).await)
+        on_pool!(store, pool => sqlx::query_as(q.other_communes).bind(id).bind(commune).fetch_all(pool).await)
             .map_err(query_failed("reading commune level counts"))?;
     let own: Vec<(Option<String>, String, String, String, i64)> =
-        on_pool!(store, pool => sqlx::query_as(own).bind(id).bind(commune).fetch_all(pool).await)
+        on_pool!(store, pool => sqlx::query_as(q.commune_hamlets).bind(id).bind(commune).fetch_all(pool).await)
             .map_err(query_failed("reading level counts"))?;
     rows.extend(own);
     let mut results = compute(campaign, &tree, &hamlets, &level_counts(rows), Depth::Hamlet, None);
     results.published = published;
+    results.batched = batched;
     Ok(results)
+}
+
+/// Where a campaign's results are read from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Source {
+    /// The aggregates as projected (a draft, a closed campaign).
+    Live,
+    /// The counts of each hamlet as last released (an open campaign).
+    Released,
+    /// The copy taken at publication.
+    Frozen,
+}
+
+/// The level-count queries of a source: `$1` the campaign, `$2` a subject or a commune.
+struct Queries {
+    /// Per commune.
+    communes: &'static str,
+    /// Per hamlet, of subject `$2`.
+    subject_hamlets: &'static str,
+    /// Per hamlet.
+    hamlets: &'static str,
+    /// Per commune, but commune `$2`.
+    other_communes: &'static str,
+    /// Per hamlet of commune `$2`.
+    commune_hamlets: &'static str,
+}
+
+impl Source {
+    fn queries(self) -> Queries {
+        match self {
+            Source::Live => Queries {
+                communes: "SELECT commune_id, question_id, subject_id, level, from_responses + from_tallies \
+                    FROM commune_level_counts WHERE campaign_id = $1 AND commune_id <> ''",
+                subject_hamlets: "SELECT hamlet_id, question_id, subject_id, level, from_responses + from_tallies \
+                    FROM level_counts WHERE campaign_id = $1 AND subject_id = $2",
+                hamlets: "SELECT hamlet_id, question_id, subject_id, level, from_responses + from_tallies \
+                    FROM level_counts WHERE campaign_id = $1",
+                other_communes: "SELECT commune_id, question_id, subject_id, level, from_responses + from_tallies \
+                    FROM commune_level_counts WHERE campaign_id = $1 AND commune_id <> '' AND commune_id <> $2",
+                commune_hamlets: "SELECT lc.hamlet_id, lc.question_id, lc.subject_id, lc.level, \
+                    lc.from_responses + lc.from_tallies FROM level_counts lc JOIN units u ON u.id = lc.hamlet_id \
+                    WHERE lc.campaign_id = $1 AND u.parent_id = $2",
+            },
+            Source::Released => Queries {
+                communes: "SELECT commune_id, question_id, subject_id, level, from_responses + from_tallies \
+                    FROM released_commune_level_counts WHERE campaign_id = $1 AND commune_id <> ''",
+                subject_hamlets: "SELECT hamlet_id, question_id, subject_id, level, from_responses + from_tallies \
+                    FROM released_level_counts WHERE campaign_id = $1 AND subject_id = $2",
+                hamlets: "SELECT hamlet_id, question_id, subject_id, level, from_responses + from_tallies \
+                    FROM released_level_counts WHERE campaign_id = $1",
+                other_communes: "SELECT commune_id, question_id, subject_id, level, from_responses + from_tallies \
+                    FROM released_commune_level_counts WHERE campaign_id = $1 AND commune_id <> '' AND commune_id <> $2",
+                commune_hamlets: "SELECT r.hamlet_id, r.question_id, r.subject_id, r.level, \
+                    r.from_responses + r.from_tallies FROM released_level_counts r JOIN units u ON u.id = r.hamlet_id \
+                    WHERE r.campaign_id = $1 AND u.parent_id = $2",
+            },
+            Source::Frozen => Queries {
+                communes: "SELECT u.parent_id, p.question_id, p.subject_id, p.level, \
+                    CAST(SUM(p.from_responses + p.from_tallies) AS BIGINT) \
+                    FROM published_level_counts p JOIN units u ON u.id = p.hamlet_id \
+                    WHERE p.campaign_id = $1 AND u.parent_id IS NOT NULL \
+                    GROUP BY u.parent_id, p.question_id, p.subject_id, p.level",
+                subject_hamlets: "SELECT hamlet_id, question_id, subject_id, level, from_responses + from_tallies \
+                    FROM published_level_counts WHERE campaign_id = $1 AND subject_id = $2",
+                hamlets: "SELECT hamlet_id, question_id, subject_id, level, from_responses + from_tallies \
+                    FROM published_level_counts WHERE campaign_id = $1",
+                other_communes: "SELECT u.parent_id, p.question_id, p.subject_id, p.level, \
+                    CAST(SUM(p.from_responses + p.from_tallies) AS BIGINT) \
+                    FROM published_level_counts p JOIN units u ON u.id = p.hamlet_id \
+                    WHERE p.campaign_id = $1 AND u.parent_id IS NOT NULL AND u.parent_id <> $2 \
+                    GROUP BY u.parent_id, p.question_id, p.subject_id, p.level",
+                commune_hamlets: "SELECT p.hamlet_id, p.question_id, p.subject_id, p.level, \
+                    p.from_responses + p.from_tallies FROM published_level_counts p JOIN units u ON u.id = p.hamlet_id \
+                    WHERE p.campaign_id = $1 AND u.parent_id = $2",
+            },
+        }
+    }
+}
+
+/// Where `campaign`'s results come from, with what the page says about it.
+async fn source(
+    district: &District,
+    campaign: &Campaign,
+) -> Result<(Source, Option<Publication>, Option<Batched>), DistrictError> {
+    match campaign.state {
+        CampaignState::Open => {
+            const SQL: &str = "SELECT CAST(COALESCE(SUM(CASE WHEN hc.submitted + hc.ballots_returned > \
+                    COALESCE(r.answers, 0) THEN hc.submitted + hc.ballots_returned - COALESCE(r.answers, 0) \
+                    ELSE 0 END), 0) AS BIGINT) \
+                FROM hamlet_counts hc LEFT JOIN released_hamlets r \
+                    ON r.campaign_id = hc.campaign_id AND r.hamlet_id = hc.hamlet_id \
+                WHERE hc.campaign_id = $1";
+            let pending: i64 = on_pool!(district.store(), pool => {
+                sqlx::query_scalar(SQL).bind(campaign.id.as_str()).fetch_one(pool).await
+            })
+            .map_err(query_failed("reading what is not released yet"))?;
+            Ok((Source::Released, None, Some(Batched { batch: MIN_GROUP, pending: pending.max(0) as u64 })))
+        }
+        CampaignState::Published => match publication(district, campaign).await? {
+            Some(p) => Ok((Source::Frozen, Some(p), None)),
+            None => Ok((Source::Live, None, None)),
+        },
+        CampaignState::Draft | CampaignState::Closed => Ok((Source::Live, None, None)),
+    }
 }
 
 /// For a published campaign, when it was frozen and what arrived later; `None` otherwise (and
@@ -557,6 +647,7 @@ pub fn compute(
         units: order.iter().map(|i| nodes[*i].row.clone()).collect(),
         subjects,
         published: None,
+        batched: None,
     }
 }
 

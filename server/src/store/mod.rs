@@ -625,6 +625,12 @@ const MIGRATIONS: &[(i64, &str, &str, &str)] = &[
         include_str!("../../migrations/sqlite/0006_published_results.sql"),
         include_str!("../../migrations/postgres/0006_published_results.sql"),
     ),
+    (
+        7,
+        "released_results",
+        include_str!("../../migrations/sqlite/0007_released_results.sql"),
+        include_str!("../../migrations/postgres/0007_released_results.sql"),
+    ),
 ];
 
 fn migrator(backend: Backend) -> Migrator {
