@@ -124,6 +124,21 @@ async fn a_javascript_collector_enrolls_and_syncs_ledgers_with_a_token() {
     .await;
     assert_eq!(changed.status, 303, "{changed:?}");
 
+    // The district sets up the campaign the JavaScript phone records for: its units, its
+    // definition, open.
+    let units = hamlet_server::district::catalog::units_csv(hamlet_sync_core::fixtures::unit_tree().units());
+    let csv_headers = [admin[0], admin[1], ("Content-Type", "text/csv")];
+    let imported = client::http(server.addr, "POST", "/api/units", &csv_headers, Some(&units)).await;
+    assert_eq!(imported.status, 200, "{imported:?}");
+    let mut draft = hamlet_sync_core::fixtures::open_campaign();
+    draft.state = hamlet_sync_core::CampaignState::Draft;
+    let created =
+        client::http(server.addr, "POST", "/api/campaigns", &admin, Some(&serde_json::to_string(&draft).unwrap()))
+            .await;
+    assert_eq!(created.status, 201, "{created:?}");
+    let opened = client::http(server.addr, "POST", "/api/campaigns/tin-nhiem-2025/open", &admin, None).await;
+    assert_eq!(opened.status, 200, "{opened:?}");
+
     let person = r#"{"id":"js-collector","display_name":"Chị Lan","role":"collector"}"#;
     assert_eq!(client::http(server.addr, "POST", "/api/people", &admin, Some(person)).await.status, 201);
     let assign = r#"{"campaign":"tin-nhiem-2025","hamlets":["thon-dong","thon-tay"]}"#;
@@ -136,6 +151,47 @@ async fn a_javascript_collector_enrolls_and_syncs_ledgers_with_a_token() {
     server.kill();
     let server = Process::spawn_secure(&["--data-dir", &data_dir]);
     node_output(&["ledger.mjs", "read", &format!("http://{}", server.addr), &out]);
+    // The district counted what the phone sent: its own projector, read through its API.
+    let session = client::http(
+        server.addr,
+        "POST",
+        "/api/session",
+        &[],
+        Some(&serde_json::json!({ "name": "boss", "password": "mật khẩu mới" }).to_string()),
+    )
+    .await;
+    assert_eq!(session.status, 200, "{session:?}");
+    let cookie = format!("hamlet_session={}", session.cookie("hamlet_session").unwrap());
+    let mut progress = serde_json::Value::Null;
+    for _ in 0..100 {
+        progress =
+            client::http(server.addr, "GET", "/api/campaigns/tin-nhiem-2025/progress", &[("Cookie", &cookie)], None)
+                .await
+                .json();
+        if progress["totals"]["recorded"] == 12 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    for hamlet in ["thon-dong", "thon-tay"] {
+        let row = progress["hamlets"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|h| h["id"] == hamlet)
+            .unwrap_or_else(|| panic!("{hamlet} in {progress}"));
+        assert_eq!((row["recorded"].as_u64(), row["submitted"].as_u64()), (Some(6), Some(3)), "{hamlet}: {row}");
+    }
+    let results =
+        client::http(server.addr, "GET", "/api/campaigns/tin-nhiem-2025/results", &[("Cookie", &cookie)], None).await;
+    assert_eq!(results.status, 200, "{results:?}");
+    let results = results.json();
+    let commune = results["units"].as_array().unwrap().iter().find(|u| u["id"] == "xa-a").expect("the commune");
+    assert_eq!(commune["submitted"], 6, "both hamlets' sealed responses count in their commune: {commune}");
+    // Each cadre was rated by fewer than the minimum group: the ratings stay hidden.
+    for subject in results["subjects"].as_array().unwrap() {
+        assert!(subject["rows"].as_array().unwrap().iter().all(|r| r["suppressed"] == true), "{subject}");
+    }
     assert!(server.terminate().success());
 
     // What the JavaScript phone wrote reads as valid ledgers, counted as the schema says.
