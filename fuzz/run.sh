@@ -11,7 +11,8 @@
 # a target runs about twice as fast; set "address" to check dependencies' unsafe code too;
 # targets always build with debug assertions and overflow checks, as a debug server runs),
 # FUZZ_RSS_MB (default 2048: an input that makes a target use more counts as a crash),
-# FUZZ_SKIP_BUILD=1 (run the targets as last built).
+# FUZZ_SKIP_BUILD=1 (run the targets as last built), FUZZ_NICE (default 19: the lowest CPU
+# priority, so a run never slows other work; the budget is CPU time, so it only takes longer).
 #
 # Inputs: fuzz/seeds/<target> (honest data, committed) and fuzz/regressions/<target> (crashers
 # once found, committed) start the corpus; what the fuzzer adds goes to fuzz/corpus/<target>,
@@ -63,7 +64,7 @@ for t in "${targets[@]}"; do
   while awk -v c="$cpu" -v s="$seconds" 'BEGIN { exit !(c < s) }'; do
     round=$(awk -v c="$cpu" -v s="$seconds" 'BEGIN { r = s - c; if (r < 30) r = 30; printf "%d", r }')
     # libFuzzer exits non-zero on a crash; the figures are still wanted.
-    { time nice -n 19 "$bin_dir/$t" "corpus/$t" "seeds/$t" "regressions/$t" \
+    { time nice -n "${FUZZ_NICE:-19}" "$bin_dir/$t" "corpus/$t" "seeds/$t" "regressions/$t" \
         -max_total_time="$round" -rss_limit_mb="$rss_mb" -timeout=20 -print_final_stats=1 \
         -artifact_prefix="artifacts/$t/" >>"$log" 2>&1 || true; } 2>"artifacts/$t/time"
     read -r w user sys <"artifacts/$t/time"
