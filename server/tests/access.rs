@@ -423,6 +423,30 @@ async fn syncing_needs_a_token_and_stays_inside_the_assigned_hamlets() {
         relay.sync(dong.id(), &mut dong.doc().clone(), &mut sync::State::new()).await;
         assert_eq!(world.stored_heads(dong.id()).await, 3);
 
+        // A colleague's ledger that exists: c2 stores thon-tay, and c1 still cannot read it — it
+        // hears exactly what it hears of a ledger nobody stored, so a refusal reveals nothing.
+        let c2_actor = world.devices["c2"].2.clone();
+        let mut theirs = ledger_of("thon-tay", &c2_actor);
+        record(&mut theirs, "t-1");
+        let mut c2 = world.phone("c2").await;
+        c2.sync(theirs.id(), &mut theirs.doc().clone(), &mut sync::State::new()).await;
+        assert_eq!(world.stored_heads(theirs.id()).await, 2, "c2's ledger is stored");
+        let mut c1 = world.phone("c1").await;
+        let mut read = Automerge::new();
+        let err = c1.sync_with(theirs.id(), &mut read, &mut sync::State::new(), true).await.unwrap_err();
+        assert!(err.starts_with("DocUnavailable"), "{err}");
+        assert!(read.get_heads().is_empty(), "nothing of c2's ledger reached c1");
+
+        // A revoked device's change, carried by a relay assigned to its hamlet, is refused.
+        record(&mut theirs, "t-2");
+        let device = world.devices["c2"].1.clone();
+        assert_eq!(world.admin("POST", &format!("/api/devices/{device}/revoke"), None).await.status, 204);
+        let mut relay = world.phone("relay").await;
+        let err =
+            relay.sync_with(theirs.id(), &mut theirs.doc().clone(), &mut sync::State::new(), false).await.unwrap_err();
+        assert!(err.contains("changes refused"), "{err}");
+        assert_eq!(world.stored_heads(theirs.id()).await, 2, "the revoked device's change is not stored");
+
         // The campaign document is read-only for devices.
         let campaign_doc = DocumentId::for_campaign(&fixtures::campaign().id);
         let mut written = Automerge::new();
