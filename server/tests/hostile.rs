@@ -342,9 +342,20 @@ async fn a_device_opening_connection_after_connection() {
         .expect("the socket opens");
     assert_refused(extra.recv().await, "connections open");
     drop(open);
-    // Once they close, the device may connect again.
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    let mut again = hamlet.phone("c1", "peer-again").await;
+    // Once the server has seen them close, the device may connect again.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    let mut again = loop {
+        let bearer = format!("Bearer {}", hamlet.phones["c1"].0);
+        let headers = [("Authorization", bearer.as_str())];
+        match Client::try_join_headers(&hamlet.server.url(), "peer-again", Some("peer-again-store"), &headers).await {
+            Ok(client) => break client,
+            Err(other) if tokio::time::Instant::now() < deadline => {
+                assert_refused(other, "connections open");
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            Err(other) => panic!("the device may connect again once its connections closed: {other:?}"),
+        }
+    };
     let mut ledger = hamlet.ledger("c1");
     record(&mut ledger, "r-1", 0);
     again.sync(ledger.id(), &mut ledger.doc().clone(), &mut sync::State::new()).await;

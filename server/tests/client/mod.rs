@@ -203,6 +203,20 @@ impl Client {
 
     /// Connects with these HTTP headers on the upgrade and completes the handshake.
     pub async fn join_headers(url: &str, peer_id: &str, storage_id: Option<&str>, headers: &[(&str, &str)]) -> Client {
+        match Client::try_join_headers(url, peer_id, storage_id, headers).await {
+            Ok(client) => client,
+            Err(other) => panic!("expected peer, got {other:?}"),
+        }
+    }
+
+    /// Like [`Client::join_headers`], but a refused join is the server's answer (`None`: the
+    /// connection ended without one), not a panic.
+    pub async fn try_join_headers(
+        url: &str,
+        peer_id: &str,
+        storage_id: Option<&str>,
+        headers: &[(&str, &str)],
+    ) -> Result<Client, Option<Message>> {
         let mut client = Client::connect_headers(url, peer_id, headers).await.expect("websocket connects");
         client
             .send(&Message::Join {
@@ -219,10 +233,10 @@ impl Client {
                 assert_eq!(selected_protocol_version, "1");
                 client.server_id = sender_id;
                 client.server_storage_id = peer_metadata.storage_id;
+                Ok(client)
             }
-            other => panic!("expected peer, got {other:?}"),
+            other => Err(other),
         }
-        client
     }
 
     /// Connects without joining.
