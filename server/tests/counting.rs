@@ -125,6 +125,7 @@ async fn implausible_numbers_stand_out_in_progress() {
                 Alert::BusyCollector {
                     hamlet: "thon-tay".into(),
                     hamlet_name: "Thôn Tây".into(),
+                    device: hex(1),
                     collector: "thu-ky".into(),
                     day: "2025-06-04".into(),
                     responses: 4,
@@ -242,5 +243,53 @@ async fn while_open_a_hamlets_figures_move_only_in_batches_of_the_minimum_group(
         let closed = api::transition(&h.district, &admin(), campaign.id.as_str(), CampaignState::Closed).await.unwrap();
         let r = results::load(&h.district, &closed, results::Depth::Hamlet, None).await.unwrap();
         assert_eq!((shown(&r, "to-1"), r.batched.is_none()), (17, true), "{}", db.name);
+    }
+}
+
+/// The hex form of the test actor of device `n` (no account: the actor is the device).
+fn hex(n: u8) -> String {
+    hamlet_sync_core::automerge::ActorId::from([n; 16]).to_hex_string()
+}
+
+/// The busy-collector alert counts what one device wrote, whatever collector names the
+/// responses carry: a device cannot spread a day's stuffing over invented names.
+#[tokio::test]
+async fn the_busy_collector_alert_counts_per_device_not_per_written_name() {
+    for db in support::databases().await {
+        let h = harness(db.url()).await;
+        let mut definition = fixtures::campaign();
+        definition.max_responses_per_day = 3;
+        let campaign = h.open(&definition).await;
+        let mut phone = h.phone(3);
+        let mut l = ledger(&campaign, "thon-dong", 3);
+        for (i, name) in ["an", "binh", "chi", "dung", "em"].iter().enumerate() {
+            let answers = campaign
+                .subjects
+                .iter()
+                .map(|s| {
+                    (
+                        AnswerKey::for_subject(fixtures::question("tin-nhiem"), s.id.clone()),
+                        AnswerValue::Level(Level::TinNhiem),
+                    )
+                })
+                .collect();
+            let new = NewResponse { id: format!("r{i}").parse().unwrap(), collector: name.parse().unwrap(), answers };
+            l.record(&campaign, &new, day()).unwrap();
+        }
+        h.sync(&mut phone, &mut l).await;
+        let progress = hamlet_server::district::progress::load(&h.district, &campaign).await.unwrap();
+        use hamlet_server::district::progress::Alert;
+        let busy: Vec<(&str, &str, u64)> = progress
+            .alerts
+            .iter()
+            .filter_map(|a| match a {
+                Alert::BusyCollector { device, collector, responses, .. } => {
+                    Some((device.as_str(), collector.as_str(), *responses))
+                }
+                _ => None,
+            })
+            .collect();
+        let device = hex(3);
+        assert_eq!(busy, [(device.as_str(), "an, binh, chi, dung, em", 5)], "{}", db.name);
     }
 }

@@ -80,6 +80,10 @@ pub struct ResponseRow {
     pub recorded_on: Option<Day>,
     /// Collector who recorded it.
     pub collector: Option<String>,
+    /// Who stands behind the actor that made the response: its enrolled device's id, or the
+    /// actor (hex) when no device was enrolled with it. Not a claim of the document.
+    #[serde(default)]
+    pub writer: Option<String>,
     /// Day submitted.
     pub submitted_on: Option<Day>,
     /// Who submitted.
@@ -461,6 +465,7 @@ fn response_rows(
         form_version: view.form_version,
         recorded_on: view.recorded_on,
         collector: view.collector,
+        writer: Some(owned.writer.clone()),
         submitted_on: seal.and_then(|s| s.on),
         submitted_by: seal.and_then(|s| s.by.clone()),
         voided_on: void.and_then(|v| v.on),
@@ -477,6 +482,8 @@ struct Owned {
     flags: Vec<FlagKind>,
     /// Answer keys where only another device's value shows.
     masked: BTreeSet<String>,
+    /// Who owns it (see [`ResponseRow::writer`]).
+    writer: String,
 }
 
 fn actor_of(id: &ObjId) -> Option<&ActorId> {
@@ -618,7 +625,11 @@ fn owned_response(
         seal,
         void,
     };
-    Ok(Some(Owned { view, flags, masked }))
+    let writer = match owner {
+        crate::authorship::Writer::Device(device) => device.to_owned(),
+        crate::authorship::Writer::Actor(actor) => actor.to_hex_string(),
+    };
+    Ok(Some(Owned { view, flags, masked, writer }))
 }
 
 /// Flags for writes to a seal after the change that made it: one per answer whose value the

@@ -145,7 +145,9 @@ pub enum Alert {
         hamlet: String,
         /// Its name.
         hamlet_name: String,
-        /// The collector the responses name.
+        /// Who recorded them: the enrolled device, or the actor (hex) when none was enrolled.
+        device: String,
+        /// The collector names the responses carry (claims), comma-separated.
         collector: String,
         /// The day (YYYY-MM-DD).
         day: String,
@@ -222,13 +224,32 @@ pub async fn load(district: &District, campaign: &Campaign) -> Result<Progress, 
             silent: now - last_sync_at > silent_ms,
         });
     }
-    const BUSY: &str = "SELECT hamlet_id, COALESCE(collector, ''), recorded_on, CAST(COUNT(*) AS BIGINT) \
+    // Per device (the writer behind the actor that made each response), not per the collector
+    // name a device writes: invented names do not spread a day's responses. Rows projected
+    // before writers were recorded fall back to their collector name.
+    const BUSY: &str = "SELECT hamlet_id, COALESCE(writer, collector, ''), COALESCE(collector, ''), recorded_on, \
+            CAST(COUNT(*) AS BIGINT) \
         FROM responses WHERE campaign_id = $1 AND recorded_on IS NOT NULL \
-        GROUP BY hamlet_id, collector, recorded_on HAVING COUNT(*) > $2 ORDER BY hamlet_id, recorded_on";
+        GROUP BY hamlet_id, COALESCE(writer, collector, ''), COALESCE(collector, ''), recorded_on";
     let limit = i64::from(campaign.max_responses_per_day);
-    let busy: Vec<(String, String, String, i64)> =
-        on_pool!(store, pool => sqlx::query_as(BUSY).bind(id).bind(limit).fetch_all(pool).await)
-            .map_err(query_failed("counting responses per collector and day"))?;
+    let rows: Vec<(String, String, String, String, i64)> =
+        on_pool!(store, pool => sqlx::query_as(BUSY).bind(id).fetch_all(pool).await)
+            .map_err(query_failed("counting responses per device and day"))?;
+    let mut per_device: BTreeMap<(String, String, String), (Vec<String>, i64)> = BTreeMap::new();
+    for (hamlet, device, collector, day, n) in rows {
+        let entry = per_device.entry((hamlet, day, device)).or_default();
+        entry.0.push(collector);
+        entry.1 += n;
+    }
+    let busy: Vec<(String, String, String, String, i64)> = per_device
+        .into_iter()
+        .filter(|(_, (_, n))| *n > limit)
+        .map(|((hamlet, day, device), (mut collectors, n))| {
+            collectors.sort();
+            collectors.dedup();
+            (hamlet, device, collectors.join(", "), day, n)
+        })
+        .collect();
     let name_of = |hamlet: &str| {
         hamlet
             .parse::<hamlet_sync_core::UnitId>()
@@ -312,9 +333,10 @@ pub async fn load(district: &District, campaign: &Campaign) -> Result<Progress, 
     communes.sort_by_cached_key(|c| (fold_search(&c.name), c.name.clone()));
     let order: HashMap<String, usize> = communes.iter().enumerate().map(|(i, c)| (c.id.clone(), i)).collect();
     hamlets.sort_by_cached_key(|h| (order.get(&h.commune).copied(), fold_search(&h.name), h.name.clone()));
-    alerts.extend(busy.into_iter().map(|(hamlet, collector, day, responses)| Alert::BusyCollector {
+    alerts.extend(busy.into_iter().map(|(hamlet, device, collector, day, responses)| Alert::BusyCollector {
         hamlet_name: name_of(&hamlet),
         hamlet,
+        device,
         collector,
         day,
         responses: u(responses),

@@ -547,6 +547,7 @@ struct ResponseSql {
     form_version: Option<i64>,
     recorded_on: Option<String>,
     collector: Option<String>,
+    writer: Option<String>,
     submitted_on: Option<String>,
     submitted_by: Option<String>,
     voided_on: Option<String>,
@@ -642,6 +643,7 @@ impl SqlRows {
                 form_version: x.form_version,
                 recorded_on: day(x.recorded_on),
                 collector: x.collector.clone(),
+                writer: x.writer.clone(),
                 submitted_on: day(x.submitted_on),
                 submitted_by: x.submitted_by.clone(),
                 voided_on: day(x.voided_on),
@@ -1059,7 +1061,7 @@ macro_rules! projection_sql {
                 for chunk in rows.responses.chunks(INSERT_CHUNK) {
                     let mut q = QueryBuilder::<$db>::new(
                         "INSERT INTO responses (campaign_id, hamlet_id, response_id, status, form_version, \
-                         recorded_on, collector, submitted_on, submitted_by, voided_on, voided_by, void_reason) ",
+                         recorded_on, collector, writer, submitted_on, submitted_by, voided_on, voided_by, void_reason) ",
                     );
                     q.push_values(chunk, |mut b, r| {
                         b.push_bind(a.campaign)
@@ -1069,6 +1071,7 @@ macro_rules! projection_sql {
                             .push_bind(r.form_version)
                             .push_bind(&r.recorded_on)
                             .push_bind(&r.collector)
+                            .push_bind(&r.writer)
                             .push_bind(&r.submitted_on)
                             .push_bind(&r.submitted_by)
                             .push_bind(&r.voided_on)

@@ -631,6 +631,12 @@ const MIGRATIONS: &[(i64, &str, &str, &str)] = &[
         include_str!("../../migrations/sqlite/0007_released_results.sql"),
         include_str!("../../migrations/postgres/0007_released_results.sql"),
     ),
+    (
+        8,
+        "response_writer",
+        include_str!("../../migrations/sqlite/0008_response_writer.sql"),
+        include_str!("../../migrations/postgres/0008_response_writer.sql"),
+    ),
 ];
 
 fn migrator(backend: Backend) -> Migrator {
