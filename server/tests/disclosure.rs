@@ -151,26 +151,33 @@ async fn the_per_response_export_is_for_administrators_and_audited() {
     }
 }
 
-/// A failure half-way (here a row the export cannot read) ends the body with an error, so the
-/// connection is aborted instead of ending a truncated file cleanly; it is audited. SQLite only:
-/// PostgreSQL does not let a test store such a row.
+/// A failure half-way (after the header: on SQLite a row the export cannot read, on PostgreSQL,
+/// which does not let a test store such a row, the answers table gone) ends the body with an
+/// error, so the connection is aborted instead of ending a truncated file cleanly; it is audited.
 #[tokio::test]
 async fn a_failed_export_aborts_instead_of_ending_cleanly() {
-    let db = support::databases().await.into_iter().next().unwrap();
-    let (h, campaign) = setup(db.url()).await;
-    let PoolRef::Sqlite(pool) = h.store.pool() else { panic!("the first database is SQLite") };
-    sqlx::query("UPDATE responses SET form_version = 'not a number' WHERE response_id = 'thon-tay-1'")
-        .execute(pool)
-        .await
-        .unwrap();
-    let campaign = Arc::new(campaign);
-    for kind in [Kind::ResponsesCsv, Kind::ResponsesXlsx] {
-        let response = export::response(&h.district, campaign.clone(), kind, &district::admin()).await.unwrap();
-        assert_eq!(response.status(), 200, "the status line leaves before the rows");
-        assert!(body_of(response).await.is_err(), "{kind:?}: the body must not end cleanly");
+    for db in support::databases().await {
+        let (h, campaign) = setup(db.url()).await;
+        match h.store.pool() {
+            PoolRef::Sqlite(pool) => {
+                sqlx::query("UPDATE responses SET form_version = 'not a number' WHERE response_id = 'thon-tay-1'")
+                    .execute(pool)
+                    .await
+                    .unwrap();
+            }
+            PoolRef::Postgres(pool) => {
+                sqlx::query("ALTER TABLE answers RENAME TO answers_gone").execute(pool).await.unwrap();
+            }
+        }
+        let campaign = Arc::new(campaign);
+        for kind in [Kind::ResponsesCsv, Kind::ResponsesXlsx] {
+            let response = export::response(&h.district, campaign.clone(), kind, &district::admin()).await.unwrap();
+            assert_eq!(response.status(), 200, "{}: the status line leaves before the rows", db.name);
+            assert!(body_of(response).await.is_err(), "{}: {kind:?}: the body must not end cleanly", db.name);
+        }
+        // The failure is audited by the producer, after it handed the error over.
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        let log = audit::list(&h.store, &audit::AuditFilter { limit: 500, ..Default::default() }).await.unwrap();
+        assert_eq!(log.iter().filter(|e| e.action == "export.failed").count(), 2, "{}", db.name);
     }
-    // The failure is audited by the producer, after it handed the error over.
-    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
-    let log = audit::list(&h.store, &audit::AuditFilter { limit: 500, ..Default::default() }).await.unwrap();
-    assert_eq!(log.iter().filter(|e| e.action == "export.failed").count(), 2);
 }
