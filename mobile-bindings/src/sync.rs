@@ -16,7 +16,7 @@
 //! document's sync ends, it is kept with the reason, and the others go on.
 
 use std::collections::{BTreeMap, VecDeque};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use futures_util::{SinkExt, StreamExt};
 use hamlet_sync_core::DocumentId;
@@ -37,6 +37,9 @@ use crate::views::{RefusedDocument, SyncReport};
 /// The largest message a phone accepts from a server, as the server's own default bound (a
 /// WebSocket library's default would let a server make the phone hold 64 MiB at once).
 pub const MAX_MESSAGE_BYTES: usize = 16 * 1024 * 1024;
+
+/// The header in which the phone sends its clock (unix milliseconds) when it connects to sync.
+pub const DEVICE_TIME_HEADER: &str = "hamlet-device-time";
 
 /// The most a document may take on the phone by default, as the server's own default bound on
 /// a document.
@@ -280,6 +283,10 @@ async fn connect(url: &str, token: Option<&str>, timeout: Duration) -> Result<So
         let value = HeaderValue::from_str(&format!("Bearer {token}")).map_err(|e| failed(e.to_string()))?;
         request.headers_mut().insert("authorization", value);
     }
+    // The phone's clock, so that the server can flag a phone whose clock is days off (its
+    // responses are dated by it).
+    let now_ms = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis());
+    request.headers_mut().insert(DEVICE_TIME_HEADER, HeaderValue::from(now_ms as u64));
     match tokio::time::timeout(timeout, tokio_tungstenite::connect_async_with_config(request, Some(config), false))
         .await
     {

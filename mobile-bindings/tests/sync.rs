@@ -702,3 +702,21 @@ fn a_document_that_would_grow_beyond_the_bound_is_refused_and_the_others_go_thro
     assert_eq!(b.responses(&everyone).expect("lists").len(), 150);
     assert!(b.refusals().expect("lists").is_empty());
 }
+
+/// The phone sends its clock as it connects to sync, and the district keeps how far it is from
+/// its own (a phone days off is flagged on the devices page).
+#[test]
+fn a_phone_tells_its_clock_as_it_connects_and_the_district_keeps_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let district = District::start(dir.path(), &campaign());
+    let front = Front::start(district.addr);
+    let phone = open_phone(dir.path(), "collector-a", &district, &front.address(), &["thon-dong"]);
+    phone.sync(None, &quick(), &|_| ()).expect("sync");
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as i64;
+    let clocks = front.seen_clocks();
+    assert_eq!(clocks.len(), 1, "{clocks:?}");
+    assert!(clocks[0].is_some_and(|c| (now - c).abs() < 60_000), "{clocks:?} at {now}");
+    let offsets = district.clock_offsets();
+    assert_eq!(offsets.len(), 1, "{offsets:?}");
+    assert!(offsets[0].1.is_some_and(|o| o.abs() < 60_000), "{offsets:?}");
+}

@@ -113,11 +113,15 @@ pub fn router(state: AppState) -> Router {
         .with_state(state)
 }
 
+/// The header in which a phone sends its clock (unix milliseconds) when it connects to sync.
+pub const DEVICE_TIME_HEADER: &str = "hamlet-device-time";
+
 /// `GET /sync`: the WebSocket, for a device token (`Authorization: Bearer` or `?token=`), or
 /// anyone in `--insecure-open-sync` mode. Staff sessions are refused.
 async fn sync(
     ws: WebSocketUpgrade,
     State(state): State<AppState>,
+    headers: axum::http::HeaderMap,
     principal: Option<Extension<Principal>>,
 ) -> Response {
     let access = match principal.map(|p| p.0) {
@@ -126,6 +130,15 @@ async fn sync(
                 Ok(access) => {
                     if let Err(e) = state.accounts.touch_device(&device).await {
                         tracing::warn!(error = %e, "cannot record the device's sync time");
+                    }
+                    // The phone's clock, as it connects: a phone days off dates its responses
+                    // wrongly, and the devices page says so.
+                    let clock =
+                        headers.get(DEVICE_TIME_HEADER).and_then(|v| v.to_str().ok()?.trim().parse::<i64>().ok());
+                    if let Some(device_ms) = clock
+                        && let Err(e) = state.accounts.note_device_clock(&device, device_ms).await
+                    {
+                        tracing::warn!(error = %e, "cannot record the device's clock");
                     }
                     access
                 }

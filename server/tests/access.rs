@@ -540,3 +540,51 @@ async fn a_device_over_its_message_rate_is_cut_off_and_large_bodies_are_refused(
     assert_eq!(reply.status, 413);
     world.server.stop().await;
 }
+
+/// A phone tells its clock when it connects to sync (`Hamlet-Device-Time`, unix milliseconds):
+/// the server keeps, per device, how far it is from its own, and the devices page flags a
+/// device more than a day off, ahead or behind (its responses would be dated wrongly).
+#[tokio::test]
+async fn a_device_whose_clock_is_days_off_is_flagged_on_the_devices_page() {
+    for db in support::databases().await {
+        let world = World::new(db.url()).await;
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as i64;
+        let day = 86_400_000i64;
+        for (person, clock) in [("c1", Some(now + 3 * day)), ("c2", Some(now - 2 * day)), ("relay", Some(now))] {
+            let auth = format!("Bearer {}", world.token(person));
+            let clock = clock.map(|c| c.to_string());
+            let mut headers = vec![("Authorization", auth.as_str())];
+            if let Some(c) = &clock {
+                headers.push(("Hamlet-Device-Time", c.as_str()));
+            }
+            let phone = Client::connect_headers(&world.server.url(), &format!("peer-{person}"), &headers).await;
+            assert!(phone.is_ok(), "{person} connects");
+        }
+        let listed = world.admin("GET", "/api/devices", None).await;
+        assert_eq!(listed.status, 200, "{listed:?}");
+        let listed = listed.json();
+        let offset = |person: &str| {
+            let device = &world.devices[person].1;
+            listed.as_array().unwrap().iter().find(|d| d["id"] == device.as_str()).unwrap()["clock_offset_ms"].as_i64()
+        };
+        let near = |got: Option<i64>, want: i64| got.is_some_and(|g| (g - want).abs() < 60_000);
+        assert!(near(offset("c1"), 3 * day), "{listed}");
+        assert!(near(offset("c2"), -2 * day), "{listed}");
+        assert!(near(offset("relay"), 0), "{listed}");
+
+        let auth = format!("Bearer {}", world.admin_token);
+        let page = world
+            .server
+            .request("GET", "/admin/devices", &[("Authorization", &auth), ("Accept-Language", "en")], None)
+            .await;
+        assert_eq!(page.status, 200);
+        let row = |person: &str| {
+            let device = &world.devices[person].1;
+            page.body.split("<tr>").find(|r| r.contains(device.as_str())).unwrap_or_default().to_owned()
+        };
+        assert!(row("c1").contains("clock 3 days ahead of the server"), "{}", row("c1"));
+        assert!(row("c2").contains("clock 2 days behind the server"), "{}", row("c2"));
+        assert!(!row("relay").contains("clock"), "{}", row("relay"));
+        world.server.stop().await;
+    }
+}

@@ -109,6 +109,18 @@ impl District {
         })
     }
 
+    /// How far each enrolled device's clock was from the server's at its last sync, as the
+    /// district keeps it (device id, offset in milliseconds).
+    pub fn clock_offsets(&self) -> Vec<(String, Option<i64>)> {
+        self.runtime.block_on(async {
+            let store = Store::open(&self.url).await.expect("district store");
+            let accounts = Accounts::new(store.clone(), Duration::from_secs(3600));
+            let devices = accounts.devices().await.expect("devices");
+            store.close().await;
+            devices.into_iter().map(|d| (d.id, d.clock_offset_ms)).collect()
+        })
+    }
+
     /// `host:port`.
     pub fn address(&self) -> String {
         self.addr.to_string()
@@ -193,6 +205,8 @@ struct FrontState {
     black_hole: bool,
     /// Sync connections seen.
     connections: usize,
+    /// The clocks devices sent as they connected to sync (`Hamlet-Device-Time`).
+    seen_clocks: Vec<Option<i64>>,
 }
 
 /// The proxy before the district server.
@@ -240,6 +254,10 @@ impl Front {
         self.state.lock().unwrap().seen_tokens.clone()
     }
 
+    pub fn seen_clocks(&self) -> Vec<Option<i64>> {
+        self.state.lock().unwrap().seen_clocks.clone()
+    }
+
     pub fn connections(&self) -> usize {
         self.state.lock().unwrap().connections
     }
@@ -274,8 +292,15 @@ fn serve(mut device: TcpStream, district: SocketAddr, state: Arc<Mutex<FrontStat
                 .starts_with("authorization:")
                 .then(|| l["authorization:".len()..].trim().trim_start_matches("Bearer ").to_owned())
         });
+        let clock = head.lines().find_map(|l| {
+            l.to_ascii_lowercase()
+                .starts_with("hamlet-device-time:")
+                .then(|| l["hamlet-device-time:".len()..].trim().parse::<i64>().ok())
+                .flatten()
+        });
         let mut s = state.lock().unwrap();
         s.seen_tokens.push(token);
+        s.seen_clocks.push(clock);
         s.connections += 1;
         let cut = if s.cuts.is_empty() { None } else { Some(s.cuts.remove(0)) };
         (cut, s.black_hole)

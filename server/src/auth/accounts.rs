@@ -74,6 +74,9 @@ pub struct Device {
     pub last_sync_at: Option<i64>,
     /// Revocation, unix milliseconds.
     pub revoked_at: Option<i64>,
+    /// How far its clock was from the server's when it last connected to sync (device minus
+    /// server, milliseconds), if it said.
+    pub clock_offset_ms: Option<i64>,
     /// Its Automerge actor ids.
     pub actors: Vec<String>,
 }
@@ -688,9 +691,9 @@ impl Accounts {
 
     /// Every device, newest first.
     pub async fn devices(&self) -> Result<Vec<Device>, AccountError> {
-        type Row = (String, String, String, i64, Option<i64>, Option<i64>);
+        type Row = (String, String, String, i64, Option<i64>, Option<i64>, Option<i64>);
         let rows: Vec<Row> = on_pool!(self.store, pool =>
-            sqlx::query_as("SELECT id, person_id, name, created_at, last_sync_at, revoked_at FROM devices ORDER BY created_at DESC, id")
+            sqlx::query_as("SELECT id, person_id, name, created_at, last_sync_at, revoked_at, clock_offset_ms FROM devices ORDER BY created_at DESC, id")
                 .fetch_all(pool).await)
         .map_err(query_failed("listing devices"))?;
         let actors: Vec<(String, String)> = on_pool!(self.store, pool =>
@@ -698,7 +701,7 @@ impl Accounts {
         .map_err(query_failed("listing devices"))?;
         Ok(rows
             .into_iter()
-            .map(|(id, person_id, name, created_at, last_sync_at, revoked_at)| Device {
+            .map(|(id, person_id, name, created_at, last_sync_at, revoked_at, clock_offset_ms)| Device {
                 actors: actors.iter().filter(|(d, _)| *d == id).map(|(_, a)| a.clone()).collect(),
                 id,
                 person_id,
@@ -706,6 +709,7 @@ impl Accounts {
                 created_at,
                 last_sync_at,
                 revoked_at,
+                clock_offset_ms,
             })
             .collect())
     }
@@ -722,6 +726,15 @@ impl Accounts {
     pub async fn touch_device(&self, device: &str) -> Result<(), AccountError> {
         on_pool!(self.store, pool => sqlx::query("UPDATE devices SET last_sync_at = $1 WHERE id = $2").bind(now_ms()).bind(device).execute(pool).await.map(|r| r.rows_affected()))
             .map_err(query_failed("recording a sync"))?;
+        Ok(())
+    }
+
+    /// Records how far a device's clock is from the server's: `device_ms` is the time the
+    /// device said it was (unix milliseconds) as it connected.
+    pub async fn note_device_clock(&self, device: &str, device_ms: i64) -> Result<(), AccountError> {
+        let offset = device_ms.saturating_sub(now_ms());
+        on_pool!(self.store, pool => sqlx::query("UPDATE devices SET clock_offset_ms = $1 WHERE id = $2").bind(offset).bind(device).execute(pool).await.map(|r| r.rows_affected()))
+            .map_err(query_failed("recording a device's clock"))?;
         Ok(())
     }
 

@@ -1313,11 +1313,12 @@ pub async fn devices_page(
             post_button(&format!("/admin/devices/{}/revoke", d.id), &csrf, t(lang, "Thu hồi", "Revoke"))
         };
         rows.push_str(&format!(
-            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{action}</td></tr>",
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{action}</td></tr>",
             escape(&d.id),
             escape(&d.person_id),
             escape(&d.name),
-            when(d.last_sync_at)
+            when(d.last_sync_at),
+            clock_flag(lang, d.clock_offset_ms),
         ));
     }
     Ok(Html(page(
@@ -1325,14 +1326,36 @@ pub async fn devices_page(
         t(lang, "Thiết bị", "Devices"),
         &format!(
             "<h1>{h}</h1><table><thead><tr><th scope=\"col\">{id}</th><th scope=\"col\">{person}</th><th scope=\"col\">{name}</th>\
-             <th scope=\"col\">{sync}</th><th scope=\"col\"></th></tr></thead><tbody>{rows}</tbody></table>",
+             <th scope=\"col\">{sync}</th><th scope=\"col\">{time}</th><th scope=\"col\"></th></tr></thead><tbody>{rows}</tbody></table>",
             h = t(lang, "Thiết bị", "Devices"),
             id = t(lang, "Mã", "Id"),
             person = t(lang, "Người dùng", "Person"),
             name = t(lang, "Tên thiết bị", "Device name"),
             sync = t(lang, "Đồng bộ lần cuối", "Last sync"),
+            time = t(lang, "Giờ trên máy", "Device time"),
         ),
     )))
+}
+
+/// A device's clock further than this from the server's is flagged on the devices page.
+const CLOCK_FLAG_MS: i64 = 24 * 60 * 60 * 1000;
+
+/// The devices page's word on a device's clock: a flag when it was more than a day off the
+/// server's at its last sync (its responses are dated by that clock), "ok" within a day.
+fn clock_flag(lang: &str, offset_ms: Option<i64>) -> String {
+    let Some(offset) = offset_ms else { return "—".into() };
+    if offset.abs() <= CLOCK_FLAG_MS {
+        return "ok".into();
+    }
+    let days = (offset.abs() + CLOCK_FLAG_MS / 2) / CLOCK_FLAG_MS;
+    let unit = if days == 1 { "day" } else { "days" };
+    let text = match (lang, offset > 0) {
+        ("en", true) => format!("clock {days} {unit} ahead of the server"),
+        ("en", false) => format!("clock {days} {unit} behind the server"),
+        (_, true) => format!("đồng hồ nhanh hơn máy chủ {days} ngày"),
+        (_, false) => format!("đồng hồ chậm hơn máy chủ {days} ngày"),
+    };
+    format!("<strong class=\"flag\">⚠ {text}</strong>")
 }
 
 /// `POST /admin/devices/{id}/revoke` (the form of the devices page).

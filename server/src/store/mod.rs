@@ -637,6 +637,12 @@ const MIGRATIONS: &[(i64, &str, &str, &str)] = &[
         include_str!("../../migrations/sqlite/0008_response_writer.sql"),
         include_str!("../../migrations/postgres/0008_response_writer.sql"),
     ),
+    (
+        9,
+        "device_clock",
+        include_str!("../../migrations/sqlite/0009_device_clock.sql"),
+        include_str!("../../migrations/postgres/0009_device_clock.sql"),
+    ),
 ];
 
 fn migrator(backend: Backend) -> Migrator {
