@@ -107,7 +107,25 @@ pub enum GuardError {
 
 /// Decodes a sync message from a peer and checks it (see the [module docs](self)).
 pub fn sync_message(data: &[u8], limits: &Limits) -> Result<sync::Message, GuardError> {
-    let message = sync::Message::decode(data).map_err(|e| GuardError::Decode(e.to_string()))?;
+    let mut message = sync::Message::decode(data).map_err(|e| GuardError::Decode(e.to_string()))?;
+    // Heads, needs and last syncs are sets; Automerge's reply builder panics (`MissingOps`)
+    // on a need naming one of our changes twice. Each hash is kept once, in its first place.
+    let lists = message.have.len().saturating_add(2);
+    if lists > limits.max_changes
+        || message.heads.len() > limits.max_changes
+        || message.need.len() > limits.max_changes
+        || message.have.iter().any(|h| h.last_sync.len() > limits.max_changes)
+    {
+        return Err(GuardError::TooManyChanges {
+            count: [message.heads.len(), message.need.len(), message.have.len()].into_iter().max().unwrap_or(0),
+            max: limits.max_changes,
+        });
+    }
+    dedup(&mut message.heads);
+    dedup(&mut message.need);
+    for have in &mut message.have {
+        dedup(&mut have.last_sync);
+    }
     for have in &message.have {
         check_bloom(&have.bloom.to_bytes(), limits)?;
     }
@@ -119,6 +137,12 @@ pub fn sync_message(data: &[u8], limits: &Limits) -> Result<sync::Message, Guard
         walk(chunk, &mut budget, limits.max_inflated_bytes)?;
     }
     Ok(message)
+}
+
+/// Keeps the first of each hash, in order.
+fn dedup(hashes: &mut Vec<automerge::ChangeHash>) {
+    let mut seen = std::collections::HashSet::with_capacity(hashes.len());
+    hashes.retain(|h| seen.insert(*h));
 }
 
 /// Checks concatenated storage chunks (document, change or compressed change chunks) before
@@ -339,6 +363,32 @@ mod tests {
     fn the_bloom_filter_that_divided_by_zero_is_refused() {
         let hostile = [0x42, 0, 0, 1, 0, 3, 1, 0, 7, 0];
         assert!(matches!(check(&hostile), Err(GuardError::BloomFilter { bits_per_entry: 0, .. })));
+    }
+
+    #[test]
+    fn the_need_with_a_known_hash_twice_is_read_once() {
+        // A peer claiming heads we lack and needing one of our changes twice made Automerge
+        // panic (`MissingOps` in its change collector) when it generated the reply to a real
+        // ledger (`fuzz/regressions/sync/server-generate-missing-ops` replays that one).
+        let mut ours = AutoCommit::new();
+        ours.put(ROOT, "k", "v").expect("put");
+        let head = ours.get_heads()[0];
+        let other = automerge::ChangeHash([9; 32]);
+        let mut hostile = sync::Message::decode(
+            &AutoCommit::new().sync().generate_sync_message(&mut sync::State::new()).expect("a message").encode(),
+        )
+        .expect("decodes");
+        hostile.heads = vec![other, other];
+        let mut need = vec![head, other, head, head];
+        need.sort();
+        hostile.need = need.clone();
+        need.dedup();
+        let message = check(&hostile.encode()).expect("passes, its lists read as sets");
+        assert_eq!(message.need, need, "each hash once");
+        assert_eq!(message.heads, vec![other]);
+        let mut state = sync::State::new();
+        ours.sync().receive_sync_message(&mut state, message).expect("applies");
+        assert!(ours.sync().generate_sync_message(&mut state).is_some(), "the reply is generated");
     }
 
     #[test]
