@@ -152,12 +152,14 @@ fn everything_a_phone_does_from_the_command_line() {
     assert_eq!(all.as_array().map(Vec::len), Some(4), "three from the server, one from the bundle");
 
     // Another server than the enrolled one never sees the token: refused before sending, code 3.
-    let out = cli(&store, &["sync", "--server", "127.0.0.1:9", "--attempts", "1"]);
+    let elsewhere = support::closed_address();
+    let out = cli(&store, &["sync", "--server", elsewhere.as_str(), "--attempts", "1"]);
     assert_eq!(out.status.code(), Some(3), "{}", String::from_utf8_lossy(&out.stderr));
     assert!(String::from_utf8_lossy(&out.stderr).contains("not the server this device enrolled with"));
     // A server that cannot be reached: exit code 5.
     let unreachable = dir.path().join("unreachable.db");
-    let setup = ["enroll", "--server", "127.0.0.1:9", "--collector", "x", "--campaign", "tin-nhiem-2025"];
+    let nowhere = support::closed_address();
+    let setup = ["enroll", "--server", nowhere.as_str(), "--collector", "x", "--campaign", "tin-nhiem-2025"];
     // Enrolled even though the first sync cannot reach the server: exit 0, and it says so.
     let out = cli(&unreachable, &[&setup[..], &["--hamlet", "thon-dong"]].concat());
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));

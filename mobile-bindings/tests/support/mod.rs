@@ -352,6 +352,15 @@ fn pipe(mut from: TcpStream, mut to: TcpStream, limit: Option<usize>) {
 }
 
 /// A temporary folder and the path of a phone's store in it.
+/// `127.0.0.1:<port>` of a port this process bound and closed again: nothing listens there
+/// (unlike a fixed port such as 9, which a machine may serve).
+pub fn closed_address() -> String {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("a free port");
+    let address = listener.local_addr().expect("its address");
+    drop(listener);
+    address.to_string()
+}
+
 pub fn phone_path(dir: &Path, name: &str) -> PathBuf {
     dir.join(format!("{name}.db"))
 }
