@@ -929,6 +929,21 @@ mod tests {
         tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime")
     }
 
+    /// What makes "a call returns only once its write is durable" true: the settings in force
+    /// on the store's connection, read back from SQLite (not the options we passed).
+    #[test]
+    fn the_store_writes_ahead_and_syncs_every_commit() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        runtime().block_on(async {
+            let store = Store::open(&dir.path().join("store.db")).await.expect("opens");
+            let journal: String =
+                sqlx::query_scalar("PRAGMA journal_mode").fetch_one(&store.pool).await.expect("reads");
+            let synchronous: i64 =
+                sqlx::query_scalar("PRAGMA synchronous").fetch_one(&store.pool).await.expect("reads");
+            assert_eq!((journal.as_str(), synchronous), ("wal", 2), "WAL with synchronous=FULL (2)");
+        });
+    }
+
     #[test]
     fn writes_survive_reopening_and_the_index_keeps_what_is_ours() {
         let dir = tempfile::tempdir().expect("tempdir");
