@@ -175,9 +175,16 @@ async fn a_failed_export_aborts_instead_of_ending_cleanly() {
             assert_eq!(response.status(), 200, "{}: the status line leaves before the rows", db.name);
             assert!(body_of(response).await.is_err(), "{}: {kind:?}: the body must not end cleanly", db.name);
         }
-        // The failure is audited by the producer, after it handed the error over.
-        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
-        let log = audit::list(&h.store, &audit::AuditFilter { limit: 500, ..Default::default() }).await.unwrap();
-        assert_eq!(log.iter().filter(|e| e.action == "export.failed").count(), 2, "{}", db.name);
+        // The failure is audited by the producer, after it handed the error over: wait for it.
+        let mut failed = 0;
+        for _ in 0..200 {
+            let log = audit::list(&h.store, &audit::AuditFilter { limit: 500, ..Default::default() }).await.unwrap();
+            failed = log.iter().filter(|e| e.action == "export.failed").count();
+            if failed >= 2 {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+        }
+        assert_eq!(failed, 2, "{}", db.name);
     }
 }
