@@ -110,8 +110,7 @@ pub fn sync_message(data: &[u8], limits: &Limits) -> Result<sync::Message, Guard
     let mut message = sync::Message::decode(data).map_err(|e| GuardError::Decode(e.to_string()))?;
     // Heads, needs and last syncs are sets; Automerge's reply builder panics (`MissingOps`)
     // on a need naming one of our changes twice. Each hash is kept once, in its first place.
-    let lists = message.have.len().saturating_add(2);
-    if lists > limits.max_changes
+    if message.have.len() > limits.max_changes
         || message.heads.len() > limits.max_changes
         || message.need.len() > limits.max_changes
         || message.have.iter().any(|h| h.last_sync.len() > limits.max_changes)
