@@ -44,11 +44,7 @@ pub fn csv(data: &[u8]) {
 /// What a field reads back as once `csv::field` wrote it: the formula guard adds an
 /// apostrophe, and an unquoted field is trimmed when read.
 fn written(value: &str) -> String {
-    let guarded = if value.starts_with(['=', '+', '-', '@']) && value.parse::<f64>().is_err() {
-        format!("'{value}")
-    } else {
-        value.to_owned()
-    };
+    let guarded = if csv::formula_like(value) { format!("'{value}") } else { value.to_owned() };
     if guarded.contains([',', '"', '\n', '\r', ';']) { guarded } else { guarded.trim().to_owned() }
 }
 

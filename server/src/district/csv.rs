@@ -127,7 +127,7 @@ pub fn with_header(records: Vec<Record>, expected: &[&str]) -> Result<Vec<Record
 /// (or their full-width forms `＝ ＋ － ＠`, which some spreadsheets fold to ASCII), possibly
 /// after spaces, or with a TAB, CR or LF (which spreadsheets strip before looking). Plain
 /// numbers such as `-3` are not.
-fn formula_like(value: &str) -> bool {
+pub fn formula_like(value: &str) -> bool {
     if value.starts_with(['\t', '\r', '\n']) {
         return true;
     }
@@ -136,7 +136,7 @@ fn formula_like(value: &str) -> bool {
 }
 
 /// One field, quoted when it must be. A field that a spreadsheet would read as a formula (see
-/// `formula_like`) is prefixed with an apostrophe so that a comment cannot run code.
+/// [`formula_like`]) is prefixed with an apostrophe so that a comment cannot run code.
 pub fn field(value: &str) -> String {
     let guarded;
     let value = if formula_like(value) {
