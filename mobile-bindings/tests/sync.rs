@@ -328,7 +328,7 @@ fn a_bundle_carries_what_the_server_has_not_acknowledged_and_importing_twice_cha
     let a = open_phone(dir.path(), "collector-a", &district, &district.address(), &["thon-dong"]);
     // A relay's device: a collector's phone may carry only its own new changes to the server.
     let relay = Collector::open(phone_path(dir.path(), "relay")).expect("store opens");
-    let code = district.code_as("relay", hamlet_server::auth::Role::Relay, &["thon-dong"]);
+    let code = district.code_as("relay", hamlet_server::accounts::Role::Relay, &["thon-dong"]);
     relay.enroll(&district.address(), &code, "relay").expect("enrolled");
     let late = open_phone(dir.path(), "late", &district, &district.address(), &["thon-dong"]);
     a.sync(None, &quick(), &|_| ()).expect("a");

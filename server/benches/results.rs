@@ -20,12 +20,12 @@ use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use hamlet_server::auth::{Accounts, Role};
+use hamlet_server::accounts::{Accounts, Role};
 use hamlet_server::config::Limits;
-use hamlet_server::district::{self, Actor, Settings, api};
-use hamlet_server::hub::Hub;
-use hamlet_server::metrics::Metrics;
+use hamlet_server::district::{self, Actor, Settings, campaigns};
 use hamlet_server::store::{Committer, PoolRef, Store};
+use hamlet_server::sync::hub::Hub;
+use hamlet_server::sync::metrics::Metrics;
 use hamlet_sync_core::session::Identity;
 use hamlet_sync_core::{Campaign, CampaignState, HamletScope, Label, Schedule, Subject, Threshold, fixtures};
 
@@ -66,8 +66,17 @@ async fn setup(url: &str, hamlets: usize) -> Campaign {
     let accounts = Accounts::new(store.clone(), Duration::from_secs(3600));
     accounts.create_person("admin", "Benchmark", Role::Admin).await.unwrap();
     accounts.set_password("admin", PASSWORD, false).await.unwrap();
-    let hub = Hub::new(store.clone(), committer, identity, Limits::default(), Arc::new(Metrics::default()), accounts);
-    let d = district::start(&hub, Settings::default()).await;
+    let projector = district::new_projector(&store, Settings::default());
+    let hub = Hub::new(
+        store.clone(),
+        committer,
+        identity,
+        Limits::default(),
+        Arc::new(Metrics::default()),
+        accounts,
+        projector.clone(),
+    );
+    let d = district::start(hub.clone(), projector);
     let mut csv = String::from("id,name,level,parent,valid_from,valid_until,merged_from,merged_into\n");
     csv.push_str("tinh,Tỉnh Thử Nghiệm,province,,2000-01-01,,,\nhuyen,Huyện Thử Nghiệm,district,tinh,2000-01-01,,,\n");
     for c in 0..hamlets.div_ceil(20) {
@@ -83,7 +92,7 @@ async fn setup(url: &str, hamlets: usize) -> Campaign {
         ));
     }
     let actor = Actor { name: "bench".into(), role: "admin".into() };
-    api::import_units_text(&d, &actor, &csv).await.expect("units");
+    campaigns::import_units_text(&d, &actor, &csv).await.expect("units");
     let campaign = Campaign {
         id: CAMPAIGN.parse().unwrap(),
         name: Label::new("Đợt thử tải một triệu phiếu", "Load test, one million responses"),
@@ -105,8 +114,8 @@ async fn setup(url: &str, hamlets: usize) -> Campaign {
         max_responses_per_day: hamlet_sync_core::DEFAULT_MAX_RESPONSES_PER_DAY,
         state: CampaignState::Draft,
     };
-    api::create(&d, &actor, campaign.clone()).await.expect("campaign");
-    let campaign = api::transition(&d, &actor, CAMPAIGN, CampaignState::Open).await.expect("opened");
+    campaigns::create(&d, &actor, campaign.clone()).await.expect("campaign");
+    let campaign = campaigns::transition(&d, &actor, CAMPAIGN, CampaignState::Open).await.expect("opened");
     d.projector.flush().await;
     drop(d);
     drop(hub);

@@ -2,8 +2,8 @@
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
+use hamlet_server::accounts::{Accounts, Role};
 use hamlet_server::app::Server;
-use hamlet_server::auth::{Accounts, Role};
 use hamlet_server::config::{DatabaseConfig, ServeConfig};
 use hamlet_server::demo;
 use hamlet_server::store::Store;
@@ -87,7 +87,7 @@ async fn main() -> anyhow::Result<()> {
             let ledgers = hamlet_server::district::reproject_all(&database.url()).await.context("reprojecting")?;
             let store = Store::open(&database.url()).await.context("opening the database")?;
             let detail = format!("rebuilt the district tables from {ledgers} ledgers");
-            hamlet_server::district::audit::record(&store, "command-line", "reproject", "district", &detail).await?;
+            hamlet_server::audit::record(&store, "command-line", "reproject", "district", &detail).await?;
             store.close().await;
             println!("Rebuilt the district tables from {ledgers} ledgers");
             Ok(())

@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use client::{Client, Reply, Running, request_from, secure_config, start};
-use hamlet_server::auth::{Accounts, Role};
+use hamlet_server::accounts::{Accounts, Role};
 use hamlet_server::store::Store;
 use hamlet_sync_core::automerge::sync::{self, SyncDoc};
 use hamlet_sync_core::automerge::{ActorId, Automerge};

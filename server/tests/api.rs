@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use calamine::{Data, Reader, Xlsx};
 use client::{Client, Running, config, start};
-use hamlet_server::auth::{Accounts, Role};
+use hamlet_server::accounts::{Accounts, Role};
 use hamlet_server::district::catalog;
 use hamlet_server::store::Store;
 use hamlet_sync_core::automerge::{ActorId, sync};

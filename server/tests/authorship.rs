@@ -12,7 +12,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use client::{Client, Running, secure_config, start};
-use hamlet_server::auth::{Accounts, Role};
+use hamlet_server::accounts::{Accounts, Role};
 use hamlet_server::district::catalog;
 use hamlet_server::store::{PoolRef, Store};
 use hamlet_sync_core::automerge::transaction::Transactable;

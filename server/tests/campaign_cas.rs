@@ -6,7 +6,7 @@ mod district;
 mod support;
 
 use district::{admin, harness};
-use hamlet_server::district::{DistrictError, api, catalog};
+use hamlet_server::district::{DistrictError, campaigns, catalog};
 use hamlet_sync_core::{CampaignState, fixtures};
 
 #[tokio::test]
@@ -15,15 +15,15 @@ async fn a_stale_open_cannot_reopen_a_closed_campaign() {
         let one = harness(db.url()).await;
         let two = harness(db.url()).await;
         let csv = catalog::units_csv(fixtures::unit_tree().units());
-        api::import_units_text(&one.district, &admin(), &csv).await.unwrap();
+        campaigns::import_units_text(&one.district, &admin(), &csv).await.unwrap();
         let campaign = fixtures::campaign();
-        api::create(&one.district, &admin(), campaign.clone()).await.unwrap();
+        campaigns::create(&one.district, &admin(), campaign.clone()).await.unwrap();
         let id = campaign.id.as_str();
         // The second process reads (and caches) the draft.
         assert_eq!(two.district.catalog().require(id).await.unwrap().state, CampaignState::Draft, "{}", db.name);
-        api::transition(&one.district, &admin(), id, CampaignState::Open).await.unwrap();
-        api::transition(&one.district, &admin(), id, CampaignState::Closed).await.unwrap();
-        let stale = api::transition(&two.district, &admin(), id, CampaignState::Open).await;
+        campaigns::transition(&one.district, &admin(), id, CampaignState::Open).await.unwrap();
+        campaigns::transition(&one.district, &admin(), id, CampaignState::Closed).await.unwrap();
+        let stale = campaigns::transition(&two.district, &admin(), id, CampaignState::Open).await;
         assert!(
             matches!(&stale, Err(DistrictError::Conflict { code: "campaign_changed", .. })),
             "{}: {stale:?}",
@@ -34,7 +34,7 @@ async fn a_stale_open_cannot_reopen_a_closed_campaign() {
         // A stale draft edit is refused the same way.
         let mut renamed = campaign.clone();
         renamed.name.en = "Renamed".into();
-        let late = api::update(&two.district, &admin(), id, renamed).await;
+        let late = campaigns::update(&two.district, &admin(), id, renamed).await;
         assert!(matches!(late, Err(DistrictError::Conflict { .. })), "{}: {late:?}", db.name);
     }
 }
@@ -44,14 +44,14 @@ async fn a_form_change_raises_the_form_version() {
     for db in support::databases().await {
         let h = harness(db.url()).await;
         let campaign = fixtures::campaign();
-        api::create(&h.district, &admin(), campaign.clone()).await.unwrap();
+        campaigns::create(&h.district, &admin(), campaign.clone()).await.unwrap();
         let mut changed = campaign.clone();
         changed.form.questions.pop();
-        api::update(&h.district, &admin(), campaign.id.as_str(), changed).await.unwrap();
+        campaigns::update(&h.district, &admin(), campaign.id.as_str(), changed).await.unwrap();
         let stored = h.district.catalog().require(campaign.id.as_str()).await.unwrap();
         assert_eq!(stored.form.version, campaign.form.version + 1, "{}", db.name);
         // The same form again keeps its version.
-        api::update(&h.district, &admin(), campaign.id.as_str(), (*stored).clone()).await.unwrap();
+        campaigns::update(&h.district, &admin(), campaign.id.as_str(), (*stored).clone()).await.unwrap();
         let again = h.district.catalog().require(campaign.id.as_str()).await.unwrap();
         assert_eq!(again.form.version, stored.form.version, "{}", db.name);
     }
@@ -67,12 +67,12 @@ async fn concurrent_saves_wait_for_each_other_instead_of_failing() {
         let one = harness(db.url()).await;
         let two = harness(db.url()).await;
         let csv = catalog::units_csv(fixtures::unit_tree().units());
-        api::import_units_text(&one.district, &admin(), &csv).await.unwrap();
+        campaigns::import_units_text(&one.district, &admin(), &csv).await.unwrap();
         let mut campaigns = Vec::new();
         for n in 0..8 {
             let mut c = fixtures::campaign();
             c.id = format!("race-{n}").parse().unwrap();
-            api::create(&one.district, &admin(), c.clone()).await.unwrap();
+            campaigns::create(&one.district, &admin(), c.clone()).await.unwrap();
             campaigns.push(c);
         }
         let mut tasks = Vec::new();
@@ -84,7 +84,7 @@ async fn concurrent_saves_wait_for_each_other_instead_of_failing() {
                 for round in 0..6 {
                     let mut renamed = base.clone();
                     renamed.name.en = format!("Round {round}");
-                    api::update(&district, &admin(), &id, renamed).await?;
+                    campaigns::update(&district, &admin(), &id, renamed).await?;
                 }
                 Ok::<_, DistrictError>(())
             }));

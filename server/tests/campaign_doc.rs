@@ -7,8 +7,8 @@ mod district;
 mod support;
 
 use district::{admin, harness};
-use hamlet_server::district::api;
-use hamlet_server::hub::WriteError;
+use hamlet_server::district::campaigns;
+use hamlet_server::sync::hub::WriteError;
 use hamlet_sync_core::automerge::Automerge;
 use hamlet_sync_core::campaign_doc::read_campaign;
 use hamlet_sync_core::{CampaignState, DocumentId, fixtures};
@@ -26,7 +26,7 @@ async fn devices_receive_the_campaign_and_its_changes() {
         assert_eq!(read_campaign(&doc).unwrap(), campaign, "{}: the device reads the open campaign", db.name);
 
         // Staff close the campaign: the phone, a peer of the document, is sent the change.
-        api::transition(&h.district, &admin(), campaign.id.as_str(), CampaignState::Closed).await.unwrap();
+        campaigns::transition(&h.district, &admin(), campaign.id.as_str(), CampaignState::Closed).await.unwrap();
         let mut pushed = 0;
         for _ in 0..100 {
             pushed += phone.receive_pushed();

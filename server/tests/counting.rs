@@ -8,7 +8,7 @@ mod support;
 use std::collections::BTreeMap;
 
 use district::{admin, harness, ledger};
-use hamlet_server::district::{api, results, review};
+use hamlet_server::district::{campaigns, results, review};
 use hamlet_sync_core::ledger::{Ballots, CountKey};
 use hamlet_sync_core::{AnswerKey, AnswerValue, Campaign, CampaignState, Day, Level, NewResponse, Tally, fixtures};
 
@@ -163,8 +163,8 @@ async fn a_published_campaigns_results_are_frozen_and_what_came_later_is_recorde
             respond(&mut l, &campaign, &format!("r{n}"), Level::TinNhiem);
         }
         h.sync(&mut phone, &mut l).await;
-        api::transition(&h.district, &admin(), id, CampaignState::Closed).await.unwrap();
-        let published = api::transition(&h.district, &admin(), id, CampaignState::Published).await.unwrap();
+        campaigns::transition(&h.district, &admin(), id, CampaignState::Closed).await.unwrap();
+        let published = campaigns::transition(&h.district, &admin(), id, CampaignState::Published).await.unwrap();
         let before = results::load(&h.district, &published, results::Depth::Commune, None).await.unwrap();
         assert_eq!(before.published.as_ref().map(|p| p.later), Some(0), "{}", db.name);
         assert_eq!(total(&h, &published, "to-1").await, 66, "{}", db.name);
@@ -240,7 +240,8 @@ async fn while_open_a_hamlets_figures_move_only_in_batches_of_the_minimum_group(
         h.sync(&mut phone, &mut l).await;
         assert_eq!(look(&h).await, (16, Some(1)), "{}", db.name);
         // Closed, every counted answer shows: collection is over.
-        let closed = api::transition(&h.district, &admin(), campaign.id.as_str(), CampaignState::Closed).await.unwrap();
+        let closed =
+            campaigns::transition(&h.district, &admin(), campaign.id.as_str(), CampaignState::Closed).await.unwrap();
         let r = results::load(&h.district, &closed, results::Depth::Hamlet, None).await.unwrap();
         assert_eq!((shown(&r, "to-1"), r.batched.is_none()), (17, true), "{}", db.name);
     }

@@ -11,9 +11,11 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use district::{Harness, harness, ledger};
-use hamlet_server::district::export::{self, Kind};
-use hamlet_server::district::{Actor, DistrictError, audit, review};
+use hamlet_server::audit;
+use hamlet_server::district::export::Kind;
+use hamlet_server::district::{Actor, DistrictError, review};
 use hamlet_server::store::PoolRef;
+use hamlet_server::web::export;
 use hamlet_sync_core::{AnswerKey, AnswerValue, Campaign, Day, Level, NewResponse, fixtures};
 
 fn day() -> Day {

@@ -10,8 +10,8 @@ use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
 use client::{Client, Reply, Running, request_from, secure_config, start};
+use hamlet_server::accounts::{Accounts, Role};
 use hamlet_server::app::Server;
-use hamlet_server::auth::{Accounts, Role};
 use hamlet_server::store::{PoolRef, Store};
 use hamlet_sync_core::enrollment::EnrollmentLink;
 use hamlet_sync_core::fixtures;
@@ -378,7 +378,7 @@ async fn enrollment_qr_codes_carry_the_public_url() {
     assert_eq!(issued["link"].as_str(), Some(link.as_str()), "{issued}");
     assert_eq!(
         issued["qr_svg"].as_str(),
-        Some(hamlet_server::auth::http::qr_svg(&link).as_str()),
+        Some(hamlet_server::web::auth::qr_svg(&link).as_str()),
         "the QR code draws the link"
     );
     let read = EnrollmentLink::parse(&link).unwrap();
@@ -392,7 +392,7 @@ async fn enrollment_qr_codes_carry_the_public_url() {
     assert_eq!(issued["link"], issued["code"], "{issued}");
     assert_eq!(
         issued["qr_svg"].as_str(),
-        Some(hamlet_server::auth::http::qr_svg(issued["code"].as_str().unwrap()).as_str())
+        Some(hamlet_server::web::auth::qr_svg(issued["code"].as_str().unwrap()).as_str())
     );
     world.server.stop().await;
 }

@@ -15,12 +15,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use client::{Client, Running, config, secure_config, start};
-use hamlet_server::auth::{Accounts, Role};
+use hamlet_server::accounts::{Accounts, Role};
 use hamlet_server::config::Limits;
-use hamlet_server::hub::{Hub, Outbound};
-use hamlet_server::metrics::Metrics;
-use hamlet_server::outbox::outbox;
 use hamlet_server::store::{Committer, Store};
+use hamlet_server::sync::hub::{Hub, NoObserver, Outbound};
+use hamlet_server::sync::metrics::Metrics;
+use hamlet_server::sync::outbox::outbox;
 use hamlet_sync_core::automerge::sync::{self, SyncDoc};
 use hamlet_sync_core::automerge::transaction::Transactable;
 use hamlet_sync_core::automerge::{ActorId, AutoCommit, Automerge, AutomergeError, ROOT};
@@ -440,7 +440,15 @@ async fn a_malformed_message_in_the_round_of_a_staff_write() {
     let (committer, _writer) = Committer::spawn(store.clone(), 64);
     let accounts = Accounts::new(store.clone(), Duration::from_secs(3600));
     let identity = Identity { peer_id: "server".into(), storage_id: "server-store".into() };
-    let hub = Hub::new(store.clone(), committer, identity, Limits::default(), Arc::new(Metrics::default()), accounts);
+    let hub = Hub::new(
+        store.clone(),
+        committer,
+        identity,
+        Limits::default(),
+        Arc::new(Metrics::default()),
+        accounts,
+        Arc::new(NoObserver),
+    );
     let document = DocumentId::from_bytes(rand16());
 
     let connect = |name: &str| {
@@ -460,7 +468,8 @@ async fn a_malformed_message_in_the_round_of_a_staff_write() {
     let message = doc.sync().generate_sync_message(&mut state).unwrap().encode();
 
     // All three are queued before the document's task first runs: one round.
-    hub.sync(document, &honest, 1, message, false, hamlet_server::access::WriteRule::Any, "honest".into()).unwrap();
+    hub.sync(document, &honest, 1, message, false, hamlet_server::sync::access::WriteRule::Any, "honest".into(), 0)
+        .unwrap();
     let write = hub.write(
         document,
         Box::new(|doc: &mut Automerge| {
@@ -470,7 +479,8 @@ async fn a_malformed_message_in_the_round_of_a_staff_write() {
         }),
     );
     let garbage = vec![0x42, 0, 0, 1, 0, 3, 1, 0, 7, 0];
-    hub.sync(document, &hostile, 2, garbage, false, hamlet_server::access::WriteRule::Any, "hostile".into()).unwrap();
+    hub.sync(document, &hostile, 2, garbage, false, hamlet_server::sync::access::WriteRule::Any, "hostile".into(), 0)
+        .unwrap();
     let heads = write.await.expect("the staff write is stored");
 
     // What the write reported is what is stored, and the honest peer's change is in it.

@@ -12,12 +12,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use district::{Harness, harness, ledger};
-use hamlet_server::auth::Accounts;
+use hamlet_server::accounts::Accounts;
 use hamlet_server::config::Limits;
-use hamlet_server::district::demo_seed::Phone;
-use hamlet_server::hub::Hub;
-use hamlet_server::metrics::Metrics;
+use hamlet_server::demo::seed::Phone;
 use hamlet_server::store::{Committer, PoolRef, Store};
+use hamlet_server::sync::hub::{Hub, NoObserver};
+use hamlet_server::sync::metrics::Metrics;
 use hamlet_sync_core::ledger::{Ballots, CountKey};
 use hamlet_sync_core::session::Identity;
 use hamlet_sync_core::{
@@ -226,8 +226,15 @@ async fn a_ledger_stored_while_no_projector_ran_is_projected_at_start_up() {
         let (committer, _writer) = Committer::spawn(store.clone(), 16);
         let identity = Identity { peer_id: "other".into(), storage_id: store.storage_id().await.unwrap() };
         let accounts = Accounts::new(store.clone(), Duration::from_secs(60));
-        let bare =
-            Hub::new(store.clone(), committer, identity, Limits::default(), Arc::new(Metrics::default()), accounts);
+        let bare = Hub::new(
+            store.clone(),
+            committer,
+            identity,
+            Limits::default(),
+            Arc::new(Metrics::default()),
+            accounts,
+            Arc::new(NoObserver),
+        );
         let mut l = ledger(&campaign, "thon-tay", 7);
         record(&campaign, &mut l, "t-1", Level::TinNhiemThap);
         l.submit(&campaign, &rid("t-1"), &"thu-ky-1".parse().unwrap(), day()).unwrap();

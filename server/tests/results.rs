@@ -177,7 +177,7 @@ async fn known_inputs_give_exact_results() {
         let campaign = h.open(&fixtures::campaign()).await;
         play(&h, &campaign, &inputs).await;
         // Closed: every counted answer shows (while open, hamlets' figures move in batches).
-        let campaign = hamlet_server::district::api::transition(
+        let campaign = hamlet_server::district::campaigns::transition(
             &h.district,
             &district::admin(),
             campaign.id.as_str(),
@@ -237,7 +237,8 @@ async fn known_inputs_give_exact_results() {
             }
         }
         let csv = hamlet_server::district::catalog::units_csv(&moved);
-        let refused = hamlet_server::district::api::import_units_text(&h.district, &district::admin(), &csv).await;
+        let refused =
+            hamlet_server::district::campaigns::import_units_text(&h.district, &district::admin(), &csv).await;
         assert!(refused.is_err(), "{}: {refused:?}", db.name);
         let after = results::load(&h.district, &campaign, results::Depth::Commune, None).await.unwrap();
         let total = |r: &results::Results, unit: &str| {
@@ -291,7 +292,7 @@ async fn known_inputs_give_exact_results() {
         let all = review::items(&h.district, &campaign, false, &district::admin()).await.unwrap();
         let done = all.iter().find(|i| i.kind == "conflict").unwrap().reviewed.as_ref().unwrap();
         assert_eq!((done.by.as_str(), done.comment.as_str()), ("test-admin", "Đã kiểm tra: một phiếu"), "{}", db.name);
-        let log = hamlet_server::district::audit::list(&h.store, &Default::default()).await.unwrap();
+        let log = hamlet_server::audit::list(&h.store, &Default::default()).await.unwrap();
         assert_eq!(log[0].action, "review.mark", "{}: audited", db.name);
     }
 }

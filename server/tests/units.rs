@@ -7,7 +7,7 @@ mod district;
 mod support;
 
 use district::{admin, harness};
-use hamlet_server::district::{DistrictError, api, catalog};
+use hamlet_server::district::{DistrictError, campaigns, catalog};
 use hamlet_sync_core::{Campaign, CampaignState, HamletScope, Unit, UnitLevel, fixtures};
 
 fn fixture_units() -> Vec<Unit> {
@@ -34,13 +34,13 @@ fn is_invalid<T: std::fmt::Debug>(result: &Result<T, DistrictError>, word: &str)
 async fn an_import_refuses_lineage_that_loops() {
     for db in support::databases().await {
         let h = harness(db.url()).await;
-        api::import_units_text(&h.district, &admin(), &csv(&fixture_units())).await.unwrap();
+        campaigns::import_units_text(&h.district, &admin(), &csv(&fixture_units())).await.unwrap();
         // Merged into itself.
         let mut own = hamlet("thon-bac", "Thôn Bắc");
         own.valid_until = Some("2026-01-01".parse().unwrap());
         own.merged_into = Some(own.id.clone());
         own.merged_from = vec![own.id.clone()];
-        let refused = api::import_units_text(&h.district, &admin(), &csv(&[own])).await;
+        let refused = campaigns::import_units_text(&h.district, &admin(), &csv(&[own])).await;
         assert!(is_invalid(&refused, "merged into itself"), "{}: {refused:?}", db.name);
         // Two units merged into each other.
         let mut a = hamlet("thon-bac", "Thôn Bắc");
@@ -50,7 +50,7 @@ async fn an_import_refuses_lineage_that_loops() {
             x.merged_into = Some(y.parse().unwrap());
             x.merged_from = vec![y.parse().unwrap()];
         }
-        let refused = api::import_units_text(&h.district, &admin(), &csv(&[a, b])).await;
+        let refused = campaigns::import_units_text(&h.district, &admin(), &csv(&[a, b])).await;
         assert!(is_invalid(&refused, "loop"), "{}: {refused:?}", db.name);
         assert_eq!(h.district.catalog().units().await.unwrap().units().count(), 7, "{}: nothing stored", db.name);
     }
@@ -59,14 +59,14 @@ async fn an_import_refuses_lineage_that_loops() {
 /// Creates the example campaign as draft `id`, with its hamlets plus `extra`, after importing
 /// `units`.
 async fn draft(h: &district::Harness, units: &[Unit], extra: &[&str], id: &str) -> Campaign {
-    api::import_units_text(&h.district, &admin(), &csv(units)).await.unwrap();
+    campaigns::import_units_text(&h.district, &admin(), &csv(units)).await.unwrap();
     let mut campaign = fixtures::campaign();
     campaign.id = id.parse().unwrap();
     campaign.state = CampaignState::Draft;
     for id in extra {
         campaign.hamlets.push(HamletScope { hamlet: id.parse().unwrap(), expected_voters: 40 });
     }
-    api::create(&h.district, &admin(), campaign.clone()).await.unwrap();
+    campaigns::create(&h.district, &admin(), campaign.clone()).await.unwrap();
     campaign
 }
 
@@ -82,7 +82,7 @@ async fn a_campaign_cannot_count_a_hamlet_and_the_one_it_was_merged_into() {
         units.iter_mut().find(|u| u.id.as_str() == "thon-dong").unwrap().merged_from = vec![bac.id.clone()];
         units.push(bac);
         let campaign = draft(&h, &units, &["thon-bac"], "merged").await;
-        let refused = api::transition(&h.district, &admin(), campaign.id.as_str(), CampaignState::Open).await;
+        let refused = campaigns::transition(&h.district, &admin(), campaign.id.as_str(), CampaignState::Open).await;
         assert!(is_invalid(&refused, "merged into"), "{}: {refused:?}", db.name);
     }
 }
@@ -100,7 +100,7 @@ async fn a_campaign_cannot_have_a_hamlet_not_valid_on_its_dates() {
             cu.valid_until = until.map(|d| d.parse().unwrap());
             units.push(cu);
             let campaign = draft(&h, &units, &["thon-cu"], &format!("dates-{n}")).await;
-            let refused = api::transition(&h.district, &admin(), campaign.id.as_str(), CampaignState::Open).await;
+            let refused = campaigns::transition(&h.district, &admin(), campaign.id.as_str(), CampaignState::Open).await;
             assert!(is_invalid(&refused, "not valid"), "{}: {from}..{until:?}: {refused:?}", db.name);
         }
         // Valid through the last day (until is exclusive): accepted.
@@ -110,7 +110,7 @@ async fn a_campaign_cannot_have_a_hamlet_not_valid_on_its_dates() {
         cu.valid_until = Some("2025-06-21".parse().unwrap());
         units.push(cu);
         let campaign = draft(&h, &units, &["thon-cu"], "dates-ok").await;
-        api::transition(&h.district, &admin(), campaign.id.as_str(), CampaignState::Open).await.unwrap();
+        campaigns::transition(&h.district, &admin(), campaign.id.as_str(), CampaignState::Open).await.unwrap();
     }
 }
 
@@ -126,22 +126,23 @@ async fn an_import_cannot_move_the_hamlets_of_a_campaign_under_way() {
             csv(&[tay])
         };
         // A draft does not hold its hamlets yet.
-        api::import_units_text(&h.district, &admin(), &moved("xa-b", UnitLevel::Hamlet)).await.unwrap();
-        api::import_units_text(&h.district, &admin(), &moved("xa-a", UnitLevel::Hamlet)).await.unwrap();
+        campaigns::import_units_text(&h.district, &admin(), &moved("xa-b", UnitLevel::Hamlet)).await.unwrap();
+        campaigns::import_units_text(&h.district, &admin(), &moved("xa-a", UnitLevel::Hamlet)).await.unwrap();
         let id = campaign.id.as_str();
-        api::transition(&h.district, &admin(), id, CampaignState::Open).await.unwrap();
+        campaigns::transition(&h.district, &admin(), id, CampaignState::Open).await.unwrap();
         for state in [CampaignState::Open, CampaignState::Closed] {
             if state == CampaignState::Closed {
-                api::transition(&h.district, &admin(), id, state).await.unwrap();
+                campaigns::transition(&h.district, &admin(), id, state).await.unwrap();
             }
-            let refused = api::import_units_text(&h.district, &admin(), &moved("xa-b", UnitLevel::Hamlet)).await;
+            let refused = campaigns::import_units_text(&h.district, &admin(), &moved("xa-b", UnitLevel::Hamlet)).await;
             assert!(is_invalid(&refused, "campaign"), "{}: {state:?}: {refused:?}", db.name);
-            let refused = api::import_units_text(&h.district, &admin(), &moved("huyen", UnitLevel::Commune)).await;
+            let refused =
+                campaigns::import_units_text(&h.district, &admin(), &moved("huyen", UnitLevel::Commune)).await;
             assert!(is_invalid(&refused, "campaign"), "{}: {state:?}: {refused:?}", db.name);
             // Renaming it is fine.
             let mut renamed = fixture_units().into_iter().find(|u| u.id.as_str() == "thon-tay").unwrap();
             renamed.name = "Thôn Tây Mới".into();
-            api::import_units_text(&h.district, &admin(), &csv(&[renamed])).await.unwrap();
+            campaigns::import_units_text(&h.district, &admin(), &csv(&[renamed])).await.unwrap();
         }
         let tree = h.district.catalog().units().await.unwrap();
         let tay = tree.get(&"thon-tay".parse().unwrap()).unwrap();

@@ -14,8 +14,8 @@ use std::thread;
 use std::time::Duration;
 
 use clap::Parser;
+use hamlet_server::accounts::{Accounts, Role};
 use hamlet_server::app::Server;
-use hamlet_server::auth::{Accounts, Role};
 use hamlet_server::config::ServeConfig;
 use hamlet_server::store::{ChunkKind, Store, Write as StoreWrite};
 use hamlet_sync_core::automerge::{ActorId, Automerge};

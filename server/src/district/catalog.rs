@@ -14,10 +14,10 @@ use hamlet_sync_core::{
 };
 use serde::Serialize;
 
+use super::DistrictError;
 use super::csv::{self, CsvError, Record};
-use super::{DistrictError, now_ms};
-use crate::hub::Hub;
 use crate::store::{BeginWrite, Store, StoreError, on_pool, query_failed};
+use crate::sync::hub::Hub;
 
 /// The header of a units file.
 pub const UNITS_HEADER: [&str; 8] =
@@ -235,7 +235,7 @@ impl Catalog {
             let line = unit_error_subject(&e).and_then(|id| imported.get(id)).map_or(1, |(line, _)| *line);
             return Err(import_errors(vec![CsvError { line, message: e.to_string() }]));
         }
-        let now = now_ms();
+        let now = self.store.now_ms();
         const SQL: &str = "INSERT INTO units (id, name, level, parent_id, valid_from, valid_until, merged_from, \
                 merged_into, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) \
             ON CONFLICT (id) DO UPDATE SET name = excluded.name, level = excluded.level, \
@@ -295,7 +295,7 @@ impl Catalog {
         self.store_sql(campaign, base).await?;
         let document = DocumentId::for_campaign(&campaign.id);
         let written = campaign.clone();
-        let today = Day::from_unix_seconds(now_ms() / 1000);
+        let today = Day::from_unix_seconds(self.store.now_ms() / 1000);
         let wrote = hub
             .write(document, Box::new(move |doc| write_campaign(doc, &written, today).map_err(|e| e.to_string())))
             .await;
@@ -332,7 +332,7 @@ impl Catalog {
     /// The SQL half of [`save`](Self::save), compare-and-swap on the stored definition.
     async fn store_sql(&self, campaign: &Campaign, base: Option<&Campaign>) -> Result<(), DistrictError> {
         let document = DocumentId::for_campaign(&campaign.id);
-        let now = now_ms();
+        let now = self.store.now_ms();
         let definition =
             serde_json::to_string(campaign).map_err(|e| DistrictError::Internal(format!("campaign JSON: {e}")))?;
         let changed = || {

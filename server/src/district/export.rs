@@ -17,14 +17,12 @@ use std::collections::HashMap;
 use std::io::Read;
 use std::sync::Arc;
 
-use axum::body::{Body, Bytes};
-use axum::http::header;
-use axum::response::{IntoResponse, Response};
 use hamlet_sync_core::{Campaign, Level, UnitLevel};
 use tokio::sync::mpsc;
 
 use super::results::{self, Depth};
-use super::{Actor, District, DistrictError, audit, csv};
+use super::{Actor, District, DistrictError, csv};
+use crate::audit;
 use crate::store::{on_pool, query_failed};
 
 /// Responses read from the database per page.
@@ -113,14 +111,27 @@ type Batch = Result<Vec<Row>, Failed>;
 #[derive(Debug, Clone, Copy)]
 pub struct Failed;
 
-/// The HTTP response streaming the export `kind` of `campaign`, for `actor` (audited; the
-/// per-response export is for administrators only).
-pub async fn response(
+/// An export being made: its file's name and type, and its bytes as they come. An `Err` chunk
+/// means the export failed half-way (logged and audited): the receiver must not present what
+/// it got as a whole file.
+#[derive(Debug)]
+pub struct Export {
+    /// The file's name (`ket-qua-CAMPAIGN.csv`, …).
+    pub file_name: String,
+    /// Its media type.
+    pub content_type: &'static str,
+    /// The file's bytes, in order.
+    pub chunks: mpsc::Receiver<Result<Vec<u8>, std::io::Error>>,
+}
+
+/// Starts the export `kind` of `campaign` for `actor` (audited; the per-response export is for
+/// administrators only).
+pub async fn start(
     district: &District,
     campaign: Arc<Campaign>,
     kind: Kind,
     actor: &Actor,
-) -> Result<Response, DistrictError> {
+) -> Result<Export, DistrictError> {
     let file = format!("{}-{}.{}", kind.stem(), campaign.id, if kind.is_xlsx() { "xlsx" } else { "csv" });
     let target = format!("{}/{file}", campaign.id);
     if kind.is_per_response() && !actor.is_admin() {
@@ -148,22 +159,18 @@ pub async fn response(
             }
         }
     });
-    let disposition = format!("attachment; filename=\"{file}\"");
-    let (body, content_type) = if kind.is_xlsx() {
-        (xlsx_body(rows_rx), "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet")
+    let (chunks, content_type) = if kind.is_xlsx() {
+        (xlsx_chunks(rows_rx), "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet")
     } else {
-        (csv_body(rows_rx), "text/csv; charset=utf-8")
+        (csv_chunks(rows_rx), "text/csv; charset=utf-8")
     };
-    Ok(([(header::CONTENT_TYPE, content_type.to_owned()), (header::CONTENT_DISPOSITION, disposition)], body)
-        .into_response())
+    Ok(Export { file_name: file, content_type, chunks })
 }
 
-fn stream_of(rx: mpsc::Receiver<Result<Bytes, std::io::Error>>) -> Body {
-    Body::from_stream(futures_util::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|item| (item, rx)) }))
-}
+type Chunks = mpsc::Receiver<Result<Vec<u8>, std::io::Error>>;
 
-fn csv_body(mut rows: mpsc::Receiver<Batch>) -> Body {
-    let (tx, rx) = mpsc::channel::<Result<Bytes, std::io::Error>>(4);
+fn csv_chunks(mut rows: mpsc::Receiver<Batch>) -> Chunks {
+    let (tx, rx) = mpsc::channel::<Result<Vec<u8>, std::io::Error>>(4);
     tokio::spawn(async move {
         let mut first = true;
         while let Some(batch) = rows.recv().await {
@@ -180,16 +187,16 @@ fn csv_body(mut rows: mpsc::Receiver<Batch>) -> Body {
                 let fields: Vec<String> = row.iter().map(Cell::csv).collect();
                 text.push_str(&csv::line(&fields));
             }
-            if tx.send(Ok(Bytes::from(text))).await.is_err() {
+            if tx.send(Ok(text.into_bytes())).await.is_err() {
                 return; // the client went away
             }
         }
     });
-    stream_of(rx)
+    rx
 }
 
-fn xlsx_body(rows: mpsc::Receiver<Batch>) -> Body {
-    let (tx, rx) = mpsc::channel::<Result<Bytes, std::io::Error>>(4);
+fn xlsx_chunks(rows: mpsc::Receiver<Batch>) -> Chunks {
+    let (tx, rx) = mpsc::channel::<Result<Vec<u8>, std::io::Error>>(4);
     tokio::task::spawn_blocking(move || {
         let io = |e: String| std::io::Error::other(e);
         let sent = write_xlsx(rows).map_err(io).and_then(|file| {
@@ -200,7 +207,7 @@ fn xlsx_body(rows: mpsc::Receiver<Batch>) -> Body {
                 if n == 0 {
                     return Ok(());
                 }
-                if tx.blocking_send(Ok(Bytes::copy_from_slice(&buffer[..n]))).is_err() {
+                if tx.blocking_send(Ok(buffer[..n].to_vec())).is_err() {
                     return Ok(());
                 }
             }
@@ -210,7 +217,7 @@ fn xlsx_body(rows: mpsc::Receiver<Batch>) -> Body {
             let _ = tx.blocking_send(Err(e));
         }
     });
-    stream_of(rx)
+    rx
 }
 
 /// Writes the rows received into an XLSX file in constant memory; returns the finished file.

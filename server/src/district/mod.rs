@@ -6,43 +6,28 @@
 //!   documents devices read; imports from CSV.
 //! - [`results`], [`progress`], [`review`]: results per subject up the unit tree, progress per
 //!   hamlet and device, conflicts, flags and comments to review.
-//! - [`api`]: the JSON API and its OpenAPI document; [`pages`]: the dashboard (Vietnamese by
-//!   default, English on request, no JavaScript); [`export`]: CSV and XLSX, streamed.
-//! - [`audit`]: the audit log of staff actions; [`demo_seed`]: the living demo district.
+//! - [`campaigns`]: the operations staff do on campaigns and units (create, edit, open, close,
+//!   publish, imports), each with its audit entry.
+//! - [`export`]: the rows of the CSV and XLSX exports; [`csv`]: reading and writing CSV.
 //!
-//! Routes come in two groups, [`viewer_routes`] and [`admin_routes`], so that access control
-//! can be layered on each. Handlers take the acting person as an [`Actor`] from the request's
-//! extensions ("anonymous" when none was set).
+//! Nothing here knows HTTP: the web layer calls these and turns a [`DistrictError`] into a
+//! response.
 
-pub mod api;
-pub mod audit;
+pub mod campaigns;
 pub mod catalog;
 pub mod csv;
-pub mod demo_seed;
 pub mod export;
-pub mod html;
-pub mod i18n;
-pub mod pages;
 pub mod progress;
 pub mod projector;
 pub mod results;
 pub mod review;
 
-use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::sync::Arc;
 
-use axum::Json;
-use axum::Router;
-use axum::extract::FromRequestParts;
-use axum::http::StatusCode;
-use axum::http::request::Parts;
-use axum::response::{IntoResponse, Response};
-use serde::Serialize;
-
-use crate::app::AppState;
-use crate::hub::Hub;
 use crate::store::{Store, StoreError};
+use crate::sync::hub::Hub;
 
+pub use crate::audit::Actor;
 pub use catalog::Catalog;
 pub use projector::Projector;
 
@@ -56,36 +41,6 @@ pub struct Settings {
 impl Default for Settings {
     fn default() -> Self {
         Settings { silent_device_days: 3 }
-    }
-}
-
-/// Who acts: set in the request's extensions by the authentication layer; "anonymous" until
-/// then. Recorded in the audit log ("reviewed by").
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Actor {
-    /// The person's account name.
-    pub name: String,
-    /// Their role (`admin`, `viewer`, …).
-    pub role: String,
-}
-
-impl Actor {
-    /// The actor of a request nobody signed in to.
-    pub fn anonymous() -> Actor {
-        Actor { name: "anonymous".into(), role: "anonymous".into() }
-    }
-
-    /// Whether the actor may see admin pages and links.
-    pub fn is_admin(&self) -> bool {
-        self.role == "admin" || self.role == "anonymous"
-    }
-}
-
-impl<S: Send + Sync> FromRequestParts<S> for Actor {
-    type Rejection = std::convert::Infallible;
-
-    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
-        Ok(parts.extensions.get::<Actor>().cloned().unwrap_or_else(Actor::anonymous))
     }
 }
 
@@ -136,32 +91,19 @@ pub enum DistrictError {
     Internal(String),
 }
 
-#[derive(Serialize)]
-struct ErrorBody<'a> {
-    code: &'a str,
-    message: String,
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    details: Vec<ErrorDetail>,
-}
-
-#[derive(Serialize)]
-struct ErrorDetail {
-    line: usize,
-    message: String,
-}
-
 impl DistrictError {
-    /// The HTTP status, stable code and the message a client may see.
-    pub fn parts(&self) -> (StatusCode, &'static str, String) {
+    /// The stable code and the message a client may see (a server error says only that
+    /// something failed: its cause is in [`DistrictError::log`]).
+    pub fn code_and_message(&self) -> (&'static str, String) {
         match self {
-            DistrictError::NotFound(m) => (StatusCode::NOT_FOUND, "not_found", m.clone()),
-            DistrictError::BadRequest { code, message } => (StatusCode::BAD_REQUEST, code, message.clone()),
-            DistrictError::Invalid { code, message, .. } => (StatusCode::UNPROCESSABLE_ENTITY, code, message.clone()),
-            DistrictError::Conflict { code, message } => (StatusCode::CONFLICT, code, message.clone()),
-            DistrictError::Forbidden(m) => (StatusCode::FORBIDDEN, "forbidden", m.clone()),
-            DistrictError::Unavailable => (StatusCode::SERVICE_UNAVAILABLE, "unavailable", self.to_string()),
+            DistrictError::NotFound(m) => ("not_found", m.clone()),
+            DistrictError::BadRequest { code, message }
+            | DistrictError::Invalid { code, message, .. }
+            | DistrictError::Conflict { code, message } => (code, message.clone()),
+            DistrictError::Forbidden(m) => ("forbidden", m.clone()),
+            DistrictError::Unavailable => ("unavailable", self.to_string()),
             DistrictError::Store(_) | DistrictError::Internal(_) => {
-                (StatusCode::INTERNAL_SERVER_ERROR, "internal", "the server could not do this; try again later".into())
+                ("internal", "the server could not do this; try again later".into())
             }
         }
     }
@@ -186,20 +128,6 @@ impl DistrictError {
     /// A 409 with `code`.
     pub fn conflict(code: &'static str, message: impl Into<String>) -> DistrictError {
         DistrictError::Conflict { code, message: message.into() }
-    }
-}
-
-impl IntoResponse for DistrictError {
-    fn into_response(self) -> Response {
-        self.log();
-        let (status, code, message) = self.parts();
-        let details = match &self {
-            DistrictError::Invalid { details, .. } => {
-                details.iter().map(|d| ErrorDetail { line: d.line, message: d.message.clone() }).collect()
-            }
-            _ => Vec::new(),
-        };
-        (status, Json(ErrorBody { code, message, details })).into_response()
     }
 }
 
@@ -230,24 +158,16 @@ impl District {
     }
 }
 
-impl FromRequestParts<AppState> for District {
-    type Rejection = DistrictError;
-
-    async fn from_request_parts(_: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
-        let hub = state.hub().clone();
-        let projector = hub.projector().cloned().ok_or(DistrictError::Unavailable)?;
-        Ok(District { hub, projector })
-    }
+/// The district's projector over `store`, with its catalog: give it to the hub as its
+/// [`RoundObserver`](crate::sync::hub::RoundObserver), then [`start`] the district.
+pub fn new_projector(store: &Store, settings: Settings) -> Arc<Projector> {
+    let catalog = Arc::new(Catalog::new(store.clone()));
+    Projector::start(store.clone(), catalog, settings)
 }
 
-/// Starts the district features on `hub`: the catalog, the projector (set on the hub, so that
-/// document tasks call it), and a catch-up of ledgers stored but not projected (after a crash,
-/// say) in the background.
-pub async fn start(hub: &Arc<Hub>, settings: Settings) -> District {
-    let store = hub.store().clone();
-    let catalog = Arc::new(Catalog::new(store.clone()));
-    let projector = Projector::start(store, catalog, settings);
-    hub.set_projector(projector.clone());
+/// Starts the district features on `hub`, whose observer is `projector`: a catch-up of
+/// ledgers stored but not projected (after a crash, say) runs in the background.
+pub fn start(hub: Arc<Hub>, projector: Arc<Projector>) -> District {
     let catching_up = projector.clone();
     tokio::spawn(async move {
         match catching_up.catch_up(None).await {
@@ -256,7 +176,7 @@ pub async fn start(hub: &Arc<Hub>, settings: Settings) -> District {
             Err(e) => tracing::error!(error = %e, "start-up projection failed"),
         }
     });
-    District { hub: hub.clone(), projector }
+    District { hub, projector }
 }
 
 /// Rebuilds every projected table of the database at `url` from its stored documents (the
@@ -268,33 +188,6 @@ pub async fn reproject_all(url: &str) -> Result<usize, projector::ProjectorError
     let projected = projector.reproject().await;
     store.close().await;
     projected
-}
-
-/// Every district route: [`viewer_routes`] and [`admin_routes`].
-pub fn router() -> Router<AppState> {
-    viewer_routes().merge(admin_routes())
-}
-
-/// Routes for staff who read: the dashboard, results, progress, review, exports, and the API
-/// that serves them. (Marking a conflict or flag as reviewed is here too: it is the working
-/// groups' job, not an administrator's.)
-pub fn viewer_routes() -> Router<AppState> {
-    api::viewer_api().router.merge(pages::viewer_pages())
-}
-
-/// Routes for administrators: campaigns, units and subjects, and the audit log.
-pub fn admin_routes() -> Router<AppState> {
-    api::admin_api().router.merge(pages::admin_pages())
-}
-
-/// Locks a mutex, ignoring poisoning (the maps it guards stay usable).
-pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
-}
-
-/// Now, in unix milliseconds.
-pub(crate) fn now_ms() -> i64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(0))
 }
 
 /// A short stable hash (FNV-1a, 64 bits, hex) of `text`.

@@ -182,7 +182,7 @@ pub async fn load(district: &District, campaign: &Campaign) -> Result<Progress, 
     let tree = district.catalog().units().await?;
     let store = district.store();
     let id = campaign.id.as_str();
-    let now = district.projector.now();
+    let now = district.store().now_ms();
     let silent_ms = i64::from(district.settings().silent_device_days) * 86_400_000;
     const COUNTS: &str = "SELECT hamlet_id, drafts, submitted, voided, tallies, ballots_returned \
         FROM hamlet_counts WHERE campaign_id = $1";

@@ -23,7 +23,6 @@
 //! from storage first. [`Projector::reproject`] rebuilds every table from the documents.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -39,8 +38,10 @@ use tokio::sync::{Notify, watch};
 
 use super::catalog::Catalog;
 use super::results::MIN_GROUP;
-use super::{Settings, fold_search, lock, now_ms, short_hash};
+use super::{Settings, fold_search, short_hash};
+use crate::lock;
 use crate::store::{PoolRef, Store, StoreError, query_failed};
+use crate::sync::hub::{RoundObserver, StoredRound};
 
 /// Most rows bound in one INSERT (both databases accept far more parameters than this needs).
 const INSERT_CHUNK: usize = 400;
@@ -92,8 +93,6 @@ pub struct Projector {
     wake: Notify,
     /// Jobs queued or running; [`Projector::flush`] waits for zero.
     outstanding: watch::Sender<usize>,
-    /// A fixed "now" for the demo's simulated devices (0: the real clock).
-    simulated_now: AtomicI64,
     /// The ledgers known so far: document id → (campaign, hamlet), from `campaign_hamlets`.
     ledgers: Mutex<HashMap<DocumentId, (CampaignId, UnitId)>>,
 }
@@ -101,6 +100,13 @@ pub struct Projector {
 impl std::fmt::Debug for Projector {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Projector").field("settings", &self.settings).finish_non_exhaustive()
+    }
+}
+
+/// The hub tells the projector of each stored round.
+impl RoundObserver for Projector {
+    fn round_stored(&self, round: &StoredRound<'_>) {
+        self.after_round(round.document, round.doc, round.before, round.peers, round.at);
     }
 }
 
@@ -114,7 +120,6 @@ impl Projector {
             pending: Mutex::new(HashMap::new()),
             wake: Notify::new(),
             outstanding: watch::Sender::new(0),
-            simulated_now: AtomicI64::new(0),
             ledgers: Mutex::new(HashMap::new()),
         });
         tokio::spawn(Projector::work(Arc::downgrade(&projector)));
@@ -136,30 +141,15 @@ impl Projector {
         &self.store
     }
 
-    /// Now, in unix milliseconds (or the demo's simulated time).
-    pub fn now(&self) -> i64 {
-        match self.simulated_now.load(Ordering::Relaxed) {
-            0 => now_ms(),
-            t => t,
-        }
-    }
-
-    /// Makes [`now`](Self::now) return `at` (unix ms) until called with `None`: the demo uses it
-    /// so that its simulated phones seem to have synced on past days.
-    pub fn simulate_now(&self, at: Option<i64>) {
-        self.simulated_now.store(at.unwrap_or(0), Ordering::Relaxed);
-    }
-
     /// Called by a document task after a round: queues the projection of a document that
     /// changed since `before`, and notes the devices (`peers`) that synced it. Cheap: no I/O, and
     /// the document is copied only when it changed. Whether it is a ledger, and whose, the worker
     /// reads from the server's own records (`campaign_hamlets`), never from the document.
-    pub fn after_round(&self, id: DocumentId, doc: &Automerge, before: &[ChangeHash], peers: &[&Peer]) {
+    pub fn after_round(&self, id: DocumentId, doc: &Automerge, before: &[ChangeHash], peers: &[&Peer], at: i64) {
         let changed = doc.get_heads() != before;
         if !changed && peers.is_empty() {
             return;
         }
-        let at = self.now();
         let devices: Vec<DeviceSeen> = peers
             .iter()
             .map(|p| DeviceSeen {
@@ -310,7 +300,7 @@ impl Projector {
                 rows: &rows,
                 expected_mark: mark.as_deref().map(encode_heads),
                 new_mark: encode_heads(&heads),
-                now: now_ms(),
+                now: self.store.now_ms(),
             };
             if self.apply(&apply).await? {
                 return Ok(());

@@ -402,7 +402,7 @@ async fn publication(district: &District, campaign: &Campaign) -> Result<Option<
 pub async fn freeze(district: &District, id: &str) -> Result<(), DistrictError> {
     use crate::store::BeginWrite as _;
     let postgres = matches!(district.store().pool(), crate::store::PoolRef::Postgres(_));
-    let now = super::now_ms();
+    let now = district.store().now_ms();
     const CLEAR: [&str; 4] = [
         "DELETE FROM publications WHERE campaign_id = $1",
         "DELETE FROM published_level_counts WHERE campaign_id = $1",

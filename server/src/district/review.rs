@@ -16,7 +16,8 @@ use std::collections::HashMap;
 use hamlet_sync_core::{Campaign, UnitId, UnitLevel};
 use serde::Serialize;
 
-use super::{Actor, District, DistrictError, audit, fold_search};
+use super::{Actor, District, DistrictError, fold_search};
+use crate::audit;
 use crate::store::{on_pool, query_failed};
 
 /// A hamlet with fewer submitted responses than this is not named beside a comment.
@@ -297,7 +298,7 @@ pub async fn mark_reviewed(
     const SQL: &str = "INSERT INTO reviews (campaign_id, item_key, reviewed_at, reviewed_by, comment) \
         VALUES ($1, $2, $3, $4, $5) ON CONFLICT (campaign_id, item_key) DO UPDATE SET \
         reviewed_at = excluded.reviewed_at, reviewed_by = excluded.reviewed_by, comment = excluded.comment";
-    let now = super::now_ms();
+    let now = store.now_ms();
     on_pool!(store, pool => {
         sqlx::query(SQL).bind(id).bind(item_key).bind(now).bind(&actor.name).bind(comment).execute(pool).await.map(drop)
     })

@@ -36,7 +36,7 @@ use std::borrow::Cow;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::sync::{Arc, OnceLock};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use sqlx::migrate::{MigrateError, Migration, MigrationType, Migrator};
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
@@ -44,6 +44,8 @@ use sqlx::sqlite::{
     SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
 use sqlx::{Connection, PgConnection, SqlSafeStr};
+
+use crate::clock::SharedClock;
 
 pub use committer::Committer;
 
@@ -387,6 +389,7 @@ enum Pool {
 pub struct Store {
     pool: Pool,
     storage_id: Arc<OnceLock<String>>,
+    clock: SharedClock,
 }
 
 impl Store {
@@ -404,12 +407,28 @@ impl Store {
         } else {
             return Err(StoreError::UnsupportedUrl { url: shown });
         };
-        let store = Store { pool, storage_id: Arc::new(OnceLock::new()) };
+        let store = Store { pool, storage_id: Arc::new(OnceLock::new()), clock: crate::clock::system() };
         if let Err(error) = store.migrate(&shown).await {
             store.close().await;
             return Err(error);
         }
         Ok(store)
+    }
+
+    /// This store with `clock` as every layer's "now" (tests; the system clock otherwise).
+    pub fn with_clock(mut self, clock: SharedClock) -> Store {
+        self.clock = clock;
+        self
+    }
+
+    /// The clock every layer reads "now" from.
+    pub fn clock(&self) -> &SharedClock {
+        &self.clock
+    }
+
+    /// Now, in unix milliseconds, by [`Store::clock`].
+    pub fn now_ms(&self) -> i64 {
+        self.clock.now_ms()
     }
 
     async fn migrate(&self, shown: &str) -> Result<(), StoreError> {
@@ -499,7 +518,7 @@ impl Store {
         if writes.is_empty() {
             return Ok(Vec::new());
         }
-        let now = now_ms();
+        let now = self.now_ms();
         match &self.pool {
             Pool::Sqlite(pool) => {
                 let mut tx =
@@ -869,11 +888,6 @@ macro_rules! write_queries {
 
 write_queries!(sqlite, sqlx::SqliteConnection, sqlite_delete_chunks);
 write_queries!(postgres, sqlx::PgConnection, postgres_delete_chunks);
-
-/// Now, in unix milliseconds.
-fn now_ms() -> i64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |elapsed| i64::try_from(elapsed.as_millis()).unwrap_or(0))
-}
 
 /// `url` without its password (in the user info or a `password=` parameter), fit for messages
 /// and logs.

@@ -6,13 +6,13 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use hamlet_server::auth::Accounts;
+use hamlet_server::accounts::Accounts;
 use hamlet_server::config::Limits;
-use hamlet_server::district::demo_seed::Phone;
-use hamlet_server::district::{self, Actor, District, Settings, api, catalog};
-use hamlet_server::hub::Hub;
-use hamlet_server::metrics::Metrics;
+use hamlet_server::demo::seed::Phone;
+use hamlet_server::district::{self, Actor, District, Settings, campaigns, catalog};
 use hamlet_server::store::{Committer, Store};
+use hamlet_server::sync::hub::Hub;
+use hamlet_server::sync::metrics::Metrics;
 use hamlet_sync_core::automerge::ActorId;
 use hamlet_sync_core::session::Identity;
 use hamlet_sync_core::{Campaign, CampaignState, Ledger, fixtures};
@@ -29,8 +29,17 @@ pub async fn harness(url: &str) -> Harness {
     let (committer, _writer) = Committer::spawn(store.clone(), 64);
     let identity = Identity { peer_id: "test-server".into(), storage_id: store.storage_id().await.unwrap() };
     let accounts = Accounts::new(store.clone(), Duration::from_secs(3600));
-    let hub = Hub::new(store.clone(), committer, identity, Limits::default(), Arc::new(Metrics::default()), accounts);
-    let district = district::start(&hub, Settings::default()).await;
+    let projector = district::new_projector(&store, Settings::default());
+    let hub = Hub::new(
+        store.clone(),
+        committer,
+        identity,
+        Limits::default(),
+        Arc::new(Metrics::default()),
+        accounts,
+        projector.clone(),
+    );
+    let district = district::start(hub.clone(), projector);
     Harness { store, hub, district }
 }
 
@@ -42,11 +51,11 @@ impl Harness {
     /// Imports the fixture units and creates and opens `campaign` (a draft).
     pub async fn open(&self, campaign: &Campaign) -> Campaign {
         let csv = catalog::units_csv(fixtures::unit_tree().units());
-        api::import_units_text(&self.district, &admin(), &csv).await.expect("units import");
+        campaigns::import_units_text(&self.district, &admin(), &csv).await.expect("units import");
         let mut draft = campaign.clone();
         draft.state = CampaignState::Draft;
-        api::create(&self.district, &admin(), draft).await.expect("campaign created");
-        api::transition(&self.district, &admin(), campaign.id.as_str(), CampaignState::Open).await.expect("opens")
+        campaigns::create(&self.district, &admin(), draft).await.expect("campaign created");
+        campaigns::transition(&self.district, &admin(), campaign.id.as_str(), CampaignState::Open).await.expect("opens")
     }
 
     pub fn phone(&self, n: u8) -> Phone {

@@ -16,9 +16,10 @@ use hamlet_sync_core::{Campaign, CampaignState, SubjectId};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::catalog::{self, require_draft};
-use super::{Actor, District, DistrictError, audit, export, progress, results, review};
-use crate::app::AppState;
+use crate::audit::{self, Actor};
+use crate::district::campaigns::{create, import_units_text, replace_hamlets, replace_subjects, transition, update};
+use crate::district::{District, DistrictError, export, progress, results, review};
+use crate::web::AppState;
 
 /// A documented query parameter.
 #[derive(Debug, Clone, Copy)]
@@ -419,133 +420,13 @@ async fn get_export(
             "no export {file:?}: results.csv, results.xlsx, responses.csv or responses.xlsx"
         ))
     })?;
-    export::response(&district, campaign, kind, &actor).await
+    crate::web::export::response(&district, campaign, kind, &actor).await
 }
 
 async fn list_units(district: District) -> Result<Response, DistrictError> {
     let tree = district.catalog().units().await?;
     let units: Vec<&hamlet_sync_core::Unit> = tree.units().collect();
     Ok(Json(units).into_response())
-}
-
-/// Creates a draft campaign; audited.
-pub async fn create(district: &District, actor: &Actor, campaign: Campaign) -> Result<(), DistrictError> {
-    if campaign.state != CampaignState::Draft {
-        return Err(DistrictError::invalid("not_draft", "a new campaign must be a draft"));
-    }
-    if campaign.name.vi.trim().is_empty() {
-        return Err(DistrictError::invalid("invalid_campaign", "the campaign needs a Vietnamese name"));
-    }
-    campaign.form.validate().map_err(|e| DistrictError::invalid("invalid_form", e.to_string()))?;
-    if district.catalog().campaign(&campaign.id).await?.is_some() {
-        return Err(DistrictError::conflict("campaign_exists", format!("campaign {} already exists", campaign.id)));
-    }
-    district.catalog().save(&district.hub, &campaign, None).await.map_err(|e| match e {
-        DistrictError::Conflict { .. } => {
-            DistrictError::conflict("campaign_exists", format!("campaign {} already exists", campaign.id))
-        }
-        other => other,
-    })?;
-    audit::record(district.store(), &actor.name, "campaign.create", campaign.id.as_str(), &campaign.name.vi).await?;
-    Ok(())
-}
-
-/// Replaces a draft campaign; audited.
-pub async fn update(district: &District, actor: &Actor, id: &str, mut campaign: Campaign) -> Result<(), DistrictError> {
-    let current = district.catalog().require(id).await?;
-    require_draft(&current)?;
-    if campaign.id != current.id {
-        return Err(DistrictError::invalid("id_mismatch", format!("the body is campaign {}, not {id}", campaign.id)));
-    }
-    if campaign.state != CampaignState::Draft {
-        return Err(DistrictError::invalid("not_draft", "use open, close and publish to change the state"));
-    }
-    campaign.form.validate().map_err(|e| DistrictError::invalid("invalid_form", e.to_string()))?;
-    // A changed form is a new version, whatever the body says.
-    if campaign.form.questions != current.form.questions && campaign.form.version <= current.form.version {
-        campaign.form.version = current.form.version + 1;
-    }
-    district.catalog().save(&district.hub, &campaign, Some(&current)).await?;
-    audit::record(district.store(), &actor.name, "campaign.update", id, &campaign.name.vi).await?;
-    Ok(())
-}
-
-/// Moves a campaign to `to` (open, closed, published); audited. Opening checks the campaign
-/// against the unit tree and projects ledgers that arrived before.
-pub async fn transition(
-    district: &District,
-    actor: &Actor,
-    id: &str,
-    to: CampaignState,
-) -> Result<Campaign, DistrictError> {
-    let current = district.catalog().require(id).await?;
-    let mut campaign = (*current).clone();
-    let tree = district.catalog().units().await?;
-    campaign.transition(to, Some(&tree)).map_err(|e| match e {
-        hamlet_sync_core::CampaignError::Transition { .. } => {
-            DistrictError::conflict("invalid_transition", e.to_string())
-        }
-        other => DistrictError::invalid("invalid_campaign", other.to_string()),
-    })?;
-    if to == CampaignState::Published {
-        // Before the state changes: what is projected in between arrived after the copy, and is
-        // listed as such. A refused save leaves a copy nobody reads (the next publish replaces it).
-        super::results::freeze(district, id).await?;
-    }
-    district.catalog().save(&district.hub, &campaign, Some(&current)).await?;
-    let action = match to {
-        CampaignState::Open => "campaign.open",
-        CampaignState::Closed => "campaign.close",
-        CampaignState::Published => "campaign.publish",
-        CampaignState::Draft => "campaign.draft",
-    };
-    audit::record(district.store(), &actor.name, action, id, "").await?;
-    let projector = district.projector.clone();
-    let campaign_id = campaign.id.clone();
-    tokio::spawn(async move {
-        if let Err(e) = projector.catch_up(Some(&campaign_id)).await {
-            tracing::error!(campaign = %campaign_id, error = %e, "projecting a campaign's ledgers failed");
-        }
-    });
-    Ok(campaign)
-}
-
-/// Replaces a draft campaign's subjects from CSV; audited.
-pub async fn replace_subjects(
-    district: &District,
-    actor: &Actor,
-    id: &str,
-    text: &str,
-) -> Result<usize, DistrictError> {
-    let current = district.catalog().require(id).await?;
-    let mut campaign = (*current).clone();
-    require_draft(&campaign)?;
-    let tree = district.catalog().units().await?;
-    campaign.subjects = catalog::subjects_from_csv(text, &tree)?;
-    let n = campaign.subjects.len();
-    district.catalog().save(&district.hub, &campaign, Some(&current)).await?;
-    audit::record(district.store(), &actor.name, "campaign.subjects", id, &format!("{n} subjects")).await?;
-    Ok(n)
-}
-
-/// Replaces a draft campaign's hamlets in scope from CSV; audited.
-pub async fn replace_hamlets(district: &District, actor: &Actor, id: &str, text: &str) -> Result<usize, DistrictError> {
-    let current = district.catalog().require(id).await?;
-    let mut campaign = (*current).clone();
-    require_draft(&campaign)?;
-    let tree = district.catalog().units().await?;
-    campaign.hamlets = catalog::hamlets_from_csv(text, &tree)?;
-    let n = campaign.hamlets.len();
-    district.catalog().save(&district.hub, &campaign, Some(&current)).await?;
-    audit::record(district.store(), &actor.name, "campaign.hamlets", id, &format!("{n} hamlets")).await?;
-    Ok(n)
-}
-
-/// Imports units from CSV; audited.
-pub async fn import_units_text(district: &District, actor: &Actor, text: &str) -> Result<usize, DistrictError> {
-    let n = district.catalog().import_units(text).await?;
-    audit::record(district.store(), &actor.name, "units.import", "units", &format!("{n} units")).await?;
-    Ok(n)
 }
 
 async fn create_campaign(district: District, actor: Actor, body: Bytes) -> Result<Response, DistrictError> {

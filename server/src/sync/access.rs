@@ -26,7 +26,7 @@ use hamlet_sync_core::authorship::{Write, writes};
 use hamlet_sync_core::automerge::{ActorId, Automerge, Change, ChangeHash, ObjId, ObjType, ReadDoc};
 use hamlet_sync_core::{CampaignId, DocumentId, Ledger, UnitId};
 
-use crate::auth::{AccountError, Accounts, Person, Role};
+use crate::accounts::{AccountError, Accounts, Person, Role};
 
 /// What one connection may touch.
 #[derive(Clone, Debug)]

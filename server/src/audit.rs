@@ -30,6 +30,28 @@ fn bounded(text: &str, max: usize) -> String {
     out
 }
 
+/// Who acts: set in the request's extensions by the authentication layer; "anonymous" until
+/// then. Recorded in the audit log ("reviewed by").
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Actor {
+    /// The person's account name.
+    pub name: String,
+    /// Their role (`admin`, `viewer`, …).
+    pub role: String,
+}
+
+impl Actor {
+    /// The actor of a request nobody signed in to.
+    pub fn anonymous() -> Actor {
+        Actor { name: "anonymous".into(), role: "anonymous".into() }
+    }
+
+    /// Whether the actor may see admin pages and links.
+    pub fn is_admin(&self) -> bool {
+        self.role == "admin" || self.role == "anonymous"
+    }
+}
+
 /// One entry of the audit log.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct AuditEntry {
@@ -70,7 +92,7 @@ pub async fn record(store: &Store, actor: &str, action: &str, target: &str, deta
 async fn insert(store: &Store, actor: &str, action: &str, target: &str, detail: &str) -> Result<i64, StoreError> {
     const SQL: &str =
         "INSERT INTO audit_log (at, actor, action, target, detail) VALUES ($1, $2, $3, $4, $5) RETURNING id";
-    let at = super::now_ms();
+    let at = store.now_ms();
     let (actor, action) = (bounded(actor, MAX_ACTOR_CHARS), bounded(action, MAX_ACTION_CHARS));
     let (target, detail) = (bounded(target, MAX_TARGET_CHARS), bounded(detail, MAX_DETAIL_CHARS));
     let (id,): (i64,) = on_pool!(store, pool => {
@@ -120,7 +142,7 @@ impl Coalescer {
         detail: &str,
     ) -> Result<(), StoreError> {
         let repeat = {
-            let mut open = super::lock(&self.open);
+            let mut open = crate::lock(&self.open);
             if open.len() >= MAX_OPEN_KEYS {
                 let window = self.window;
                 open.retain(|_, o| now.duration_since(o.since) < window);
@@ -148,7 +170,7 @@ impl Coalescer {
             None => {
                 let row = insert(store, actor, action, target, detail).await?;
                 let entry = Open { since: now, row, count: 1, detail: bounded(detail, MAX_DETAIL_CHARS / 2) };
-                super::lock(&self.open).insert(key.to_owned(), entry);
+                crate::lock(&self.open).insert(key.to_owned(), entry);
                 Ok(())
             }
         }

@@ -1,4 +1,5 @@
-//! One WebSocket connection: frames in, protocol events to the hub, hub messages out, pings.
+//! One sync connection: frames in, protocol events to the hub, hub messages out, pings. The
+//! web layer adapts its WebSocket to a [`Socket`]; nothing here knows HTTP.
 //!
 //! A bad message is answered with an `error` and, where the protocol says so, a close; it never
 //! affects another connection.
@@ -7,17 +8,45 @@ use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use axum::extract::ws::{CloseFrame, Message as Frame, WebSocket, close_code};
 use hamlet_sync_core::DocumentId;
 use hamlet_sync_core::session::{Connection, Event, Peer};
 use hamlet_sync_core::wire::{self, Message};
+use std::future::Future;
 use tokio::sync::watch;
 
-use crate::access::SyncAccess;
-use crate::auth::Accounts;
-use crate::hub::{Hub, Outbound};
-use crate::metrics::ErrorKind;
-use crate::outbox::{Outbox, outbox};
+use super::access::SyncAccess;
+use super::hub::{Hub, Outbound};
+use super::metrics::ErrorKind;
+use super::outbox::{Outbox, outbox};
+use crate::accounts::Accounts;
+
+/// A WebSocket frame, as a connection sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Frame {
+    /// A binary frame: one protocol message.
+    Binary(Vec<u8>),
+    /// A text frame (refused: the protocol is binary).
+    Text,
+    /// A ping (sent) or a ping or pong (received).
+    Ping,
+    /// A pong received.
+    Pong,
+    /// A close frame, with its code and reason when it has them.
+    Close(Option<(u16, String)>),
+}
+
+/// Close code: going away (the server shuts down).
+pub const CLOSE_AWAY: u16 = 1001;
+/// Close code: policy violation (a refused message, a revoked device).
+pub const CLOSE_POLICY: u16 = 1008;
+
+/// The socket a connection is served over.
+pub trait Socket: Send {
+    /// The next frame; `None` once the socket is closed.
+    fn recv(&mut self) -> impl Future<Output = Option<Result<Frame, String>>> + Send;
+    /// Sends one frame.
+    fn send(&mut self, frame: Frame) -> impl Future<Output = Result<(), String>> + Send;
+}
 
 /// A token bucket: `rate` messages a second, bursts up to ten seconds' worth.
 #[derive(Debug)]
@@ -54,7 +83,7 @@ const REVOCATION_CHECK: Duration = Duration::from_secs(5);
 /// `access` says what the connection may read and write.
 pub async fn serve(
     hub: Arc<Hub>,
-    mut socket: WebSocket,
+    mut socket: impl Socket,
     mut shutdown: watch::Receiver<bool>,
     access: Arc<SyncAccess>,
     accounts: Accounts,
@@ -106,12 +135,12 @@ pub async fn serve(
                 last_heard = Instant::now();
                 let bytes = match frame {
                     Frame::Binary(bytes) => bytes,
-                    Frame::Text(_) => {
+                    Frame::Text => {
                         let reason = "this endpoint speaks CBOR in binary frames";
                         close_with_error(&hub, &conn, &mut socket, reason, limits.ping_interval).await;
                         break;
                     }
-                    Frame::Ping(_) | Frame::Pong(_) => continue,
+                    Frame::Ping | Frame::Pong => continue,
                     Frame::Close(_) => break,
                 };
                 hub.metrics().message_in(bytes.len());
@@ -177,7 +206,7 @@ pub async fn serve(
                 Some(Outbound::Frame(bytes)) => {
                     // A peer that does not read within two ping intervals is dropped: it
                     // must not hold this loop (pings, the silence check) hostage.
-                    if !send_frame(&mut socket, Frame::Binary(bytes.into()), limits.ping_interval * 2).await {
+                    if !send_frame(&mut socket, Frame::Binary(bytes), limits.ping_interval * 2).await {
                         tracing::info!(conn = conn_id, "dropping a peer that does not read");
                         break;
                     }
@@ -198,7 +227,7 @@ pub async fn serve(
                 {
                     last_checked = Instant::now();
                     if matches!(accounts.device_active(device).await, Ok(false)) {
-                        close(&mut socket, close_code::POLICY, "device revoked", limits.ping_interval).await;
+                        close(&mut socket, CLOSE_POLICY, "device revoked", limits.ping_interval).await;
                         break;
                     }
                     if assignments_changed(&accounts, &access).await {
@@ -208,12 +237,12 @@ pub async fn serve(
                         break;
                     }
                 }
-                if !send_frame(&mut socket, Frame::Ping(Default::default()), limits.ping_interval * 2).await {
+                if !send_frame(&mut socket, Frame::Ping, limits.ping_interval * 2).await {
                     break;
                 }
             }
             _ = shutdown.changed() => {
-                close(&mut socket, close_code::AWAY, "server shutting down", limits.ping_interval).await;
+                close(&mut socket, CLOSE_AWAY, "server shutting down", limits.ping_interval).await;
                 break;
             }
         }
@@ -263,7 +292,7 @@ async fn handle(
     cx: &Context<'_>,
     event: Event,
     out_tx: &Outbox,
-    socket: &mut WebSocket,
+    socket: &mut impl Socket,
     documents: &mut HashSet<DocumentId>,
     joined: &mut Option<Peer>,
 ) -> Handled {
@@ -276,7 +305,7 @@ async fn handle(
         return sent(send(hub, socket, &reply, cx.timeout).await);
     }
     let Some(peer) = joined.as_ref() else { return Handled::Continue };
-    let busy = |_| Handled::Close(crate::hub::Busy.to_string());
+    let busy = |_| Handled::Close(super::hub::Busy.to_string());
     match event {
         Event::Joined { .. } => {}
         Event::Sync { document, data, is_request } => {
@@ -297,7 +326,9 @@ async fn handle(
             }
             documents.insert(document);
             let rule = cx.access.write_rule(&document);
-            if let Err(e) = hub.sync(document, peer, cx.conn_id, data, is_request, rule, cx.access.who()) {
+            if let Err(e) =
+                hub.sync(document, peer, cx.conn_id, data, is_request, rule, cx.access.who(), hub.store().now_ms())
+            {
                 return busy(e);
             }
         }
@@ -323,28 +354,28 @@ async fn handle(
 }
 
 /// Sends one frame, giving up after `timeout` (a peer that does not read).
-async fn send_frame(socket: &mut WebSocket, frame: Frame, timeout: Duration) -> bool {
+async fn send_frame(socket: &mut impl Socket, frame: Frame, timeout: Duration) -> bool {
     matches!(tokio::time::timeout(timeout, socket.send(frame)).await, Ok(Ok(())))
 }
 
-async fn send(hub: &Hub, socket: &mut WebSocket, message: &Message, timeout: Duration) -> bool {
+async fn send(hub: &Hub, socket: &mut impl Socket, message: &Message, timeout: Duration) -> bool {
     let bytes = wire::encode(message);
     hub.metrics().message_out(bytes.len());
-    send_frame(socket, Frame::Binary(bytes.into()), timeout).await
+    send_frame(socket, Frame::Binary(bytes), timeout).await
 }
 
-async fn close_with_error(hub: &Hub, conn: &Connection, socket: &mut WebSocket, reason: &str, timeout: Duration) {
+async fn close_with_error(hub: &Hub, conn: &Connection, socket: &mut impl Socket, reason: &str, timeout: Duration) {
     let error = Message::Error {
         sender_id: Some(hub.identity().peer_id.clone()),
         target_id: conn.peer().map(|p| p.peer_id.clone()),
         message: reason.to_owned(),
     };
     if send(hub, socket, &error, timeout).await {
-        close(socket, close_code::POLICY, reason, timeout).await;
+        close(socket, CLOSE_POLICY, reason, timeout).await;
     }
 }
 
-async fn close(socket: &mut WebSocket, code: u16, reason: &str, timeout: Duration) {
+async fn close(socket: &mut impl Socket, code: u16, reason: &str, timeout: Duration) {
     // A close reason must fit in a control frame (123 bytes).
     let reason: String = reason
         .chars()
@@ -353,5 +384,5 @@ async fn close(socket: &mut WebSocket, code: u16, reason: &str, timeout: Duratio
             (*n <= 120).then_some(c)
         })
         .collect();
-    let _ = send_frame(socket, Frame::Close(Some(CloseFrame { code, reason: reason.into() })), timeout).await;
+    let _ = send_frame(socket, Frame::Close(Some((code, reason))), timeout).await;
 }

@@ -1,5 +1,10 @@
 //! Demo data: a campaign in the example district, with collectors who recorded offline on
 //! several phones and whose ledgers were merged. Deterministic, so every newcomer sees the same.
+//!
+//! - [`seed`]: the living demo district `serve --demo` shows, made through the district's
+//!   operations and the hub (never by writing the projection's tables).
+
+pub mod seed;
 
 use std::collections::BTreeMap;
 

@@ -5,7 +5,7 @@
 
 use std::fmt::Write as _;
 
-use super::i18n::{Lang, Texts};
+use crate::web::i18n::{Lang, Texts};
 
 /// `text` escaped for HTML text and attribute values.
 pub fn esc(text: &str) -> String {
@@ -263,7 +263,7 @@ pub fn stacked_chart(title: &str, rows: &[(String, usize, Option<Vec<u64>>)], la
     let bar_w = 520;
     let row_h = 28;
     let height = rows.len() as u32 * row_h + 4;
-    let id = format!("c{}", super::short_hash(title));
+    let id = format!("c{}", crate::district::short_hash(title));
     let mut out = format!(
         "<svg role=\"img\" aria-labelledby=\"{id}\" width=\"100%\" viewBox=\"0 0 {} {height}\" style=\"max-width:{}px\"><title id=\"{id}\">{}</title>",
         label_w + bar_w + 4,

@@ -1,13 +1,20 @@
-//! People, sessions, tokens, assignments, enrollment codes and devices, in the database.
+//! Accounts: people, sessions, tokens, assignments, enrollment codes and devices, in the
+//! database.
+//!
+//! - [`limiter`]: brute-force limits on sign-in and enrollment.
+//! - [`secret`]: random tokens and codes, token and password hashes.
+
+pub mod limiter;
+pub mod secret;
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use hamlet_sync_core::{CampaignId, DocumentId, UnitId};
 use serde::{Deserialize, Serialize};
 
-use super::secret::{self, RandomError};
+use self::secret::RandomError;
 use crate::store::{BeginWrite, Store, StoreError, on_pool, query_failed};
 
 /// What a person may do.
@@ -157,11 +164,6 @@ pub const MAX_ACTORS_PER_REQUEST: usize = 16;
 /// so 64 is ample, and a device cannot fill the actor table or reserve ids at will.
 pub const MAX_DEVICE_ACTORS: usize = 64;
 
-/// Milliseconds since the epoch.
-pub fn now_ms() -> i64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
-}
-
 fn check_id(kind: &str, id: &str) -> Result<(), AccountError> {
     let ok = !id.is_empty()
         && id.len() <= 64
@@ -301,7 +303,7 @@ impl Accounts {
         const SQL: &str = "INSERT INTO people (id, display_name, role, password_hash, must_change_password, created_at) \
                            VALUES ($1, $2, $3, $4, $5, $6)";
         on_pool!(self.store, pool => sqlx::query(SQL)
-            .bind(id).bind(display_name.trim()).bind(role.as_str()).bind(hash).bind(i64::from(password.is_some())).bind(now_ms())
+            .bind(id).bind(display_name.trim()).bind(role.as_str()).bind(hash).bind(i64::from(password.is_some())).bind(self.store.now_ms())
             .execute(pool).await.map(|r| r.rows_affected()))
         .map_err(query_failed("creating a person"))?;
         Ok(password)
@@ -337,7 +339,7 @@ impl Accounts {
         }
         let token = secret::random_token()?;
         let csrf = secret::random_token()?;
-        let now = now_ms();
+        let now = self.store.now_ms();
         let expires = now + self.session_ttl.as_millis() as i64;
         const SQL: &str =
             "INSERT INTO sessions (token_hash, person_id, csrf, created_at, expires_at) VALUES ($1, $2, $3, $4, $5)";
@@ -351,7 +353,7 @@ impl Accounts {
         const SQL: &str = "SELECT p.id, p.display_name, p.role, p.password_hash, p.must_change_password, s.csrf \
              FROM sessions s JOIN people p ON p.id = s.person_id WHERE s.token_hash = $1 AND s.expires_at > $2";
         let row: Option<(String, String, String, Option<String>, i64, String)> = on_pool!(self.store, pool =>
-            sqlx::query_as(SQL).bind(secret::hash_token(token)).bind(now_ms()).fetch_optional(pool).await)
+            sqlx::query_as(SQL).bind(secret::hash_token(token)).bind(self.store.now_ms()).fetch_optional(pool).await)
         .map_err(query_failed("reading a session"))?;
         Ok(row.and_then(|(id, name, role, hash, must, csrf)| {
             person((id, name, role, hash, must)).map(|(p, _)| (p, csrf))
@@ -410,7 +412,7 @@ impl Accounts {
         }
         let sessions = self.end_sessions(person, None).await?;
         const SQL: &str = "UPDATE api_tokens SET revoked_at = $1 WHERE person_id = $2 AND revoked_at IS NULL";
-        let tokens = on_pool!(self.store, pool => sqlx::query(SQL).bind(now_ms()).bind(person).execute(pool).await.map(|r| r.rows_affected()))
+        let tokens = on_pool!(self.store, pool => sqlx::query(SQL).bind(self.store.now_ms()).bind(person).execute(pool).await.map(|r| r.rows_affected()))
             .map_err(query_failed("revoking API tokens"))?;
         Ok((sessions, tokens))
     }
@@ -424,7 +426,7 @@ impl Accounts {
         let token = secret::random_token()?;
         const SQL: &str =
             "INSERT INTO api_tokens (id, token_hash, person_id, label, created_at) VALUES ($1, $2, $3, $4, $5)";
-        on_pool!(self.store, pool => sqlx::query(SQL).bind(&id).bind(secret::hash_token(&token)).bind(person).bind(label).bind(now_ms()).execute(pool).await.map(|r| r.rows_affected()))
+        on_pool!(self.store, pool => sqlx::query(SQL).bind(&id).bind(secret::hash_token(&token)).bind(person).bind(label).bind(self.store.now_ms()).execute(pool).await.map(|r| r.rows_affected()))
             .map_err(query_failed("creating an API token"))?;
         Ok((id, token))
     }
@@ -432,7 +434,7 @@ impl Accounts {
     /// Revokes an API token; `false` if there was none.
     pub async fn revoke_api_token(&self, id: &str) -> Result<bool, AccountError> {
         const SQL: &str = "UPDATE api_tokens SET revoked_at = $1 WHERE id = $2 AND revoked_at IS NULL";
-        let done = on_pool!(self.store, pool => sqlx::query(SQL).bind(now_ms()).bind(id).execute(pool).await.map(|r| r.rows_affected()))
+        let done = on_pool!(self.store, pool => sqlx::query(SQL).bind(self.store.now_ms()).bind(id).execute(pool).await.map(|r| r.rows_affected()))
             .map_err(query_failed("revoking an API token"))?;
         Ok(done > 0)
     }
@@ -520,7 +522,7 @@ impl Accounts {
             Some(_) => {}
         }
         let code = secret::random_code()?;
-        let now = now_ms();
+        let now = self.store.now_ms();
         let expires = now + ttl.as_millis() as i64;
         const SQL: &str =
             "INSERT INTO enrollment_codes (code_hash, person_id, created_at, expires_at) VALUES ($1, $2, $3, $4)";
@@ -543,7 +545,7 @@ impl Accounts {
         let device_id = format!("dev-{}", &secret::random_token()?[..16]);
         let token = secret::random_token()?;
         let name = if device_name.trim().is_empty() { "device" } else { device_name.trim() };
-        let now = now_ms();
+        let now = self.store.now_ms();
         let person_id: String = on_pool!(self.store, pool => {
             let mut tx = pool.begin_write().await.map_err(query_failed("enrolling"))?;
             let row: Option<(String, i64, Option<i64>)> =
@@ -717,14 +719,14 @@ impl Accounts {
     /// Revokes a device: its token stops working at once. `false` if there was none to revoke.
     pub async fn revoke_device(&self, device: &str) -> Result<bool, AccountError> {
         const SQL: &str = "UPDATE devices SET revoked_at = $1 WHERE id = $2 AND revoked_at IS NULL";
-        let done = on_pool!(self.store, pool => sqlx::query(SQL).bind(now_ms()).bind(device).execute(pool).await.map(|r| r.rows_affected()))
+        let done = on_pool!(self.store, pool => sqlx::query(SQL).bind(self.store.now_ms()).bind(device).execute(pool).await.map(|r| r.rows_affected()))
             .map_err(query_failed("revoking a device"))?;
         Ok(done > 0)
     }
 
     /// Records that a device synced now.
     pub async fn touch_device(&self, device: &str) -> Result<(), AccountError> {
-        on_pool!(self.store, pool => sqlx::query("UPDATE devices SET last_sync_at = $1 WHERE id = $2").bind(now_ms()).bind(device).execute(pool).await.map(|r| r.rows_affected()))
+        on_pool!(self.store, pool => sqlx::query("UPDATE devices SET last_sync_at = $1 WHERE id = $2").bind(self.store.now_ms()).bind(device).execute(pool).await.map(|r| r.rows_affected()))
             .map_err(query_failed("recording a sync"))?;
         Ok(())
     }
@@ -732,7 +734,7 @@ impl Accounts {
     /// Records how far a device's clock is from the server's: `device_ms` is the time the
     /// device said it was (unix milliseconds) as it connected.
     pub async fn note_device_clock(&self, device: &str, device_ms: i64) -> Result<(), AccountError> {
-        let offset = device_ms.saturating_sub(now_ms());
+        let offset = device_ms.saturating_sub(self.store.now_ms());
         on_pool!(self.store, pool => sqlx::query("UPDATE devices SET clock_offset_ms = $1 WHERE id = $2").bind(offset).bind(device).execute(pool).await.map(|r| r.rows_affected()))
             .map_err(query_failed("recording a device's clock"))?;
         Ok(())
@@ -795,7 +797,7 @@ impl Accounts {
     /// Appends an entry to the audit log (the district's, shared by staff actions and security
     /// events).
     pub async fn audit(&self, actor: &str, action: &str, target: &str, detail: &str) -> Result<(), AccountError> {
-        Ok(crate::district::audit::record(&self.store, actor, action, target, detail).await?)
+        Ok(crate::audit::record(&self.store, actor, action, target, detail).await?)
     }
 }
 

@@ -15,10 +15,10 @@ use hamlet_sync_core::{CampaignId, DocumentId};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
-use super::accounts::{AccountError, MIN_PASSWORD_CHARS, Person, Role, now_ms};
 use super::proxy::TrustedProxies;
-use crate::app::AppState;
-use crate::district::audit::Coalescer;
+use super::{ApiError, AppState};
+use crate::accounts::{AccountError, MIN_PASSWORD_CHARS, Person, Role};
+use crate::audit::Coalescer;
 
 /// The session cookie's name.
 pub const SESSION_COOKIE: &str = "hamlet_session";
@@ -96,69 +96,6 @@ impl Principal {
     }
 }
 
-/// A JSON error with a stable code and a message for people.
-#[derive(Debug)]
-pub struct ApiError {
-    status: StatusCode,
-    code: &'static str,
-    message: String,
-    retry_after: Option<Duration>,
-}
-
-impl ApiError {
-    /// An error with this status, code and message.
-    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
-        ApiError { status, code, message: message.into(), retry_after: None }
-    }
-
-    fn internal(context: &str, error: impl std::fmt::Display) -> Self {
-        tracing::error!(error = %error, "{context}");
-        ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "something went wrong on the server")
-    }
-
-    fn too_many(wait: Duration) -> Self {
-        let mut e = ApiError::new(
-            StatusCode::TOO_MANY_REQUESTS,
-            "too_many_attempts",
-            format!("too many failed attempts; try again in {} seconds", wait.as_secs().max(1)),
-        );
-        e.retry_after = Some(wait);
-        e
-    }
-}
-
-impl IntoResponse for ApiError {
-    fn into_response(self) -> Response {
-        let mut response = (self.status, Json(json!({ "code": self.code, "message": self.message }))).into_response();
-        if let Some(wait) = self.retry_after
-            && let Ok(v) = HeaderValue::from_str(&wait.as_secs().max(1).to_string())
-        {
-            response.headers_mut().insert(header::RETRY_AFTER, v);
-        }
-        response
-    }
-}
-
-impl From<AccountError> for ApiError {
-    fn from(e: AccountError) -> Self {
-        match e {
-            AccountError::BadCredentials => ApiError::new(StatusCode::UNAUTHORIZED, "bad_credentials", e.to_string()),
-            AccountError::Exists(_) => ApiError::new(StatusCode::CONFLICT, "exists", e.to_string()),
-            AccountError::NotFound(_) => ApiError::new(StatusCode::NOT_FOUND, "not_found", e.to_string()),
-            AccountError::Invalid(_) => ApiError::new(StatusCode::BAD_REQUEST, "invalid", e.to_string()),
-            AccountError::UnknownCode => ApiError::new(StatusCode::UNAUTHORIZED, "unknown_code", e.to_string()),
-            AccountError::ExpiredCode => ApiError::new(StatusCode::GONE, "expired_code", e.to_string()),
-            AccountError::UsedCode => ApiError::new(StatusCode::GONE, "used_code", e.to_string()),
-            AccountError::ActorTaken(_) => ApiError::new(StatusCode::CONFLICT, "actor_taken", e.to_string()),
-            AccountError::ActorReserved(_) => ApiError::new(StatusCode::CONFLICT, "actor_reserved", e.to_string()),
-            AccountError::TooManyActors { .. } => ApiError::new(StatusCode::CONFLICT, "too_many_actors", e.to_string()),
-            AccountError::Store(_) | AccountError::Random(_) | AccountError::Hashing(_) => {
-                ApiError::internal("account operation failed", e)
-            }
-        }
-    }
-}
-
 fn bearer(headers: &HeaderMap) -> Option<String> {
     let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
     let token = value.strip_prefix("Bearer ").or_else(|| value.strip_prefix("bearer "))?;
@@ -231,7 +168,7 @@ pub async fn authenticate(State(state): State<AppState>, mut request: Request, n
         let person = p.person();
         request
             .extensions_mut()
-            .insert(crate::district::Actor { name: person.id.clone(), role: person.role.as_str().into() });
+            .insert(crate::audit::Actor { name: person.id.clone(), role: person.role.as_str().into() });
         request.extensions_mut().insert(p);
     }
     let mut response = next.run(request).await;
@@ -243,7 +180,7 @@ pub async fn authenticate(State(state): State<AppState>, mut request: Request, n
 }
 
 async fn resolve_token(state: &AppState, token: &str, address: &str) -> Result<Option<Principal>, ApiError> {
-    let today = now_ms().div_euclid(86_400_000);
+    let today = state.now_ms().div_euclid(86_400_000);
     if let Some((person, id, first_today)) = state.accounts.api_token_used(token, Some(today)).await? {
         if first_today {
             audit(state, &person.id, "token.use", &id, &format!("first use today, from {address}")).await;
@@ -569,7 +506,7 @@ async fn sign_in(
     password: &str,
 ) -> Result<(Person, String, String), ApiError> {
     // Refused before any hashing, any limiter entry and any audit row.
-    super::accounts::check_credentials_size(name, password)?;
+    crate::accounts::check_credentials_size(name, password)?;
     let account_key = format!("account:{}", name.to_lowercase());
     let now = Instant::now();
     if let Err(wait) = state.limiter.check(&account_key, now) {
@@ -618,7 +555,7 @@ pub async fn login(
             response
         }
         Err(e) => {
-            let message = match e.code {
+            let message = match e.code() {
                 "bad_credentials" => t(lang, "Sai tên đăng nhập hoặc mật khẩu.", "Wrong user name or password."),
                 "too_many_attempts" => t(
                     lang,
@@ -627,8 +564,8 @@ pub async fn login(
                 ),
                 _ => t(lang, "Không đăng nhập được. Vui lòng thử lại.", "Could not sign in. Please try again."),
             };
-            let mut response = (e.status, Html(login_page(lang, &next, Some(message)))).into_response();
-            if let Some(wait) = e.retry_after
+            let mut response = (e.status(), Html(login_page(lang, &next, Some(message)))).into_response();
+            if let Some(wait) = e.retry_after()
                 && let Ok(v) = HeaderValue::from_str(&wait.as_secs().max(1).to_string())
             {
                 response.headers_mut().insert(header::RETRY_AFTER, v);
@@ -906,7 +843,7 @@ pub async fn create_code(
 }
 
 /// `GET /api/devices`.
-pub async fn list_devices(State(state): State<AppState>) -> Result<Json<Vec<crate::auth::Device>>, ApiError> {
+pub async fn list_devices(State(state): State<AppState>) -> Result<Json<Vec<crate::accounts::Device>>, ApiError> {
     Ok(Json(state.accounts.devices().await?))
 }
 

@@ -16,12 +16,15 @@ use axum::routing::{get, post};
 use hamlet_sync_core::{Campaign, CampaignState, Day, Label, Threshold, fixtures};
 use serde::Deserialize;
 
-use super::html::{Page, Section, Tab, bar, esc, legend, stacked_chart, url};
-use super::i18n::{Lang, Texts};
-use super::progress::{self, HamletProgress};
-use super::results::{self, Depth, OVERALL, Results, SubjectResult};
-use super::{Actor, District, DistrictError, api, audit, review};
-use crate::app::AppState;
+use super::layout::{Page, Section, Tab, bar, esc, legend, stacked_chart, url};
+use crate::audit::{self, Actor};
+use crate::district::progress::{self, HamletProgress};
+use crate::district::results::{self, Depth, OVERALL, Results, SubjectResult};
+use crate::district::{District, DistrictError, campaigns, fold_search, review};
+use crate::web::AppState;
+use crate::web::api::district as api;
+use crate::web::error::district_status;
+use crate::web::i18n::{Lang, Texts};
 
 /// Comments per page.
 const COMMENTS_PAGE: i64 = 50;
@@ -110,8 +113,8 @@ impl FromRequestParts<AppState> for PageCtx {
         let actor = parts.extensions.get::<Actor>().cloned().unwrap_or_else(Actor::anonymous);
         let uri = parts.extensions.get::<OriginalUri>().map_or_else(|| parts.uri.clone(), |u| u.0.clone());
         let path = uri.path_and_query().map_or_else(|| "/".to_owned(), |p| p.as_str().to_owned());
-        let csrf = match parts.extensions.get::<crate::auth::http::Principal>() {
-            Some(crate::auth::http::Principal::Staff { csrf: Some(token), .. }) => token.clone(),
+        let csrf = match parts.extensions.get::<crate::web::auth::Principal>() {
+            Some(crate::web::auth::Principal::Staff { csrf: Some(token), .. }) => token.clone(),
             _ => String::new(),
         };
         Ok(PageCtx { district, lang, set_cookie, actor, path, csrf })
@@ -172,7 +175,8 @@ impl Lang {
 /// An error as a page in `lang` (a 5xx says only that something failed; its cause is logged).
 fn error_page(lang: Lang, error: &DistrictError) -> Response {
     error.log();
-    let (status, _, message) = error.parts();
+    let status = district_status(error);
+    let (_, message) = error.code_and_message();
     let t = lang.texts();
     let title = if status == StatusCode::NOT_FOUND { t.not_found } else { t.error };
     let shown = if status.is_server_error() { t.server_error.to_owned() } else { message };
@@ -1203,7 +1207,7 @@ async fn manage(ctx: &PageCtx, error: Option<&DistrictError>) -> Result<Page, Di
         );
     }
     html.push_str("</tbody></table>");
-    let today = Day::from_unix_seconds(super::now_ms() / 1000);
+    let today = Day::from_unix_seconds(ctx.district.store().now_ms() / 1000);
     let _ = write!(
         html,
         "<form method=\"post\" action=\"/admin/campaigns\" class=\"card\">{csrf}<h2>{}</h2><label for=\"id\">{}</label><input type=\"text\" id=\"id\" name=\"id\" required pattern=\"[A-Za-z0-9._-]{{1,64}}\"><label for=\"name_vi\">{}</label><input type=\"text\" id=\"name_vi\" name=\"name_vi\" required size=\"60\"><label for=\"name_en\">{}</label><input type=\"text\" id=\"name_en\" name=\"name_en\" size=\"60\"><label for=\"opens_on\">{}</label><input type=\"date\" id=\"opens_on\" name=\"opens_on\" required value=\"{today}\"><label for=\"closes_on\">{}</label><input type=\"date\" id=\"closes_on\" name=\"closes_on\" required value=\"{}\"><p><button type=\"submit\">{}</button></p></form>",
@@ -1222,7 +1226,7 @@ async fn manage(ctx: &PageCtx, error: Option<&DistrictError>) -> Result<Page, Di
 
 fn error_box(t: &Texts, error: Option<&DistrictError>) -> String {
     let Some(error) = error else { return String::new() };
-    let (_, _, message) = error.parts();
+    let (_, message) = error.code_and_message();
     let mut html =
         format!("<div class=\"error\" role=\"alert\"><p><strong>{}:</strong> {}</p>", t.error, esc(&message));
     if let DistrictError::Invalid { details, .. } = error {
@@ -1271,7 +1275,7 @@ async fn create_post(ctx: PageCtx, body: Bytes) -> Response {
             max_responses_per_day: hamlet_sync_core::DEFAULT_MAX_RESPONSES_PER_DAY,
             state: CampaignState::Draft,
         };
-        api::create(&ctx.district, &ctx.actor, campaign).await?;
+        campaigns::create(&ctx.district, &ctx.actor, campaign).await?;
         Ok::<_, DistrictError>(id.to_owned())
     }
     .await;
@@ -1285,7 +1289,7 @@ async fn create_post(ctx: PageCtx, body: Bytes) -> Response {
 }
 
 fn form_failure(ctx: &PageCtx, page: Result<Page, DistrictError>, e: &DistrictError) -> Response {
-    let status = e.parts().0;
+    let status = district_status(e);
     match page {
         Ok(page) if !status.is_server_error() => ctx.html(status, page.render()),
         _ => error_page(ctx.lang, e),
@@ -1400,7 +1404,7 @@ async fn edit_post(ctx: PageCtx, Path(id): Path<String>, body: Bytes) -> Respons
         campaign.name = Label::new(f.name_vi.trim(), f.name_en.trim());
         campaign.schedule.opens_on = parse_day(&f.opens_on, "opens_on")?;
         campaign.schedule.closes_on = parse_day(&f.closes_on, "closes_on")?;
-        api::update(&ctx.district, &ctx.actor, &id, campaign).await
+        campaigns::update(&ctx.district, &ctx.actor, &id, campaign).await
     }
     .await;
     admin_outcome(ctx, &id, done).await
@@ -1420,7 +1424,7 @@ fn pasted_text(body: &[u8]) -> Result<String, DistrictError> {
 async fn subjects_post(ctx: PageCtx, Path(id): Path<String>, body: Bytes) -> Response {
     let done = async {
         let text = pasted_text(&body)?;
-        api::replace_subjects(&ctx.district, &ctx.actor, &id, &text).await.map(drop)
+        campaigns::replace_subjects(&ctx.district, &ctx.actor, &id, &text).await.map(drop)
     }
     .await;
     admin_outcome(ctx, &id, done).await
@@ -1429,7 +1433,7 @@ async fn subjects_post(ctx: PageCtx, Path(id): Path<String>, body: Bytes) -> Res
 async fn hamlets_post(ctx: PageCtx, Path(id): Path<String>, body: Bytes) -> Response {
     let done = async {
         let text = pasted_text(&body)?;
-        api::replace_hamlets(&ctx.district, &ctx.actor, &id, &text).await.map(drop)
+        campaigns::replace_hamlets(&ctx.district, &ctx.actor, &id, &text).await.map(drop)
     }
     .await;
     admin_outcome(ctx, &id, done).await
@@ -1451,7 +1455,7 @@ async fn state_post(ctx: PageCtx, Path(id): Path<String>, body: Bytes) -> Respon
                 return Err(DistrictError::bad("invalid_state", format!("{other:?} is not open, closed or published")));
             }
         };
-        api::transition(&ctx.district, &ctx.actor, &id, to).await.map(drop)
+        campaigns::transition(&ctx.district, &ctx.actor, &id, to).await.map(drop)
     }
     .await;
     admin_outcome(ctx, &id, done).await
@@ -1475,7 +1479,7 @@ async fn units(ctx: &PageCtx, error: Option<&DistrictError>, done: bool, number:
     );
     let tree = ctx.district.catalog().units().await?;
     let mut all: Vec<&hamlet_sync_core::Unit> = tree.units().collect();
-    all.sort_by_cached_key(|u| (u.level, super::fold_search(&u.name), u.id.to_string()));
+    all.sort_by_cached_key(|u| (u.level, fold_search(&u.name), u.id.to_string()));
     let (list, links) = paged(t, &all, number, TABLE_PAGE, "/admin/units?");
     let _ = write!(
         html,
@@ -1527,7 +1531,7 @@ async fn units_page(ctx: PageCtx, Query(q): Query<PageQuery>) -> Response {
 async fn units_post(ctx: PageCtx, body: Bytes) -> Response {
     let done = async {
         let text = pasted_text(&body)?;
-        api::import_units_text(&ctx.district, &ctx.actor, &text).await.map(drop)
+        campaigns::import_units_text(&ctx.district, &ctx.actor, &text).await.map(drop)
     }
     .await;
     match done {

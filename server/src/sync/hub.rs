@@ -8,7 +8,7 @@
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use hamlet_sync_core::DocumentId;
@@ -18,13 +18,12 @@ use hamlet_sync_core::session::{DocumentSync, Identity, Outgoing, Peer, SyncErro
 use hamlet_sync_core::wire::{self, Message};
 use tokio::sync::{mpsc, oneshot};
 
-use crate::access::{WriteRule, check_changes};
-use crate::auth::Accounts;
-use crate::config::Limits;
-use crate::district::Projector;
-use crate::metrics::{ErrorKind, Metrics};
-pub use crate::outbox::Outbound;
-use crate::outbox::Outbox;
+use super::Limits;
+use super::access::{WriteRule, check_changes};
+use super::metrics::{ErrorKind, Metrics};
+pub use super::outbox::Outbound;
+use super::outbox::Outbox;
+use crate::accounts::Accounts;
 use crate::store::{ChunkKind, Committer, Store, StoreError, Write, Written};
 
 /// How long a document stays in memory with no peer before its task ends.
@@ -33,6 +32,36 @@ const IDLE: Duration = Duration::from_secs(30);
 const ROUND: usize = 128;
 /// Ephemeral (session, count) pairs remembered per document, to drop duplicates.
 const EPHEMERAL_MEMORY: usize = 1024;
+
+/// A round of a document's task, once what it brought is stored.
+#[derive(Debug)]
+pub struct StoredRound<'a> {
+    /// The document.
+    pub document: DocumentId,
+    /// The document as stored now.
+    pub doc: &'a Automerge,
+    /// Its heads before the round.
+    pub before: &'a [ChangeHash],
+    /// The peers whose messages the round handled.
+    pub peers: &'a [&'a Peer],
+    /// When (unix ms): the time the round's messages were received.
+    pub at: i64,
+}
+
+/// Told of every stored round: the district's projector is one. Called inside the document's
+/// task, so it must be quick and never wait (queue the work).
+pub trait RoundObserver: Send + Sync + std::fmt::Debug {
+    /// `round` is stored: its changes are durable.
+    fn round_stored(&self, round: &StoredRound<'_>);
+}
+
+/// An observer that does nothing: a hub with no district (tests, benchmarks).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct NoObserver;
+
+impl RoundObserver for NoObserver {
+    fn round_stored(&self, _: &StoredRound<'_>) {}
+}
 
 /// A change the server itself makes to a document (a campaign document, written on behalf of
 /// staff). It runs inside the document's task, so it is stored like a peer's changes and then
@@ -60,7 +89,7 @@ type WriteReply = oneshot::Sender<Result<Vec<ChangeHash>, WriteError>>;
 
 /// A command for a document task.
 enum DocCommand {
-    Sync { peer: Peer, conn: u64, data: Vec<u8>, is_request: bool, rule: WriteRule, who: String },
+    Sync { peer: Peer, conn: u64, data: Vec<u8>, is_request: bool, rule: WriteRule, who: String, at: i64 },
     Ephemeral { from: String, message: Message, dedup: (String, u64) },
     PeerGone { peer: Peer, conn: u64 },
     Write { write: DocWrite, reply: WriteReply },
@@ -142,8 +171,8 @@ pub struct Hub {
     device_conns: Mutex<HashMap<String, usize>>,
     next_conn: AtomicU64,
     accounts: Accounts,
-    /// Projects ledgers into the district's SQL tables after their changes are stored.
-    projector: OnceLock<Arc<Projector>>,
+    /// Told of each stored round (the district's projector).
+    observer: Arc<dyn RoundObserver>,
 }
 
 impl std::fmt::Debug for Hub {
@@ -158,7 +187,8 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 impl Hub {
-    /// A hub over `store`, committing through `committer`.
+    /// A hub over `store`, committing through `committer`, telling `observer` of each stored
+    /// round.
     pub fn new(
         store: Store,
         committer: Committer,
@@ -166,6 +196,7 @@ impl Hub {
         limits: Limits,
         metrics: Arc<Metrics>,
         accounts: Accounts,
+        observer: Arc<dyn RoundObserver>,
     ) -> Arc<Hub> {
         Arc::new(Hub {
             store,
@@ -178,19 +209,8 @@ impl Hub {
             device_conns: Mutex::new(HashMap::new()),
             next_conn: AtomicU64::new(1),
             accounts,
-            projector: OnceLock::new(),
+            observer,
         })
-    }
-
-    /// Sets the projector that document tasks call after each round (once; later calls are
-    /// ignored).
-    pub fn set_projector(&self, projector: Arc<Projector>) {
-        let _ = self.projector.set(projector);
-    }
-
-    /// The projector, if one is set.
-    pub fn projector(&self) -> Option<&Arc<Projector>> {
-        self.projector.get()
     }
 
     /// Writes into `document` through its task: the change is stored, then sent to the
@@ -305,7 +325,7 @@ impl Hub {
 
     /// Hands a `request` or `sync` to the document's task.
     /// `rule` says how the changes it brings are checked; `who` names the connection in the
-    /// audit trail. `Err(Busy)` when the document's queue is full: the caller closes the
+    /// audit trail; `at` is when it was received (unix ms). `Err(Busy)` when the document's queue is full: the caller closes the
     /// connection rather than holding more.
     #[allow(clippy::too_many_arguments)]
     pub fn sync(
@@ -317,8 +337,9 @@ impl Hub {
         is_request: bool,
         rule: WriteRule,
         who: String,
+        at: i64,
     ) -> Result<(), Busy> {
-        self.dispatch(document, DocCommand::Sync { peer: peer.clone(), conn, data, is_request, rule, who })
+        self.dispatch(document, DocCommand::Sync { peer: peer.clone(), conn, data, is_request, rule, who, at })
     }
 
     /// Hands an ephemeral message to the document's task, to relay.
@@ -537,6 +558,7 @@ impl DocumentTask {
         let mut senders: Vec<String> = Vec::new();
         let before = self.session.doc().get_heads();
         let mut write_replies: Vec<WriteReply> = Vec::new();
+        let mut received_at: Option<i64> = None;
         let fail_writes = |replies: &mut Vec<WriteReply>, error: fn() -> WriteError| {
             for reply in replies.drain(..) {
                 let _ = reply.send(Err(error()));
@@ -550,7 +572,8 @@ impl DocumentTask {
                         let _ = reply.send(Err(WriteError::Refused(reason)));
                     }
                 },
-                DocCommand::Sync { peer, conn, data, is_request, rule, who } => {
+                DocCommand::Sync { peer, conn, data, is_request, rule, who, at } => {
+                    received_at = Some(received_at.map_or(at, |t| t.max(at)));
                     self.ensure_peer(&peer, conn).await;
                     let heads_before = self.session.doc().get_heads();
                     match self.session.receive(&peer.peer_id, &data, is_request) {
@@ -703,18 +726,21 @@ impl DocumentTask {
         if heads != before {
             self.announce_heads(&heads);
         }
-        if let Some(projector) = self.hub.projector.get() {
-            let peers: Vec<&Peer> = senders.iter().filter_map(|p| self.conns.get(p).map(|(_, peer)| peer)).collect();
-            projector.after_round(self.id, self.session.doc(), &before, &peers);
-        }
+        let peers: Vec<&Peer> = senders.iter().filter_map(|p| self.conns.get(p).map(|(_, peer)| peer)).collect();
+        self.hub.observer.round_stored(&StoredRound {
+            document: self.id,
+            doc: self.session.doc(),
+            before: &before,
+            peers: &peers,
+            at: received_at.unwrap_or_else(|| self.hub.store.now_ms()),
+        });
     }
 
     /// Tells the document's peers that subscribed to this server's storage that it now holds
     /// `heads` (stored: this runs after the commit) — how a client shows "saved on the server".
     fn announce_heads(&self, heads: &[ChangeHash]) {
         let storage = &self.hub.identity.storage_id;
-        let timestamp =
-            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64);
+        let timestamp = u64::try_from(self.hub.store.now_ms()).unwrap_or(0);
         let hex: Vec<String> = heads.iter().map(|h| h.to_string()).collect();
         for peer in self.session.peers().filter(|p| self.hub.subscribed(p, storage)) {
             let message = Message::RemoteHeadsChanged {

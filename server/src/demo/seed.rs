@@ -26,10 +26,10 @@ use hamlet_sync_core::{
     LedgerError, Level, NewResponse, PersonId, ResponseId, Schedule, Subject, Tally, Threshold, UnitId, fixtures,
 };
 
-use super::{Actor, District, DistrictError, api};
-use crate::access::WriteRule;
-use crate::demo::DemoRng;
-use crate::hub::{Hub, Outbound};
+use super::DemoRng;
+use crate::district::{Actor, District, DistrictError, campaigns};
+use crate::sync::access::WriteRule;
+use crate::sync::hub::{Hub, Outbound};
 
 /// The demo campaign's id.
 pub const DEMO_CAMPAIGN: &str = "tin-nhiem-2026";
@@ -61,10 +61,13 @@ pub struct Phone {
     hub: Arc<Hub>,
     peer: Peer,
     conn: u64,
-    rx: crate::outbox::Inbox,
+    rx: crate::sync::outbox::Inbox,
     states: HashMap<DocumentId, sync::State>,
     /// Messages the server pushed about ledgers other than the one being synced.
     held: HashMap<String, Vec<Vec<u8>>>,
+    /// When the phone's messages are received (unix ms), if not now: the demo's phones sync
+    /// on past days.
+    at: Option<i64>,
 }
 
 impl std::fmt::Debug for Phone {
@@ -83,10 +86,16 @@ impl Phone {
     pub fn connect(hub: &Arc<Hub>, peer_id: &str, storage_id: &str) -> Phone {
         let conn = hub.next_connection();
         // A simulated phone reads everything the server sends: its queue needs no bound.
-        let (tx, rx) = crate::outbox::outbox(usize::MAX >> 8, usize::MAX >> 8);
+        let (tx, rx) = crate::sync::outbox::outbox(usize::MAX >> 8, usize::MAX >> 8);
         let peer = Peer { peer_id: peer_id.to_owned(), storage_id: Some(storage_id.to_owned()), is_ephemeral: false };
         let peer = hub.register(&peer, conn, tx, None);
-        Phone { hub: hub.clone(), peer, conn, rx, states: HashMap::new(), held: HashMap::new() }
+        Phone { hub: hub.clone(), peer, conn, rx, states: HashMap::new(), held: HashMap::new(), at: None }
+    }
+
+    /// Makes the phone's next syncs happen at `at` (unix ms), as if on that day: the district
+    /// records it as the phone's sync time.
+    pub fn sync_at(&mut self, at: i64) {
+        self.at = Some(at);
     }
 
     /// Syncs `ledger` with the server until each holds what the other holds (the server having
@@ -146,6 +155,7 @@ impl Phone {
                     false,
                     WriteRule::Any,
                     self.peer.peer_id.clone(),
+                    self.at.unwrap_or_else(|| self.hub.store().now_ms()),
                 );
             }
             let mut ours: Vec<ChangeHash> = ledger.get_heads();
@@ -355,16 +365,15 @@ pub async fn seed_once(district: &District) -> Result<bool, DemoError> {
         return Ok(false);
     }
     let actor = Actor { name: "demo".into(), role: "admin".into() };
-    let now = district.projector.now();
+    let now = district.store().now_ms();
     let today = Day::from_unix_seconds(now / 1000);
     let mut rng = DemoRng::new(2026);
     let (units, hamlets) = units_csv(today, &mut rng);
-    api::import_units_text(district, &actor, &units).await?;
+    campaigns::import_units_text(district, &actor, &units).await?;
     let campaign = campaign(today, &hamlets, &mut rng)?;
-    api::create(district, &actor, campaign.clone()).await?;
-    let campaign = api::transition(district, &actor, DEMO_CAMPAIGN, CampaignState::Open).await?;
+    campaigns::create(district, &actor, campaign.clone()).await?;
+    let campaign = campaigns::transition(district, &actor, DEMO_CAMPAIGN, CampaignState::Open).await?;
     let simulated = simulate_phones(district, &campaign, &hamlets, now, &mut rng).await;
-    district.projector.simulate_now(None);
     simulated?;
     district.projector.flush().await;
     Ok(true)
@@ -495,7 +504,7 @@ async fn simulate_phones(
         }
         // Sync every phone of the hamlet, each as of its own last day in the office.
         for (ledger, _, phone, last_sync) in &mut ledgers {
-            district.projector.simulate_now(Some(*last_sync));
+            phone.sync_at(*last_sync);
             phone.sync(ledger).await?;
             district.projector.flush().await;
         }
@@ -534,7 +543,7 @@ async fn simulate_phones(
                 ledger.edit(campaign, &draft, &changes, day)?;
             }
             for (ledger, _, phone, last_sync) in &mut ledgers {
-                district.projector.simulate_now(Some(*last_sync));
+                phone.sync_at(*last_sync);
                 phone.sync(ledger).await?;
                 district.projector.flush().await;
             }

@@ -1,0 +1,130 @@
+//! HTTP: the routes, authentication, the JSON API, the pages and the sync endpoint — the only
+//! layer that names axum. It drives the layers below and turns their errors into responses.
+//!
+//! - [`state`]: what the handlers share ([`AppState`]); [`error`]: the one error type.
+//! - [`auth`]: who is asking, role guards, CSRF, sign-in, the people, device and token
+//!   handlers, enrollment; [`proxy`]: the client's address behind trusted proxies.
+//! - [`api`]: the district's JSON API and its OpenAPI document.
+//! - [`pages`]: the dashboard and account pages (Vietnamese by default, English on request,
+//!   no JavaScript); [`i18n`]: their texts.
+//! - [`export`]: CSV and XLSX downloads, streamed; [`sync`]: `/sync`, `/readyz`, `/metrics`.
+//!
+//! District routes come in two groups, [`viewer_routes`] and [`admin_routes`], so that access
+//! control can be layered on each. Handlers take the acting person as an
+//! [`Actor`] from the request's extensions ("anonymous" when none was set).
+
+pub mod api;
+pub mod auth;
+pub mod error;
+pub mod export;
+pub mod i18n;
+pub mod pages;
+pub mod proxy;
+pub mod state;
+pub mod sync;
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::extract::FromRequestParts;
+use axum::http::request::Parts;
+use axum::middleware::{from_fn, from_fn_with_state};
+use axum::routing::{delete, get, post, put};
+
+pub use error::ApiError;
+pub use state::AppState;
+
+use crate::audit::Actor;
+use crate::district::{District, DistrictError};
+
+/// Largest request body the HTTP API reads.
+const MAX_BODY_BYTES: usize = 2 << 20;
+
+/// The routes. Public: `/sync` (WebSocket; a token, or `--insecure-open-sync`), `/healthz`,
+/// `/readyz`, `/metrics` (unless moved to its own address or behind a token), `/login`,
+/// `/api/enroll`, `/api/openapi.json` (it describes, holds no data). The rest require a role.
+pub fn router(state: AppState) -> Router {
+    let public = Router::new()
+        .route("/sync", get(sync::endpoint))
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/readyz", get(sync::ready))
+        .route("/metrics", get(sync::metrics))
+        .route("/api/openapi.json", get(|| async { axum::Json(api::openapi()) }))
+        .route("/login", get(auth::login_form))
+        .route("/logout", post(auth::logout));
+    // Guessing is slowed per address here, and per account inside the handlers.
+    let limited = Router::new()
+        .route("/login", post(auth::login))
+        .route("/api/session", post(auth::api_session))
+        .route("/api/enroll", post(auth::enroll))
+        .route_layer(from_fn_with_state(state.clone(), auth::limit_failures_by_address));
+    let signed_in = Router::new().route("/api/me", get(auth::me)).route_layer(from_fn(auth::require_signed_in));
+    let staff = Router::new()
+        .route("/password", get(auth::password_form).post(auth::change_password))
+        .route_layer(from_fn(auth::require_staff));
+    let devices = Router::new()
+        .route("/api/device/actors", post(auth::add_actors))
+        .route("/api/device/assignments", get(auth::device_assignments))
+        .route("/api/device/token", post(auth::rotate_device_token))
+        .route_layer(from_fn(auth::require_device));
+    let admin = Router::new()
+        .route("/api/people", get(auth::list_people).post(auth::create_person))
+        .route("/api/people/{id}/assignments", put(auth::set_assignments))
+        .route("/api/people/{id}/enrollment-codes", post(auth::create_code))
+        .route("/api/people/{id}/sign-out-everywhere", post(auth::sign_out_everywhere_api))
+        .route("/api/devices", get(auth::list_devices))
+        .route("/api/devices/{id}/revoke", post(auth::revoke_device))
+        .route("/api/tokens", post(auth::create_token))
+        .route("/api/tokens/{id}", delete(auth::revoke_token))
+        .route("/admin/people", get(auth::people_page).post(auth::create_person_form))
+        .route("/admin/people/{id}/enroll", post(auth::enroll_page))
+        .route("/admin/people/{id}/sign-out-everywhere", post(auth::sign_out_everywhere_form))
+        .route("/admin/devices", get(auth::devices_page))
+        .route("/admin/devices/{id}/revoke", post(auth::revoke_device_form))
+        .route_layer(from_fn(auth::require_admin));
+    Router::new()
+        .merge(public)
+        .merge(limited)
+        .merge(signed_in)
+        .merge(staff)
+        .merge(devices)
+        .merge(admin)
+        // District pages and API: staff read, admins manage.
+        .merge(viewer_routes().route_layer(from_fn(auth::require_staff)))
+        .merge(admin_routes().route_layer(from_fn(auth::require_admin)))
+        .layer(from_fn_with_state(state.clone(), auth::authenticate))
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .with_state(state)
+}
+
+/// Every district route: [`viewer_routes`] and [`admin_routes`].
+pub fn district_routes() -> Router<AppState> {
+    viewer_routes().merge(admin_routes())
+}
+
+/// Routes for staff who read: the dashboard, results, progress, review, exports, and the API
+/// that serves them. (Marking a conflict or flag as reviewed is here too: it is the working
+/// groups' job, not an administrator's.)
+pub fn viewer_routes() -> Router<AppState> {
+    api::viewer_api().router.merge(pages::district::viewer_pages())
+}
+
+/// Routes for administrators: campaigns, units and subjects, and the audit log.
+pub fn admin_routes() -> Router<AppState> {
+    api::admin_api().router.merge(pages::district::admin_pages())
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for Actor {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        Ok(parts.extensions.get::<Actor>().cloned().unwrap_or_else(Actor::anonymous))
+    }
+}
+
+impl FromRequestParts<AppState> for District {
+    type Rejection = DistrictError;
+
+    async fn from_request_parts(_: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+        Ok(state.district.clone())
+    }
+}
