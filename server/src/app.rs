@@ -11,7 +11,8 @@ use axum::Router;
 use axum::routing::get;
 use hamlet_sync_core::session::Identity;
 use tokio::net::TcpListener;
-use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 use crate::accounts::Accounts;
 use crate::accounts::limiter::FailureLimiter;
@@ -109,7 +110,8 @@ impl Server {
             projector.clone(),
         );
         let district = crate::district::start(hub.clone(), projector);
-        let (stop_tx, stop_rx) = watch::channel(false);
+        let stop = CancellationToken::new();
+        let connections = TaskTracker::new();
         let app_accounts = accounts.clone();
         let failure_window = Duration::from_secs(600);
         let security = auth::Security {
@@ -123,7 +125,8 @@ impl Server {
         let state = AppState {
             hub: hub.clone(),
             district: district.clone(),
-            shutdown: stop_rx.clone(),
+            shutdown: stop.clone(),
+            connections: connections.clone(),
             accounts,
             limiter: Arc::new(FailureLimiter::new(self.config.max_failures, failure_window)),
             security: Arc::new(security),
@@ -136,11 +139,8 @@ impl Server {
             let metrics_app = Router::new().route("/metrics", get(crate::web::sync::guarded_metrics)).with_state(state);
             let listener = TcpListener::bind(metrics_addr).await?;
             tracing::info!(address = ?listener.local_addr().ok(), "serving metrics");
-            let mut stop = stop_rx;
+            let stopped = stop.clone().cancelled_owned();
             tokio::spawn(async move {
-                let stopped = async move {
-                    let _ = stop.wait_for(|s| *s).await;
-                };
                 if let Err(e) = axum::serve(listener, metrics_app).with_graceful_shutdown(stopped).await {
                     tracing::error!(error = %e, "the metrics listener failed");
                 }
@@ -165,15 +165,16 @@ impl Server {
             .with_graceful_shutdown(async move {
                 shutdown.await;
                 tracing::info!("shutting down");
-                let _ = stop_tx.send(true);
+                stop.cancel();
             })
             .await?;
 
         let deadline = Instant::now() + Duration::from_secs(self.config.shutdown_seconds);
-        // Sockets close themselves on the stop signal; wait for them, then for the documents'
-        // last commits, then for the writer.
-        while metrics.connections_open() > 0 && Instant::now() < deadline {
-            tokio::time::sleep(Duration::from_millis(20)).await;
+        // Sockets close themselves on the stop signal (with a close frame); wait for them, then
+        // for the documents' last commits, then for the writer.
+        connections.close();
+        if tokio::time::timeout_at(deadline.into(), connections.wait()).await.is_err() {
+            tracing::warn!(open = connections.len(), "shutdown timed out with connections open");
         }
         hub.close_documents();
         drop(hub);

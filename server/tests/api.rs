@@ -5,6 +5,7 @@
 #![allow(clippy::expect_used, clippy::unwrap_used)]
 
 mod client;
+mod openapi;
 mod support;
 
 use std::collections::BTreeMap;
@@ -21,7 +22,6 @@ use hamlet_sync_core::automerge::{ActorId, sync};
 use hamlet_sync_core::ledger::{Ballots, CountKey};
 use hamlet_sync_core::{AnswerKey, AnswerValue, Campaign, Day, Ledger, Level, NewResponse, Tally, fixtures};
 use serde_json::Value;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 const PASSWORD: &str = "mật khẩu quản trị 2025";
 
@@ -44,42 +44,10 @@ impl Answer {
     }
 }
 
-fn dechunk(mut body: &[u8]) -> Vec<u8> {
-    let mut out = Vec::new();
-    loop {
-        let Some(end) = body.windows(2).position(|w| w == b"\r\n") else { return out };
-        let size = usize::from_str_radix(std::str::from_utf8(&body[..end]).unwrap().trim(), 16).unwrap();
-        if size == 0 {
-            return out;
-        }
-        out.extend_from_slice(&body[end + 2..end + 2 + size]);
-        body = &body[end + 2 + size + 2..];
-    }
-}
-
 async fn http(addr: SocketAddr, method: &str, path: &str, headers: &[(&str, &str)], body: &[u8]) -> Answer {
-    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
-    let mut request =
-        format!("{method} {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Length: {}\r\n", body.len());
-    for (k, v) in headers {
-        request.push_str(&format!("{k}: {v}\r\n"));
-    }
-    request.push_str("\r\n");
-    stream.write_all(request.as_bytes()).await.unwrap();
-    stream.write_all(body).await.unwrap();
-    let mut raw = Vec::new();
-    stream.read_to_end(&mut raw).await.unwrap();
-    let split = raw.windows(4).position(|w| w == b"\r\n\r\n").expect("a complete answer");
-    let head = String::from_utf8_lossy(&raw[..split]).to_string();
-    let mut lines = head.split("\r\n");
-    let status = lines.next().and_then(|l| l.split(' ').nth(1)).and_then(|s| s.parse().ok()).unwrap_or(0);
-    let headers: Vec<(String, String)> =
-        lines.filter_map(|l| l.split_once(':').map(|(k, v)| (k.trim().to_owned(), v.trim().to_owned()))).collect();
-    let mut body = raw[split + 4..].to_vec();
-    if headers.iter().any(|(k, v)| k.eq_ignore_ascii_case("transfer-encoding") && v.contains("chunked")) {
-        body = dechunk(&body);
-    }
-    Answer { status, headers, body }
+    let stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let (status, headers, body) = client::exchange(stream, method, path, headers, body.to_vec()).await;
+    Answer { status, headers, body: body.unwrap_or_else(|e| panic!("{method} {path}: the body was cut off: {e}")) }
 }
 
 /// A server with an administrator signed in (by API token).
@@ -294,6 +262,30 @@ async fn the_district_api_from_import_to_export() {
             }
         }
         assert!(operations >= 18, "{name}: {operations} operations documented");
+        let problems = openapi::document_problems(&doc);
+        assert!(problems.is_empty(), "{name}: the OpenAPI document: {problems:#?}");
+        // Real answers, with data in them, match the schemas the document gives them.
+        let answers = [
+            ("/api/campaigns", "/api/campaigns".to_owned()),
+            ("/api/campaigns/{campaign}", path.clone()),
+            ("/api/campaigns/{campaign}/results", format!("{path}/results")),
+            ("/api/campaigns/{campaign}/results", format!("{path}/results?depth=hamlet&subject=ong-an")),
+            ("/api/campaigns/{campaign}/progress", format!("{path}/progress")),
+            ("/api/campaigns/{campaign}/comments", format!("{path}/comments")),
+            ("/api/campaigns/{campaign}/review", format!("{path}/review?status=all")),
+            ("/api/units", "/api/units".to_owned()),
+            ("/api/audit", "/api/audit".to_owned()),
+        ];
+        for (template, concrete) in answers {
+            let answer = staff.get(&concrete).await;
+            assert_eq!(answer.status, 200, "{name}: {concrete}");
+            let schema = openapi::answer_schema(&doc, "get", template, "200");
+            let found = openapi::mismatches(&doc, schema, &answer.json());
+            assert!(found.is_empty(), "{name}: GET {concrete} does not match its schema: {found:#?}");
+        }
+        let error_schema = openapi::answer_schema(&doc, "get", "/api/campaigns/{campaign}/results", "4XX");
+        let found = openapi::mismatches(&doc, error_schema, &missing.json());
+        assert!(found.is_empty(), "{name}: an error does not match its schema: {found:#?}");
 
         // Exports: the numbers of the API, read back from CSV and XLSX.
         let csv = staff.get(&format!("{path}/export/results.csv")).await;

@@ -12,6 +12,7 @@ use crate::unit::{UnitLevel, UnitTree};
 /// A campaign's state. Transitions go forward only: draft → open → closed → published.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub enum CampaignState {
     /// Being prepared; the form may still change.
     Draft,
@@ -37,6 +38,7 @@ impl CampaignState {
 
 /// A cadre being evaluated.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Subject {
     /// Identifier, unique within the campaign.
     pub id: SubjectId,
@@ -52,6 +54,7 @@ pub struct Subject {
 
 /// A hamlet in scope, with the number of voters expected to take part.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct HamletScope {
     /// The hamlet or residential group.
     pub hamlet: UnitId,
@@ -61,6 +64,7 @@ pub struct HamletScope {
 
 /// When collection runs, inclusive.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Schedule {
     /// First day of collection.
     pub opens_on: Day,
@@ -71,6 +75,7 @@ pub struct Schedule {
 /// A share of "low" answers that triggers consequences: crossed when
 /// `low / total > numerator / denominator` (or `>=` when `inclusive`).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Threshold {
     /// What crossing it means, for display.
     pub label: Label,
@@ -127,6 +132,7 @@ fn default_max_responses_per_day() -> u32 {
 
 /// A campaign.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Campaign {
     /// Identifier.
     pub id: CampaignId,

@@ -13,6 +13,7 @@ use crate::ids::{IdError, QuestionId, SubjectId};
 
 /// A text in Vietnamese first, English second.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Label {
     /// Vietnamese, required.
     pub vi: String,
@@ -36,6 +37,7 @@ impl Label {
 /// The scale of a rating question.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub enum LevelSet {
     /// Tín nhiệm cao / tín nhiệm / tín nhiệm thấp.
     Confidence,
@@ -66,6 +68,7 @@ impl LevelSet {
 /// One level of a rating scale. Stored in documents by its [`code`](Level::code).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub enum Level {
     /// Tín nhiệm cao.
     TinNhiemCao,
@@ -138,6 +141,7 @@ impl Level {
 /// What a question asks for.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub enum QuestionKind {
     /// A level of `levels`, for each subject.
     Rating {
@@ -178,6 +182,7 @@ impl QuestionKind {
 
 /// One question.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Question {
     /// Identifier, unique within the form.
     pub id: QuestionId,
@@ -193,6 +198,7 @@ pub struct Question {
 
 /// A versioned form.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Form {
     /// Version, from 1; a new version is made for any change.
     pub version: u32,

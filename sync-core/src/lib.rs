@@ -58,6 +58,8 @@ pub mod form;
 pub mod guard;
 pub mod ids;
 pub mod ledger;
+#[cfg(feature = "openapi")]
+mod openapi;
 pub mod projection;
 pub mod session;
 pub mod unit;

@@ -14,6 +14,7 @@ use crate::ids::UnitId;
 /// A level of the administrative tree.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub enum UnitLevel {
     /// Tỉnh / thành phố trực thuộc trung ương.
     Province,
@@ -39,6 +40,7 @@ impl UnitLevel {
 
 /// One administrative unit.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Unit {
     /// Stable identifier.
     pub id: UnitId,

@@ -28,7 +28,7 @@ pub const SUBJECTS_HEADER: [&str; 5] = ["id", "name", "position", "commune", "ho
 pub const HAMLETS_HEADER: [&str; 2] = ["hamlet", "expected_voters"];
 
 /// A campaign as listed.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct CampaignSummary {
     /// Identifier.
     pub id: String,

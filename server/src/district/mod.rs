@@ -80,9 +80,6 @@ pub enum DistrictError {
     /// The actor may not do this (their role does not allow it).
     #[error("{0}")]
     Forbidden(String),
-    /// The district features are not running in this process.
-    #[error("the district features are not available on this server")]
-    Unavailable,
     /// The database failed.
     #[error("database: {0}")]
     Store(#[from] StoreError),
@@ -101,7 +98,6 @@ impl DistrictError {
             | DistrictError::Invalid { code, message, .. }
             | DistrictError::Conflict { code, message } => (code, message.clone()),
             DistrictError::Forbidden(m) => ("forbidden", m.clone()),
-            DistrictError::Unavailable => ("unavailable", self.to_string()),
             DistrictError::Store(_) | DistrictError::Internal(_) => {
                 ("internal", "the server could not do this; try again later".into())
             }

@@ -16,7 +16,7 @@ use super::{District, DistrictError, fold_search};
 use crate::store::{on_pool, query_failed};
 
 /// A device seen syncing a hamlet's ledger.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct DeviceRow {
     /// The device (its storage id, or its peer id when it keeps no storage).
     pub device: String,
@@ -37,7 +37,7 @@ pub struct DeviceRow {
 }
 
 /// Counts of a hamlet, or summed over a commune.
-#[derive(Debug, Clone, Default, Serialize)]
+#[derive(Debug, Clone, Default, Serialize, utoipa::ToSchema)]
 pub struct Counts {
     /// Voters expected.
     pub expected_voters: u64,
@@ -81,7 +81,7 @@ impl Counts {
 }
 
 /// One hamlet's progress.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct HamletProgress {
     /// Hamlet id.
     pub id: String,
@@ -105,7 +105,7 @@ pub struct HamletProgress {
 }
 
 /// One commune's progress.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct CommuneProgress {
     /// Commune id.
     pub id: String,
@@ -125,7 +125,7 @@ pub struct CommuneProgress {
 }
 
 /// A number too large to be true, for staff to look into.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Alert {
     /// Responses recorded and ballots returned at meetings exceed the expected voters.
@@ -159,7 +159,7 @@ pub enum Alert {
 }
 
 /// A campaign's progress.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Progress {
     /// The campaign.
     pub campaign: String,

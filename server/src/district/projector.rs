@@ -24,7 +24,6 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use hamlet_sync_core::authorship::Authors;
 use hamlet_sync_core::automerge::{ActorId, Automerge, ChangeHash, ReadDoc};
@@ -35,6 +34,7 @@ use hamlet_sync_core::{
 };
 use sqlx::QueryBuilder;
 use tokio::sync::{Notify, watch};
+use tokio_util::sync::{CancellationToken, DropGuard};
 
 use super::catalog::Catalog;
 use super::results::MIN_GROUP;
@@ -90,7 +90,10 @@ pub struct Projector {
     catalog: Arc<Catalog>,
     settings: Settings,
     pending: Mutex<HashMap<DocumentId, Job>>,
-    wake: Notify,
+    /// Wakes the worker when a job is queued.
+    wake: Arc<Notify>,
+    /// Cancels the worker when the projector is dropped.
+    _stop_worker: DropGuard,
     /// Jobs queued or running; [`Projector::flush`] waits for zero.
     outstanding: watch::Sender<usize>,
     /// The ledgers known so far: document id → (campaign, hamlet), from `campaign_hamlets`.
@@ -113,16 +116,18 @@ impl RoundObserver for Projector {
 impl Projector {
     /// A projector over `store`, with its worker task spawned on the current runtime.
     pub fn start(store: Store, catalog: Arc<Catalog>, settings: Settings) -> Arc<Projector> {
+        let (wake, stop) = (Arc::new(Notify::new()), CancellationToken::new());
         let projector = Arc::new(Projector {
             store,
             catalog,
             settings,
             pending: Mutex::new(HashMap::new()),
-            wake: Notify::new(),
+            wake: wake.clone(),
+            _stop_worker: stop.clone().drop_guard(),
             outstanding: watch::Sender::new(0),
             ledgers: Mutex::new(HashMap::new()),
         });
-        tokio::spawn(Projector::work(Arc::downgrade(&projector)));
+        tokio::spawn(Projector::work(Arc::downgrade(&projector), wake, stop));
         projector
     }
 
@@ -181,13 +186,19 @@ impl Projector {
         let _ = rx.wait_for(|n| *n == 0).await;
     }
 
-    async fn work(projector: std::sync::Weak<Projector>) {
+    /// The worker: holds the projector only while it works, so that dropping the projector
+    /// ends it (through `stop`).
+    async fn work(projector: std::sync::Weak<Projector>, wake: Arc<Notify>, stop: CancellationToken) {
         loop {
             let Some(this) = projector.upgrade() else { return };
             let jobs: Vec<(DocumentId, Job)> = lock(&this.pending).drain().collect();
             if jobs.is_empty() {
-                // Wake up now and then to notice that the projector was dropped.
-                let _ = tokio::time::timeout(Duration::from_secs(1), this.wake.notified()).await;
+                drop(this);
+                // A job queued since the drain left a permit: `notified` returns at once.
+                tokio::select! {
+                    () = wake.notified() => {}
+                    () = stop.cancelled() => return,
+                }
                 continue;
             }
             for (id, job) in jobs {
@@ -383,7 +394,7 @@ impl Projector {
                 let mut tx = pool.begin().await.map_err(query_failed("beginning a projection"))?;
                 sqlx::query("SELECT pg_advisory_xact_lock($1, $2)")
                     .bind(PROJECTION_LOCK_CLASS)
-                    .bind(lock_key(apply.document))
+                    .bind(crate::store::lock_key(apply.document))
                     .execute(&mut *tx)
                     .await
                     .map_err(query_failed("locking a ledger's projection"))?;
@@ -494,14 +505,17 @@ fn same_heads(a: &[ChangeHash], b: &[ChangeHash]) -> bool {
     a == b
 }
 
-/// A stable 32-bit hash (FNV-1a) of a document id, for the advisory lock.
-fn lock_key(document: &str) -> i32 {
-    let mut hash: u32 = 0x811c_9dc5;
-    for byte in document.bytes() {
-        hash ^= u32::from(byte);
-        hash = hash.wrapping_mul(0x0100_0193);
-    }
-    i32::from_ne_bytes(hash.to_ne_bytes())
+/// A table of per-level sums, and the column naming its unit: the hamlets' `level_counts`
+/// and the communes' `commune_level_counts` have the same shape.
+#[derive(Debug, Clone, Copy)]
+struct LevelTable {
+    name: &'static str,
+    unit_column: &'static str,
+}
+
+impl LevelTable {
+    const HAMLET: LevelTable = LevelTable { name: "level_counts", unit_column: "hamlet_id" };
+    const COMMUNE: LevelTable = LevelTable { name: "commune_level_counts", unit_column: "commune_id" };
 }
 
 /// One projection to apply.
@@ -1166,40 +1180,57 @@ macro_rules! projection_sql {
                 a: &Apply<'_>,
                 levels: &BTreeMap<(String, String, String), (i64, i64)>,
             ) -> Result<(), StoreError> {
+                add_level_deltas(conn, LevelTable::COMMUNE, a.campaign, a.commune, levels, true).await
+            }
+
+            /// Adds per-level deltas (responses, tallies) to `table`'s rows of `unit`; then, when
+            /// `drop_empty`, deletes the unit's rows that fell to zero.
+            async fn add_level_deltas(
+                conn: &mut Conn,
+                table: LevelTable,
+                campaign: &str,
+                unit: &str,
+                levels: &BTreeMap<(String, String, String), (i64, i64)>,
+                drop_empty: bool,
+            ) -> Result<(), StoreError> {
+                let LevelTable { name, unit_column } = table;
                 let changed: Vec<_> = levels.iter().filter(|(_, (r, t))| *r != 0 || *t != 0).collect();
                 if changed.is_empty() {
-                    return Ok(());
+                    return Ok(()); // nothing moved, so nothing fell to zero
                 }
                 for chunk in changed.chunks(INSERT_CHUNK) {
-                    let mut q = QueryBuilder::<$db>::new(
-                        "INSERT INTO commune_level_counts (campaign_id, commune_id, question_id, subject_id, level, \
-                         from_responses, from_tallies) ",
-                    );
+                    let mut q = QueryBuilder::<$db>::new(format!(
+                        "INSERT INTO {name} (campaign_id, {unit_column}, question_id, subject_id, level, \
+                         from_responses, from_tallies) "
+                    ));
                     q.push_values(chunk, |mut b, ((question, subject, level), (r, t))| {
-                        b.push_bind(a.campaign)
-                            .push_bind(a.commune)
+                        b.push_bind(campaign)
+                            .push_bind(unit)
                             .push_bind(question.as_str())
                             .push_bind(subject.as_str())
                             .push_bind(level.as_str())
                             .push_bind(*r)
                             .push_bind(*t);
                     });
-                    q.push(
-                        " ON CONFLICT (campaign_id, commune_id, question_id, subject_id, level) DO UPDATE SET \
-                         from_responses = commune_level_counts.from_responses + excluded.from_responses, \
-                         from_tallies = commune_level_counts.from_tallies + excluded.from_tallies",
-                    );
-                    q.build().execute(&mut *conn).await.map_err(query_failed("updating commune level counts"))?;
+                    q.push(format!(
+                        " ON CONFLICT (campaign_id, {unit_column}, question_id, subject_id, level) DO UPDATE SET \
+                         from_responses = {name}.from_responses + excluded.from_responses, \
+                         from_tallies = {name}.from_tallies + excluded.from_tallies"
+                    ));
+                    q.build().execute(&mut *conn).await.map_err(query_failed("updating level counts"))?;
                 }
-                sqlx::query(
-                    "DELETE FROM commune_level_counts WHERE campaign_id = $1 AND commune_id = $2 \
-                     AND from_responses = 0 AND from_tallies = 0",
-                )
-                .bind(a.campaign)
-                .bind(a.commune)
-                .execute(&mut *conn)
-                .await
-                .map_err(query_failed("dropping empty commune counts"))?;
+                if drop_empty {
+                    let delete = format!(
+                        "DELETE FROM {name} WHERE campaign_id = $1 AND {unit_column} = $2 \
+                         AND from_responses = 0 AND from_tallies = 0"
+                    );
+                    sqlx::query(sqlx::AssertSqlSafe(delete))
+                        .bind(campaign)
+                        .bind(unit)
+                        .execute(&mut *conn)
+                        .await
+                        .map_err(query_failed("dropping empty level counts"))?;
+                }
                 Ok(())
             }
 
@@ -1236,39 +1267,8 @@ macro_rules! projection_sql {
                     .await
                     .map_err(query_failed("updating a hamlet's counts"))?;
                 }
-                let levels: Vec<_> = c.levels.iter().filter(|(_, (r, t))| *r != 0 || *t != 0).collect();
-                for chunk in levels.chunks(INSERT_CHUNK) {
-                    let mut q = QueryBuilder::<$db>::new(
-                        "INSERT INTO level_counts (campaign_id, hamlet_id, question_id, subject_id, level, \
-                         from_responses, from_tallies) ",
-                    );
-                    q.push_values(chunk, |mut b, ((question, subject, level), (r, t))| {
-                        b.push_bind(a.campaign)
-                            .push_bind(a.hamlet)
-                            .push_bind(question.as_str())
-                            .push_bind(subject.as_str())
-                            .push_bind(level.as_str())
-                            .push_bind(*r)
-                            .push_bind(*t);
-                    });
-                    q.push(
-                        " ON CONFLICT (campaign_id, hamlet_id, question_id, subject_id, level) DO UPDATE SET \
-                         from_responses = level_counts.from_responses + excluded.from_responses, \
-                         from_tallies = level_counts.from_tallies + excluded.from_tallies",
-                    );
-                    q.build().execute(&mut *conn).await.map_err(query_failed("updating level counts"))?;
-                }
-                if !full {
-                    sqlx::query(
-                        "DELETE FROM level_counts WHERE campaign_id = $1 AND hamlet_id = $2 \
-                         AND from_responses = 0 AND from_tallies = 0",
-                    )
-                    .bind(a.campaign)
-                    .bind(a.hamlet)
-                    .execute(&mut *conn)
-                    .await
-                    .map_err(query_failed("dropping empty level counts"))?;
-                }
+                // A full projection starts from no rows: nothing can have fallen to zero.
+                add_level_deltas(conn, LevelTable::HAMLET, a.campaign, a.hamlet, &c.levels, !full).await?;
                 Ok(())
             }
         }

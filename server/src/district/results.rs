@@ -56,7 +56,7 @@ pub const MIN_GROUP: u64 = 5;
 pub const OVERALL: &str = "*";
 
 /// How deep the tree of results goes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Depth {
     /// Province, district and commune rows.
@@ -66,7 +66,7 @@ pub enum Depth {
 }
 
 /// A threshold, for display.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct ThresholdInfo {
     /// What crossing it means.
     pub label: Label,
@@ -79,7 +79,7 @@ pub struct ThresholdInfo {
 }
 
 /// A level of a scale, for display.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct LevelInfo {
     /// Its code.
     pub code: &'static str,
@@ -90,7 +90,7 @@ pub struct LevelInfo {
 }
 
 /// A unit in the results, with participation.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct UnitRow {
     /// Unit id ([`OVERALL`] for the whole campaign).
     pub id: String,
@@ -115,7 +115,7 @@ pub struct UnitRow {
 }
 
 /// One row of a subject's results.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct ResultRow {
     /// The unit (see [`Results::units`]).
     pub unit: String,
@@ -132,7 +132,7 @@ pub struct ResultRow {
 }
 
 /// The results of one rating question for one subject.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct SubjectResult {
     /// The rating question.
     pub question: String,
@@ -158,7 +158,7 @@ impl SubjectResult {
 }
 
 /// The results of a campaign.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Results {
     /// The campaign.
     pub campaign: String,
@@ -180,7 +180,7 @@ pub struct Results {
 
 /// How an open campaign's figures move: a hamlet's counts are released again only once at
 /// least `batch` answers were counted there since the last release.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Batched {
     /// Answers (responses and ballots) a hamlet needs since its last release.
     pub batch: u64,
@@ -189,7 +189,7 @@ pub struct Batched {
 }
 
 /// The freezing of a published campaign's results.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Publication {
     /// When it was published (unix ms).
     pub published_at: i64,

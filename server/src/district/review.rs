@@ -24,7 +24,7 @@ use crate::store::{on_pool, query_failed};
 pub const MIN_NAMED_HAMLET: i64 = super::results::MIN_GROUP as i64;
 
 /// A review already made.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Reviewed {
     /// When (unix ms).
     pub at: i64,
@@ -35,7 +35,7 @@ pub struct Reviewed {
 }
 
 /// One value of a conflict.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct ConflictValue {
     /// The value, as text.
     pub value: String,
@@ -48,7 +48,7 @@ pub struct ConflictValue {
 }
 
 /// A conflict or a flag.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct ReviewItem {
     /// `conflict` or `flag`.
     pub kind: &'static str,
@@ -322,7 +322,7 @@ pub async fn mark_reviewed(
 }
 
 /// A resident's comment.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Comment {
     /// The subject it is about.
     pub subject: String,
@@ -339,7 +339,7 @@ pub struct Comment {
 }
 
 /// A page of comments.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Comments {
     /// Comments matching, in all.
     pub total: i64,

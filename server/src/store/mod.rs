@@ -730,7 +730,7 @@ async fn open_postgres(url: &str, shown: &str) -> Result<PgPool, StoreError> {
 
 /// Takes, in a fixed order, a transaction-scoped advisory lock per document the writes touch.
 async fn lock_documents(conn: &mut PgConnection, writes: &[&Write]) -> Result<(), StoreError> {
-    let mut keys: Vec<i32> = writes.iter().map(|write| document_lock_key(write.document())).collect();
+    let mut keys: Vec<i32> = writes.iter().map(|write| lock_key(write.document())).collect();
     keys.sort_unstable();
     keys.dedup();
     // unnest yields the keys in array order, so the locks are taken in sorted order by every
@@ -744,8 +744,10 @@ async fn lock_documents(conn: &mut PgConnection, writes: &[&Write]) -> Result<()
     Ok(())
 }
 
-/// A stable 32-bit hash (FNV-1a) of a document id: the same in every process and version.
-fn document_lock_key(document: &str) -> i32 {
+/// A stable 32-bit hash (FNV-1a) of a document id, the second half of an advisory lock's key:
+/// the same in every process and version (the store's and the projector's locks use it, each
+/// with its own first half).
+pub(crate) fn lock_key(document: &str) -> i32 {
     let mut hash: u32 = 0x811c_9dc5;
     for byte in document.bytes() {
         hash ^= u32::from(byte);
@@ -978,7 +980,7 @@ mod tests {
     #[test]
     fn lock_keys_are_stable() {
         // FNV-1a of "a": changing the hash would let two versions of the server lock differently.
-        assert_eq!(document_lock_key("a"), i32::from_ne_bytes(0xe40c_292c_u32.to_ne_bytes()));
-        assert_eq!(document_lock_key(""), i32::from_ne_bytes(0x811c_9dc5_u32.to_ne_bytes()));
+        assert_eq!(lock_key("a"), i32::from_ne_bytes(0xe40c_292c_u32.to_ne_bytes()));
+        assert_eq!(lock_key(""), i32::from_ne_bytes(0x811c_9dc5_u32.to_ne_bytes()));
     }
 }

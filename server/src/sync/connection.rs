@@ -12,7 +12,7 @@ use hamlet_sync_core::DocumentId;
 use hamlet_sync_core::session::{Connection, Event, Peer};
 use hamlet_sync_core::wire::{self, Message};
 use std::future::Future;
-use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
 
 use super::access::SyncAccess;
 use super::hub::{Hub, Outbound};
@@ -84,7 +84,7 @@ const REVOCATION_CHECK: Duration = Duration::from_secs(5);
 pub async fn serve(
     hub: Arc<Hub>,
     mut socket: impl Socket,
-    mut shutdown: watch::Receiver<bool>,
+    shutdown: CancellationToken,
     access: Arc<SyncAccess>,
     accounts: Accounts,
 ) {
@@ -241,7 +241,7 @@ pub async fn serve(
                     break;
                 }
             }
-            _ = shutdown.changed() => {
+            () = shutdown.cancelled() => {
                 close(&mut socket, CLOSE_AWAY, "server shutting down", limits.ping_interval).await;
                 break;
             }

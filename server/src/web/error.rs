@@ -13,7 +13,7 @@ use crate::accounts::AccountError;
 use crate::district::DistrictError;
 
 /// One problem of a rejected import, by line.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct ErrorDetail {
     /// The line of the input (1 = the first).
     pub line: usize,
@@ -75,12 +75,16 @@ impl ApiError {
     }
 }
 
-#[derive(Serialize)]
-struct ErrorBody {
-    code: &'static str,
-    message: String,
+/// The body of every error answer.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct ErrorBody {
+    /// Stable, for programs (`not_found`, `invalid_json`, …).
+    pub code: &'static str,
+    /// For people.
+    pub message: String,
+    /// For imports: each problem, by line.
     #[serde(skip_serializing_if = "Vec::is_empty")]
-    details: Vec<ErrorDetail>,
+    pub details: Vec<ErrorDetail>,
 }
 
 impl IntoResponse for ApiError {
@@ -137,7 +141,6 @@ pub fn district_status(e: &DistrictError) -> StatusCode {
         DistrictError::Invalid { .. } => StatusCode::UNPROCESSABLE_ENTITY,
         DistrictError::Conflict { .. } => StatusCode::CONFLICT,
         DistrictError::Forbidden(_) => StatusCode::FORBIDDEN,
-        DistrictError::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
         DistrictError::Store(_) | DistrictError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
     }
 }

@@ -105,12 +105,12 @@ pub fn district_routes() -> Router<AppState> {
 /// that serves them. (Marking a conflict or flag as reviewed is here too: it is the working
 /// groups' job, not an administrator's.)
 pub fn viewer_routes() -> Router<AppState> {
-    api::viewer_api().router.merge(pages::district::viewer_pages())
+    Router::from(api::viewer_api()).merge(pages::district::viewer_pages())
 }
 
 /// Routes for administrators: campaigns, units and subjects, and the audit log.
 pub fn admin_routes() -> Router<AppState> {
-    api::admin_api().router.merge(pages::district::admin_pages())
+    Router::from(api::admin_api()).merge(pages::district::admin_pages())
 }
 
 impl<S: Send + Sync> FromRequestParts<S> for Actor {

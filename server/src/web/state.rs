@@ -3,7 +3,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 use super::auth::Security;
 use crate::accounts::Accounts;
@@ -17,7 +18,10 @@ use crate::sync::hub::Hub;
 pub struct AppState {
     pub(crate) hub: Arc<Hub>,
     pub(crate) district: District,
-    pub(crate) shutdown: watch::Receiver<bool>,
+    /// Cancelled when the server stops: every connection closes with a close frame.
+    pub(crate) shutdown: CancellationToken,
+    /// The sync connections, which shutdown waits for.
+    pub(crate) connections: TaskTracker,
     pub(crate) accounts: Accounts,
     pub(crate) limiter: Arc<FailureLimiter>,
     pub(crate) security: Arc<Security>,

@@ -66,7 +66,13 @@ pub(crate) async fn endpoint(
     // The socket layer accepts twice the protocol limit, so that a message just over it is
     // answered with an `error` saying why rather than a bare disconnection.
     ws.max_message_size(limit.saturating_mul(2)).max_frame_size(limit.saturating_mul(2)).on_upgrade(move |socket| {
-        connection::serve(state.hub, WebSocketFrames(socket), state.shutdown, Arc::new(access), state.accounts)
+        state.connections.track_future(connection::serve(
+            state.hub,
+            WebSocketFrames(socket),
+            state.shutdown,
+            Arc::new(access),
+            state.accounts,
+        ))
     })
 }
 

@@ -139,43 +139,44 @@ pub async fn start(config: ServeConfig) -> Running {
 
 /// Sends one HTTP/1.1 request to `addr` and reads the whole answer.
 pub async fn http(addr: SocketAddr, method: &str, path: &str, headers: &[(&str, &str)], body: Option<&str>) -> Reply {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut stream = TcpStream::connect(addr).await.unwrap();
-    let mut request = format!("{method} {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n");
-    for (k, v) in headers {
-        request.push_str(&format!("{k}: {v}\r\n"));
-    }
+    let stream = TcpStream::connect(addr).await.unwrap();
     let body = body.unwrap_or("");
+    let mut all: Vec<(&str, &str)> = headers.to_vec();
     if !body.is_empty() && !headers.iter().any(|(k, _)| k.eq_ignore_ascii_case("content-type")) {
-        request.push_str("Content-Type: application/json\r\n");
+        all.push(("Content-Type", "application/json"));
     }
-    request.push_str(&format!("Content-Length: {}\r\n\r\n{body}", body.len()));
-    stream.write_all(request.as_bytes()).await.unwrap();
-    let mut raw = Vec::new();
-    stream.read_to_end(&mut raw).await.unwrap();
-    let text = String::from_utf8_lossy(&raw).into_owned();
-    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
-    let mut lines = head.lines();
-    let status = lines.next().and_then(|l| l.split(' ').nth(1)).and_then(|s| s.parse().ok()).unwrap_or(0);
-    let headers = lines.filter_map(|l| l.split_once(": ")).map(|(k, v)| (k.to_owned(), v.to_owned())).collect();
-    // Bodies may come chunked; the tests read JSON and small pages, so undo the chunking.
-    let body =
-        if text.to_ascii_lowercase().contains("transfer-encoding: chunked") { dechunk(body) } else { body.to_owned() };
-    Reply { status, headers, body }
+    let (status, headers, body) = exchange(stream, method, path, &all, body.as_bytes().to_vec()).await;
+    let body = body.unwrap_or_else(|e| panic!("{method} {path}: the body was cut off: {e}"));
+    Reply { status, headers, body: String::from_utf8_lossy(&body).into_owned() }
 }
 
-fn dechunk(body: &str) -> String {
-    let mut out = String::new();
-    let mut rest = body;
-    while let Some((size, tail)) = rest.split_once("\r\n") {
-        let Ok(n) = usize::from_str_radix(size.trim(), 16) else { break };
-        if n == 0 || tail.len() < n {
-            break;
-        }
-        out.push_str(&tail[..n]);
-        rest = tail[n..].trim_start_matches("\r\n");
+/// One HTTP/1.1 request over `stream` with hyper's client, and the whole answer: status,
+/// headers, and the body (`Err` when the server aborted it half-way).
+pub async fn exchange(
+    stream: TcpStream,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: Vec<u8>,
+) -> (u16, Vec<(String, String)>, Result<Vec<u8>, String>) {
+    use http_body_util::{BodyExt, Full};
+    let (mut sender, connection) =
+        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream)).await.expect("HTTP handshake");
+    tokio::spawn(connection);
+    let mut request = hyper::Request::builder().method(method).uri(path).header("host", "x");
+    for (k, v) in headers {
+        request = request.header(*k, *v);
     }
-    out
+    let request = request.body(Full::new(hyper::body::Bytes::from(body))).expect("a valid request");
+    let response = sender.send_request(request).await.expect("an answer");
+    let status = response.status().as_u16();
+    let headers = response
+        .headers()
+        .iter()
+        .map(|(k, v)| (k.as_str().to_owned(), String::from_utf8_lossy(v.as_bytes()).into_owned()))
+        .collect();
+    let body = response.into_body().collect().await.map(|b| b.to_bytes().to_vec()).map_err(|e| e.to_string());
+    (status, headers, body)
 }
 
 /// An automerge-repo peer over a real WebSocket.
@@ -453,18 +454,10 @@ pub async fn request_from(
     headers: &[(&str, &str)],
     body: &str,
 ) -> u16 {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let socket = tokio::net::TcpSocket::new_v4().unwrap();
     socket.bind(SocketAddr::new(source, 0)).unwrap();
-    let mut stream = socket.connect(addr).await.unwrap();
-    let mut request = format!("{method} {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n");
-    for (k, v) in headers {
-        request.push_str(&format!("{k}: {v}\r\n"));
-    }
-    request.push_str(&format!("Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}", body.len()));
-    stream.write_all(request.as_bytes()).await.unwrap();
-    let mut raw = Vec::new();
-    stream.read_to_end(&mut raw).await.unwrap();
-    let text = String::from_utf8_lossy(&raw);
-    text.split(' ').nth(1).and_then(|s| s.parse().ok()).unwrap_or(0)
+    let stream = socket.connect(addr).await.unwrap();
+    let mut all: Vec<(&str, &str)> = headers.to_vec();
+    all.push(("Content-Type", "application/json"));
+    exchange(stream, method, path, &all, body.as_bytes().to_vec()).await.0
 }

@@ -1,257 +1,103 @@
-//! The district's JSON API, and its OpenAPI document generated from the same table of routes:
-//! each route is added to the router and described in the document by one call, so neither can
-//! miss one.
+//! The district's JSON API, and its OpenAPI document generated from the handlers: each is
+//! described where it is written (`#[utoipa::path]`), and routed and described by one
+//! `routes!` call, so neither can miss one. Schemas come from the types the handlers read and
+//! write.
 //!
-//! Errors are JSON `{"code": "...", "message": "..."}` ([`DistrictError`]); imports add
+//! Errors are JSON `{"code": "...", "message": "..."}` ([`ErrorBody`]); imports add
 //! `details`, one per problem with its CSV line.
 
 use axum::Json;
-use axum::Router;
 use axum::body::Bytes;
 use axum::extract::{Path, Query};
-use axum::handler::Handler;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{MethodRouter, get, post, put};
 use hamlet_sync_core::{Campaign, CampaignState, SubjectId};
-use serde::Deserialize;
-use serde_json::{Value, json};
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, OpenApi, ToSchema};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use crate::audit::{self, Actor};
 use crate::district::campaigns::{create, import_units_text, replace_hamlets, replace_subjects, transition, update};
+use crate::district::catalog::CampaignSummary;
 use crate::district::{District, DistrictError, export, progress, results, review};
 use crate::web::AppState;
+use crate::web::error::ErrorBody;
 
-/// A documented query parameter.
-#[derive(Debug, Clone, Copy)]
-pub struct Param {
-    /// Its name.
-    pub name: &'static str,
-    /// What it does.
-    pub description: &'static str,
+/// The district's operations for staff who read (and review), with their descriptions.
+pub fn viewer_api() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(list_campaigns))
+        .routes(routes!(get_campaign))
+        .routes(routes!(get_results))
+        .routes(routes!(get_progress))
+        .routes(routes!(get_comments))
+        .routes(routes!(get_review, post_review))
+        .routes(routes!(get_export))
+        .routes(routes!(list_units))
 }
 
-/// One operation of the API, as the OpenAPI document describes it.
-#[derive(Debug, Clone)]
-pub struct Operation {
-    /// `get`, `post` or `put`.
-    pub method: &'static str,
-    /// The path, with `{name}` parameters (the same text axum routes by).
-    pub path: &'static str,
-    /// What it does.
-    pub summary: &'static str,
-    /// Query parameters.
-    pub query: &'static [Param],
-    /// The request body's media type, if it takes one.
-    pub body: Option<&'static str>,
-    /// The success response's media type.
-    pub produces: &'static str,
+/// The district's operations for administrators, with their descriptions.
+pub fn admin_api() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(create_campaign))
+        .routes(routes!(update_campaign))
+        .routes(routes!(open_campaign))
+        .routes(routes!(close_campaign))
+        .routes(routes!(publish_campaign))
+        .routes(routes!(import_subjects))
+        .routes(routes!(import_hamlets))
+        .routes(routes!(import_units))
+        .routes(routes!(get_audit))
 }
 
-/// Routes and their descriptions, built together.
-#[derive(Debug)]
-pub struct Api {
-    /// The routes.
-    pub router: Router<AppState>,
-    /// Their descriptions.
-    pub operations: Vec<Operation>,
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "Hamlet district API",
+        description = "Campaigns, units, results, progress, comments, conflicts and exports of the Hamlet district server. Viewer operations are tagged `viewer`, administrator ones `admin`. This document, at /api/openapi.json, is public; every operation it describes needs a session or a bearer token."
+    ),
+    components(schemas(ErrorBody))
+)]
+struct Document;
+
+/// The OpenAPI 3.1 document of every operation of [`viewer_api`] and [`admin_api`], with the
+/// schemas of their request and response bodies.
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    let mut document = Document::openapi();
+    document.merge(viewer_api().into_openapi());
+    document.merge(admin_api().into_openapi());
+    document
 }
 
-impl Api {
-    fn new() -> Api {
-        Api { router: Router::new(), operations: Vec::new() }
-    }
+/// A downloaded file's bytes, as the document describes them.
+struct FileBody;
 
-    fn add(mut self, operation: Operation, route: MethodRouter<AppState>) -> Api {
-        self.router = self.router.route(operation.path, route);
-        self.operations.push(operation);
-        self
-    }
-
-    fn get<H: Handler<T, AppState>, T: 'static>(
-        self,
-        path: &'static str,
-        summary: &'static str,
-        query: &'static [Param],
-        produces: &'static str,
-        handler: H,
-    ) -> Api {
-        self.add(Operation { method: "get", path, summary, query, body: None, produces }, get(handler))
-    }
-
-    fn post<H: Handler<T, AppState>, T: 'static>(
-        self,
-        path: &'static str,
-        summary: &'static str,
-        body: Option<&'static str>,
-        handler: H,
-    ) -> Api {
-        let op = Operation { method: "post", path, summary, query: &[], body, produces: JSON };
-        self.add(op, post(handler))
-    }
-
-    fn put<H: Handler<T, AppState>, T: 'static>(
-        self,
-        path: &'static str,
-        summary: &'static str,
-        body: Option<&'static str>,
-        handler: H,
-    ) -> Api {
-        let op = Operation { method: "put", path, summary, query: &[], body, produces: JSON };
-        self.add(op, put(handler))
+impl utoipa::PartialSchema for FileBody {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        use utoipa::openapi::schema::{KnownFormat, ObjectBuilder, SchemaFormat, Type};
+        ObjectBuilder::new()
+            .schema_type(Type::String)
+            .format(Some(SchemaFormat::KnownFormat(KnownFormat::Binary)))
+            .description(Some("the file's bytes"))
+            .into()
     }
 }
 
-const JSON: &str = "application/json";
-const CSV: &str = "text/csv";
+impl ToSchema for FileBody {}
 
-/// The API for staff who read (and review).
-pub fn viewer_api() -> Api {
-    Api::new()
-        .get("/api/campaigns", "Every campaign, newest first.", &[], JSON, list_campaigns)
-        .get("/api/campaigns/{campaign}", "A campaign's definition (form, subjects, hamlets, thresholds, state).", &[], JSON, get_campaign)
-        .get(
-            "/api/campaigns/{campaign}/results",
-            "Results per subject at every level of the unit tree, with participation, thresholds and small groups suppressed.",
-            &[
-                Param { name: "depth", description: "`commune` (default: province, district, commune) or `hamlet`" },
-                Param { name: "subject", description: "only this subject (recommended with depth=hamlet)" },
-            ],
-            JSON,
-            get_results,
-        )
-        .get("/api/campaigns/{campaign}/progress", "Progress per commune and hamlet, with devices and their last sync.", &[], JSON, get_progress)
-        .get(
-            "/api/campaigns/{campaign}/comments",
-            "Residents' comments of submitted responses; search ignores case and diacritics.",
-            &[
-                Param { name: "q", description: "text to look for" },
-                Param { name: "subject", description: "only about this subject" },
-                Param { name: "limit", description: "at most this many (1-500, default 50)" },
-                Param { name: "offset", description: "skip this many" },
-            ],
-            JSON,
-            get_comments,
-        )
-        .get(
-            "/api/campaigns/{campaign}/review",
-            "Conflicts and flags, with their reviews.",
-            &[Param { name: "status", description: "`open` (default) or `all`" }],
-            JSON,
-            get_review,
-        )
-        .post("/api/campaigns/{campaign}/review", "Marks a conflict or flag as reviewed, with a comment (audited). Body: {\"item_key\", \"comment\"}.", Some(JSON), post_review)
-        .get(
-            "/api/campaigns/{campaign}/export/{file}",
-            "Exports, streamed and audited: `results.csv`, `results.xlsx` (small groups suppressed); `responses.csv`, `responses.xlsx` (one row per response, no identities; administrators only). A failure half-way aborts the connection.",
-            &[],
-            "application/octet-stream",
-            get_export,
-        )
-        .get("/api/units", "Every administrative unit, with validity and lineage.", &[], JSON, list_units)
+/// What every operation answers when it fails: a status and the JSON error body.
+#[derive(utoipa::IntoResponses)]
+#[allow(dead_code)] // describes responses; never built
+enum Failed {
+    /// The request is wrong (unknown campaign, invalid input, not allowed now); the body says why.
+    #[response(status = "4XX")]
+    Refused(ErrorBody),
+    /// The server failed; try again later.
+    #[response(status = "5XX")]
+    Failed(ErrorBody),
 }
 
-/// The API for administrators.
-pub fn admin_api() -> Api {
-    Api::new()
-        .post(
-            "/api/campaigns",
-            "Creates a draft campaign from its JSON definition (docs/schema.md).",
-            Some(JSON),
-            create_campaign,
-        )
-        .put("/api/campaigns/{campaign}", "Replaces a draft campaign's definition.", Some(JSON), update_campaign)
-        .post(
-            "/api/campaigns/{campaign}/open",
-            "Opens a draft campaign (checked against the unit tree).",
-            None,
-            open_campaign,
-        )
-        .post("/api/campaigns/{campaign}/close", "Closes an open campaign.", None, close_campaign)
-        .post("/api/campaigns/{campaign}/publish", "Publishes a closed campaign's results.", None, publish_campaign)
-        .post(
-            "/api/campaigns/{campaign}/subjects",
-            "Replaces a draft campaign's subjects from CSV: id,name,position,commune,home_hamlet.",
-            Some(CSV),
-            import_subjects,
-        )
-        .post(
-            "/api/campaigns/{campaign}/hamlets",
-            "Replaces a draft campaign's hamlets in scope from CSV: hamlet,expected_voters.",
-            Some(CSV),
-            import_hamlets,
-        )
-        .post(
-            "/api/units",
-            "Imports units from CSV: id,name,level,parent,valid_from,valid_until,merged_from,merged_into.",
-            Some(CSV),
-            import_units,
-        )
-        .get(
-            "/api/audit",
-            "The audit log, newest first.",
-            &[
-                Param { name: "actor", description: "only this actor" },
-                Param { name: "action", description: "only actions starting with this" },
-                Param { name: "q", description: "text in the target or detail" },
-                Param { name: "before", description: "only entries with a smaller id (paging)" },
-                Param { name: "limit", description: "at most this many (1-500, default 100)" },
-            ],
-            JSON,
-            get_audit,
-        )
-}
-
-/// The OpenAPI 3.1 document of every operation of [`viewer_api`] and [`admin_api`].
-pub fn openapi() -> Value {
-    let mut paths = serde_json::Map::new();
-    let viewer = viewer_api().operations.into_iter().map(|o| (o, "viewer"));
-    let admin = admin_api().operations.into_iter().map(|o| (o, "admin"));
-    for (op, group) in viewer.chain(admin) {
-        let mut parameters: Vec<Value> = op
-            .path
-            .split('/')
-            .filter_map(|s| s.strip_prefix('{').and_then(|s| s.strip_suffix('}')))
-            .map(|name| json!({"name": name, "in": "path", "required": true, "schema": {"type": "string"}}))
-            .collect();
-        parameters.extend(op.query.iter().map(|p| {
-            json!({"name": p.name, "in": "query", "required": false, "description": p.description, "schema": {"type": "string"}})
-        }));
-        let mut operation = json!({
-            "summary": op.summary,
-            "tags": [group],
-            "parameters": parameters,
-            "responses": {
-                "200": {"description": "OK", "content": {op.produces: {}}},
-                "4XX": {"description": "The request is wrong; the body says why.", "content": {JSON: {"schema": {"$ref": "#/components/schemas/Error"}}}},
-                "5XX": {"description": "The server failed.", "content": {JSON: {"schema": {"$ref": "#/components/schemas/Error"}}}}
-            }
-        });
-        if let Some(media) = op.body {
-            operation["requestBody"] = json!({"required": true, "content": {media: {}}});
-        }
-        let entry = paths.entry(op.path.to_owned()).or_insert_with(|| json!({}));
-        entry[op.method] = operation;
-    }
-    json!({
-        "openapi": "3.1.0",
-        "info": {
-            "title": "Hamlet district API",
-            "version": env!("CARGO_PKG_VERSION"),
-            "description": "Campaigns, units, results, progress, comments, conflicts and exports of the Hamlet district server. Viewer operations are tagged `viewer`, administrator ones `admin`. This document, at /api/openapi.json, is public; every operation it describes needs a session or a bearer token."
-        },
-        "paths": paths,
-        "components": {"schemas": {"Error": {
-            "type": "object",
-            "required": ["code", "message"],
-            "properties": {
-                "code": {"type": "string", "description": "stable, for programs"},
-                "message": {"type": "string", "description": "for people"},
-                "details": {"type": "array", "items": {"type": "object", "properties": {"line": {"type": "integer"}, "message": {"type": "string"}}}}
-            }
-        }}}
-    })
-}
-
+/// The campaign named in the path.
 fn parse_json<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, DistrictError> {
     serde_json::from_slice(body).map_err(|e| DistrictError::bad("invalid_json", format!("the body is not valid: {e}")))
 }
@@ -260,21 +106,24 @@ fn utf8(body: &[u8]) -> Result<&str, DistrictError> {
     std::str::from_utf8(body).map_err(|_| DistrictError::bad("invalid_encoding", "the file must be UTF-8 text"))
 }
 
+#[utoipa::path(get, path = "/api/campaigns", tag = "viewer", summary = "Every campaign, newest first.", responses((status = 200, body = Vec<CampaignSummary>), Failed))]
 async fn list_campaigns(district: District) -> Result<Response, DistrictError> {
     Ok(Json(district.catalog().campaigns().await?).into_response())
 }
 
+#[utoipa::path(get, path = "/api/campaigns/{campaign}", tag = "viewer", summary = "A campaign's definition (form, subjects, hamlets, thresholds, state).", params(("campaign" = String, Path, description = "the campaign's id")), responses((status = 200, body = Campaign), Failed))]
 async fn get_campaign(district: District, Path(id): Path<String>) -> Result<Response, DistrictError> {
     let campaign = district.catalog().require(&id).await?;
     Ok(Json(&*campaign).into_response())
 }
 
 /// Query of the results.
-#[derive(Debug, Deserialize, Default)]
+#[derive(Debug, Deserialize, Default, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct ResultsQuery {
-    /// `commune` or `hamlet`.
+    /// `commune` (default: province, district, commune) or `hamlet`.
     pub depth: Option<String>,
-    /// One subject.
+    /// Only this subject (recommended with depth=hamlet).
     pub subject: Option<String>,
 }
 
@@ -302,6 +151,7 @@ impl ResultsQuery {
     }
 }
 
+#[utoipa::path(get, path = "/api/campaigns/{campaign}/results", tag = "viewer", summary = "Results per subject at every level of the unit tree, with participation, thresholds and small groups suppressed.", params(("campaign" = String, Path, description = "the campaign's id"), ResultsQuery), responses((status = 200, body = results::Results), Failed))]
 async fn get_results(
     district: District,
     Path(id): Path<String>,
@@ -312,21 +162,23 @@ async fn get_results(
     Ok(Json(results::load(&district, &campaign, depth, subject.as_ref()).await?).into_response())
 }
 
+#[utoipa::path(get, path = "/api/campaigns/{campaign}/progress", tag = "viewer", summary = "Progress per commune and hamlet, with devices and their last sync.", params(("campaign" = String, Path, description = "the campaign's id")), responses((status = 200, body = progress::Progress), Failed))]
 async fn get_progress(district: District, Path(id): Path<String>) -> Result<Response, DistrictError> {
     let campaign = district.catalog().require(&id).await?;
     Ok(Json(progress::load(&district, &campaign).await?).into_response())
 }
 
 /// Query of the comments.
-#[derive(Debug, Deserialize, Default)]
+#[derive(Debug, Deserialize, Default, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct CommentsQuery {
     /// Text to look for.
     pub q: Option<String>,
-    /// One subject.
+    /// Only about this subject.
     pub subject: Option<String>,
-    /// Page size.
+    /// At most this many (1-500, default 50).
     pub limit: Option<String>,
-    /// Skip.
+    /// Skip this many.
     pub offset: Option<String>,
 }
 
@@ -351,6 +203,7 @@ fn number(
 /// The most comments skipped by `offset` (far past any campaign's).
 const MAX_OFFSET: i64 = 100_000_000;
 
+#[utoipa::path(get, path = "/api/campaigns/{campaign}/comments", tag = "viewer", summary = "Residents' comments of submitted responses; search ignores case and diacritics. Audited.", params(("campaign" = String, Path, description = "the campaign's id"), CommentsQuery), responses((status = 200, body = review::Comments), Failed))]
 async fn get_comments(
     district: District,
     actor: Actor,
@@ -368,11 +221,43 @@ async fn get_comments(
     Ok(Json(found).into_response())
 }
 
-#[derive(Debug, Deserialize)]
+/// Which conflicts and flags to list.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 struct ReviewQuery {
+    /// `open` (default) or `all`.
     status: Option<String>,
 }
 
+/// The answer to a review: the item marked.
+#[derive(Debug, Serialize, ToSchema)]
+struct ReviewDone {
+    /// The item's key.
+    reviewed: String,
+}
+
+/// How many subjects a campaign now has.
+#[derive(Debug, Serialize, ToSchema)]
+struct SubjectsImported {
+    /// Subjects imported.
+    subjects: usize,
+}
+
+/// How many hamlets a campaign now has in scope.
+#[derive(Debug, Serialize, ToSchema)]
+struct HamletsImported {
+    /// Hamlets imported.
+    hamlets: usize,
+}
+
+/// How many units were imported.
+#[derive(Debug, Serialize, ToSchema)]
+struct UnitsImported {
+    /// Units imported (new or changed).
+    units: usize,
+}
+
+#[utoipa::path(get, path = "/api/campaigns/{campaign}/review", tag = "viewer", summary = "Conflicts and flags, with their reviews.", params(("campaign" = String, Path, description = "the campaign's id"), ReviewQuery), responses((status = 200, body = Vec<review::ReviewItem>), Failed))]
 async fn get_review(
     district: District,
     actor: Actor,
@@ -390,13 +275,17 @@ async fn get_review(
     Ok(Json(review::items(&district, &campaign, open_only, &actor).await?).into_response())
 }
 
-#[derive(Debug, Deserialize)]
+/// A conflict or flag marked as reviewed.
+#[derive(Debug, Deserialize, ToSchema)]
 struct ReviewBody {
+    /// The item's key, as listed by the review.
     item_key: String,
+    /// What the reviewer says.
     #[serde(default)]
     comment: String,
 }
 
+#[utoipa::path(post, path = "/api/campaigns/{campaign}/review", tag = "viewer", summary = "Marks a conflict or flag as reviewed, with a comment (audited).", params(("campaign" = String, Path, description = "the campaign's id")), request_body(content = ReviewBody, content_type = "application/json"), responses((status = 200, body = ReviewDone), Failed))]
 async fn post_review(
     district: District,
     actor: Actor,
@@ -406,9 +295,10 @@ async fn post_review(
     let campaign = district.catalog().require(&id).await?;
     let body: ReviewBody = parse_json(&body)?;
     review::mark_reviewed(&district, &campaign, &body.item_key, &body.comment, &actor).await?;
-    Ok(Json(json!({"reviewed": body.item_key})).into_response())
+    Ok(Json(ReviewDone { reviewed: body.item_key }).into_response())
 }
 
+#[utoipa::path(get, path = "/api/campaigns/{campaign}/export/{file}", tag = "viewer", summary = "Exports, streamed and audited: `results.csv`, `results.xlsx` (small groups suppressed); `responses.csv`, `responses.xlsx` (one row per response, no identities; administrators only). A failure half-way aborts the connection.", params(("campaign" = String, Path, description = "the campaign's id"), ("file" = String, Path, description = "results.csv, results.xlsx, responses.csv or responses.xlsx")), responses((status = 200, description = "the file", content((FileBody = "text/csv"), (FileBody = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"))), Failed))]
 async fn get_export(
     district: District,
     actor: Actor,
@@ -423,18 +313,21 @@ async fn get_export(
     crate::web::export::response(&district, campaign, kind, &actor).await
 }
 
+#[utoipa::path(get, path = "/api/units", tag = "viewer", summary = "Every administrative unit, with validity and lineage.", responses((status = 200, body = Vec<hamlet_sync_core::Unit>), Failed))]
 async fn list_units(district: District) -> Result<Response, DistrictError> {
     let tree = district.catalog().units().await?;
     let units: Vec<&hamlet_sync_core::Unit> = tree.units().collect();
     Ok(Json(units).into_response())
 }
 
+#[utoipa::path(post, path = "/api/campaigns", tag = "admin", summary = "Creates a draft campaign from its JSON definition (docs/schema.md).", request_body(content = Campaign, content_type = "application/json"), responses((status = 201, body = Campaign), Failed))]
 async fn create_campaign(district: District, actor: Actor, body: Bytes) -> Result<Response, DistrictError> {
     let campaign: Campaign = parse_json(&body)?;
     create(&district, &actor, campaign.clone()).await?;
     Ok((axum::http::StatusCode::CREATED, Json(campaign)).into_response())
 }
 
+#[utoipa::path(put, path = "/api/campaigns/{campaign}", tag = "admin", summary = "Replaces a draft campaign's definition.", params(("campaign" = String, Path, description = "the campaign's id")), request_body(content = Campaign, content_type = "application/json"), responses((status = 200, body = Campaign), Failed))]
 async fn update_campaign(
     district: District,
     actor: Actor,
@@ -446,18 +339,22 @@ async fn update_campaign(
     Ok(Json(campaign).into_response())
 }
 
+#[utoipa::path(post, path = "/api/campaigns/{campaign}/open", tag = "admin", summary = "Opens a draft campaign (checked against the unit tree).", params(("campaign" = String, Path, description = "the campaign's id")), responses((status = 200, body = Campaign), Failed))]
 async fn open_campaign(district: District, actor: Actor, Path(id): Path<String>) -> Result<Response, DistrictError> {
     Ok(Json(transition(&district, &actor, &id, CampaignState::Open).await?).into_response())
 }
 
+#[utoipa::path(post, path = "/api/campaigns/{campaign}/close", tag = "admin", summary = "Closes an open campaign.", params(("campaign" = String, Path, description = "the campaign's id")), responses((status = 200, body = Campaign), Failed))]
 async fn close_campaign(district: District, actor: Actor, Path(id): Path<String>) -> Result<Response, DistrictError> {
     Ok(Json(transition(&district, &actor, &id, CampaignState::Closed).await?).into_response())
 }
 
+#[utoipa::path(post, path = "/api/campaigns/{campaign}/publish", tag = "admin", summary = "Publishes a closed campaign's results.", params(("campaign" = String, Path, description = "the campaign's id")), responses((status = 200, body = Campaign), Failed))]
 async fn publish_campaign(district: District, actor: Actor, Path(id): Path<String>) -> Result<Response, DistrictError> {
     Ok(Json(transition(&district, &actor, &id, CampaignState::Published).await?).into_response())
 }
 
+#[utoipa::path(post, path = "/api/campaigns/{campaign}/subjects", tag = "admin", summary = "Replaces a draft campaign's subjects from CSV: id,name,position,commune,home_hamlet.", params(("campaign" = String, Path, description = "the campaign's id")), request_body(content = String, content_type = "text/csv"), responses((status = 200, body = SubjectsImported), Failed))]
 async fn import_subjects(
     district: District,
     actor: Actor,
@@ -465,9 +362,10 @@ async fn import_subjects(
     body: Bytes,
 ) -> Result<Response, DistrictError> {
     let n = replace_subjects(&district, &actor, &id, utf8(&body)?).await?;
-    Ok(Json(json!({"subjects": n})).into_response())
+    Ok(Json(SubjectsImported { subjects: n }).into_response())
 }
 
+#[utoipa::path(post, path = "/api/campaigns/{campaign}/hamlets", tag = "admin", summary = "Replaces a draft campaign's hamlets in scope from CSV: hamlet,expected_voters.", params(("campaign" = String, Path, description = "the campaign's id")), request_body(content = String, content_type = "text/csv"), responses((status = 200, body = HamletsImported), Failed))]
 async fn import_hamlets(
     district: District,
     actor: Actor,
@@ -475,23 +373,32 @@ async fn import_hamlets(
     body: Bytes,
 ) -> Result<Response, DistrictError> {
     let n = replace_hamlets(&district, &actor, &id, utf8(&body)?).await?;
-    Ok(Json(json!({"hamlets": n})).into_response())
+    Ok(Json(HamletsImported { hamlets: n }).into_response())
 }
 
+#[utoipa::path(post, path = "/api/units", tag = "admin", summary = "Imports units from CSV: id,name,level,parent,valid_from,valid_until,merged_from,merged_into.", request_body(content = String, content_type = "text/csv"), responses((status = 200, body = UnitsImported), Failed))]
 async fn import_units(district: District, actor: Actor, body: Bytes) -> Result<Response, DistrictError> {
     let n = import_units_text(&district, &actor, utf8(&body)?).await?;
-    Ok(Json(json!({"units": n})).into_response())
+    Ok(Json(UnitsImported { units: n }).into_response())
 }
 
-#[derive(Debug, Deserialize)]
+/// Which audit entries to list.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 struct AuditQuery {
+    /// Only this actor.
     actor: Option<String>,
+    /// Only actions starting with this.
     action: Option<String>,
+    /// Text in the target or detail.
     q: Option<String>,
+    /// Only entries with a smaller id (paging).
     before: Option<String>,
+    /// At most this many (1-500, default 100).
     limit: Option<String>,
 }
 
+#[utoipa::path(get, path = "/api/audit", tag = "admin", summary = "The audit log, newest first.", params(AuditQuery), responses((status = 200, body = Vec<audit::AuditEntry>), Failed))]
 async fn get_audit(district: District, Query(q): Query<AuditQuery>) -> Result<Response, DistrictError> {
     let filter = audit::AuditFilter {
         actor: q.actor.filter(|s| !s.is_empty()),

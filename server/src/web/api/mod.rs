@@ -4,4 +4,4 @@
 
 pub mod district;
 
-pub use district::{Api, Operation, Param, admin_api, openapi, viewer_api};
+pub use district::{admin_api, openapi, viewer_api};
