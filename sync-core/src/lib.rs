@@ -10,6 +10,10 @@
 //! - [`docid`]: automerge-repo compatible document ids, derived from what a document is about.
 //! - [`projection`]: from a ledger to the rows the server stores.
 //! - [`authorship`]: who wrote what in a ledger, from the actors of its changes.
+//! - [`hub`], [`actor`]: the server's side of the sync, as state machines: the peers and
+//!   connections, and one actor per document (rounds, commits before replies, refusals).
+//! - [`sim`]: a deterministic simulation of phones and a server over an in-memory network and
+//!   store, with the promises the server keeps, for tests and benchmarks.
 //! - [`client`]: the sync session seen from a client (join, request or sync, acknowledgements).
 //! - [`bundle`]: changes of many documents in one file, carried without a network.
 //!
@@ -45,6 +49,7 @@
 
 #![deny(missing_docs)]
 
+pub mod actor;
 pub mod authorship;
 pub mod bundle;
 pub mod campaign;
@@ -56,12 +61,14 @@ pub mod enrollment;
 pub mod fixtures;
 pub mod form;
 pub mod guard;
+pub mod hub;
 pub mod ids;
 pub mod ledger;
 #[cfg(feature = "openapi")]
 mod openapi;
 pub mod projection;
 pub mod session;
+pub mod sim;
 pub mod unit;
 pub mod wire;
 
