@@ -9,15 +9,17 @@ use axum::body::Body;
 use axum::extract::{ConnectInfo, Form, Path, Query, Request, State};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::middleware::Next;
-use axum::response::{Html, IntoResponse, Redirect, Response};
+use axum::response::{IntoResponse, Redirect, Response};
 use hamlet_sync_core::enrollment::EnrollmentLink;
 use hamlet_sync_core::{CampaignId, DocumentId};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
+use super::i18n::Lang;
+use super::pages::{self, Chrome, Menu, RequestChrome, html_response};
 use super::proxy::TrustedProxies;
 use super::{ApiError, AppState};
-use crate::accounts::{AccountError, MIN_PASSWORD_CHARS, Person, Role};
+use crate::accounts::{AccountError, Person, Role};
 use crate::audit::Coalescer;
 
 /// The session cookie's name.
@@ -335,11 +337,10 @@ pub async fn limit_failures_by_address(State(state): State<AppState>, request: R
     if let Err(wait) = state.limiter.check(&key, Instant::now()) {
         if request.uri().path() == "/login" {
             // The sign-in form answers in words, in the page's language.
-            let lang = language(request.headers(), None);
-            let message =
-                t(lang, "Quá nhiều lần thử sai. Vui lòng thử lại sau.", "Too many failed attempts. Try again later.");
-            let mut response =
-                (StatusCode::TOO_MANY_REQUESTS, Html(login_page(lang, "/", Some(message)))).into_response();
+            let (lang, _) = Lang::of_request(request.uri().query(), request.headers());
+            let chrome = login_chrome(lang);
+            let page = pages::accounts::login(&chrome, "/", Some(lang.texts().too_many_attempts));
+            let mut response = html_response(lang, false, StatusCode::TOO_MANY_REQUESTS, page);
             if let Ok(v) = HeaderValue::from_str(&wait.as_secs().max(1).to_string()) {
                 response.headers_mut().insert(header::RETRY_AFTER, v);
             }
@@ -385,71 +386,21 @@ redacted_debug!(LoginForm, SessionRequest, PasswordForm, EnrollBody);
 
 // ----- Sign-in -------------------------------------------------------------------------------
 
-/// The page language: `?lang=`, else `Accept-Language`, else Vietnamese.
-pub fn language(headers: &HeaderMap, lang: Option<&str>) -> &'static str {
-    match lang {
-        Some("en") => "en",
-        Some("vi") => "vi",
-        _ => {
-            let accept = headers.get(header::ACCEPT_LANGUAGE).and_then(|v| v.to_str().ok()).unwrap_or("");
-            if accept.trim_start().starts_with("en") { "en" } else { "vi" }
-        }
-    }
-}
-
-fn t(lang: &str, vi: &'static str, en: &'static str) -> &'static str {
-    if lang == "en" { en } else { vi }
-}
-
-/// Escapes text for HTML.
-pub fn escape(s: &str) -> String {
-    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;").replace('\'', "&#39;")
-}
-
-fn page(lang: &str, title: &str, body: &str) -> String {
-    format!(
-        "<!doctype html><html lang=\"{lang}\"><head><meta charset=\"utf-8\"><meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
-         <title>{title} — Hamlet</title><style>body{{font-family:system-ui,sans-serif;max-width:40rem;margin:2rem auto;padding:0 1rem;color:#1a1a1a}}\
-         label{{display:block;margin:.8rem 0 .2rem}}input,select{{font-size:1rem;padding:.4rem;width:100%;box-sizing:border-box}}\
-         button{{margin-top:1rem;font-size:1rem;padding:.5rem 1.2rem;background:#0b5394;color:#fff;border:0;border-radius:4px}}\
-         .error{{color:#a40000;font-weight:600}}table{{border-collapse:collapse;width:100%}}th,td{{text-align:left;padding:.3rem;border-bottom:1px solid #ccc}}\
-         code{{font-size:1.4rem;letter-spacing:.1rem}}</style></head><body><main>{body}</main></body></html>",
-        title = escape(title)
-    )
-}
-
 /// Query of the sign-in page.
 #[derive(Debug, Deserialize)]
 pub struct LoginQuery {
     next: Option<String>,
-    lang: Option<String>,
 }
 
-fn login_page(lang: &str, next: &str, error: Option<&str>) -> String {
-    let error = error.map(|e| format!("<p class=\"error\" role=\"alert\">{}</p>", escape(e))).unwrap_or_default();
-    let other = if lang == "en" { "vi" } else { "en" };
-    page(
-        lang,
-        t(lang, "Đăng nhập", "Sign in"),
-        &format!(
-            "<h1>{h}</h1>{error}<form method=\"post\" action=\"/login\"><input type=\"hidden\" name=\"next\" value=\"{next}\">\
-             <input type=\"hidden\" name=\"lang\" value=\"{lang}\">\
-             <label for=\"name\">{user}</label><input id=\"name\" name=\"name\" autocomplete=\"username\" required>\
-             <label for=\"password\">{pw}</label><input id=\"password\" name=\"password\" type=\"password\" autocomplete=\"current-password\" required>\
-             <button type=\"submit\">{h}</button></form><p><a href=\"/login?lang={other}\">{switch}</a></p>",
-            h = t(lang, "Đăng nhập", "Sign in"),
-            user = t(lang, "Tên đăng nhập", "User name"),
-            pw = t(lang, "Mật khẩu", "Password"),
-            switch = t(lang, "English", "Tiếng Việt"),
-            next = escape(next),
-        ),
-    )
+/// The frame of the sign-in page: no menu (nobody is signed in yet).
+fn login_chrome(lang: Lang) -> Chrome {
+    Chrome { lang, path: "/login".into(), menu: Menu::None, csrf: String::new() }
 }
 
 /// `GET /login`.
-pub async fn login_form(headers: HeaderMap, Query(q): Query<LoginQuery>) -> Html<String> {
-    let lang = language(&headers, q.lang.as_deref());
-    Html(login_page(lang, q.next.as_deref().unwrap_or("/"), None))
+pub async fn login_form(request: RequestChrome, Query(q): Query<LoginQuery>) -> Response {
+    let chrome = Chrome { menu: Menu::None, csrf: String::new(), ..request.chrome.clone() };
+    request.html(StatusCode::OK, pages::accounts::login(&chrome, q.next.as_deref().unwrap_or("/"), None))
 }
 
 /// The sign-in form.
@@ -480,23 +431,7 @@ fn safe_next(next: Option<&str>) -> String {
 
 /// `%XX` sequences decoded (as bytes, read back as UTF-8 lossily); anything else kept.
 fn percent_decode(text: &str) -> String {
-    let bytes = text.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        let hex = |b: u8| (b as char).to_digit(16);
-        if bytes[i] == b'%'
-            && let (Some(h), Some(l)) =
-                (bytes.get(i + 1).copied().and_then(hex), bytes.get(i + 2).copied().and_then(hex))
-        {
-            out.push((h * 16 + l) as u8);
-            i += 3;
-            continue;
-        }
-        out.push(bytes[i]);
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
+    percent_encoding::percent_decode_str(text).decode_utf8_lossy().into_owned()
 }
 
 async fn sign_in(
@@ -543,7 +478,7 @@ pub async fn login(
     ClientAddress(address): ClientAddress,
     Form(form): Form<LoginForm>,
 ) -> Response {
-    let lang = language(&headers, form.lang.as_deref());
+    let lang = form.lang.as_deref().and_then(Lang::from_code).unwrap_or_else(|| Lang::of_request(None, &headers).0);
     let next = safe_next(form.next.as_deref());
     match sign_in(&state, &address, form.name.trim(), &form.password).await {
         Ok((person, token, _)) => {
@@ -555,16 +490,14 @@ pub async fn login(
             response
         }
         Err(e) => {
+            let texts = lang.texts();
             let message = match e.code() {
-                "bad_credentials" => t(lang, "Sai tên đăng nhập hoặc mật khẩu.", "Wrong user name or password."),
-                "too_many_attempts" => t(
-                    lang,
-                    "Quá nhiều lần thử sai. Vui lòng thử lại sau.",
-                    "Too many failed attempts. Try again later.",
-                ),
-                _ => t(lang, "Không đăng nhập được. Vui lòng thử lại.", "Could not sign in. Please try again."),
+                "bad_credentials" => texts.bad_credentials,
+                "too_many_attempts" => texts.too_many_attempts,
+                _ => texts.sign_in_failed,
             };
-            let mut response = (e.status(), Html(login_page(lang, &next, Some(message)))).into_response();
+            let page = pages::accounts::login(&login_chrome(lang), &next, Some(message));
+            let mut response = html_response(lang, false, e.status(), page);
             if let Some(wait) = e.retry_after()
                 && let Ok(v) = HeaderValue::from_str(&wait.as_secs().max(1).to_string())
             {
@@ -610,40 +543,6 @@ pub async fn logout(State(state): State<AppState>, headers: HeaderMap) -> Respon
     response
 }
 
-fn password_page(lang: &str, csrf: &str, forced: bool, error: Option<&str>) -> String {
-    let error = error.map(|e| format!("<p class=\"error\" role=\"alert\">{}</p>", escape(e))).unwrap_or_default();
-    let note = if forced {
-        format!(
-            "<p>{}</p>",
-            t(
-                lang,
-                "Đây là lần đăng nhập đầu tiên: hãy đặt mật khẩu mới.",
-                "This is your first sign-in: choose a new password."
-            )
-        )
-    } else {
-        String::new()
-    };
-    page(
-        lang,
-        t(lang, "Đổi mật khẩu", "Change password"),
-        &format!(
-            "<h1>{h}</h1>{note}{error}<form method=\"post\" action=\"/password\"><input type=\"hidden\" name=\"csrf\" value=\"{csrf}\">\
-             <label for=\"current\">{cur}</label><input id=\"current\" name=\"current\" type=\"password\" autocomplete=\"current-password\" required>\
-             <label for=\"new\">{new} ({min} {chars})</label><input id=\"new\" name=\"new\" type=\"password\" autocomplete=\"new-password\" minlength=\"{min}\" required>\
-             <label for=\"confirm\">{again}</label><input id=\"confirm\" name=\"confirm\" type=\"password\" autocomplete=\"new-password\" required>\
-             <button type=\"submit\">{h}</button></form>",
-            h = t(lang, "Đổi mật khẩu", "Change password"),
-            cur = t(lang, "Mật khẩu hiện tại", "Current password"),
-            new = t(lang, "Mật khẩu mới", "New password"),
-            chars = t(lang, "ký tự trở lên", "characters or more"),
-            again = t(lang, "Nhập lại mật khẩu mới", "New password again"),
-            min = MIN_PASSWORD_CHARS,
-            csrf = escape(csrf),
-        ),
-    )
-}
-
 fn staff(principal: Option<axum::Extension<Principal>>) -> Option<(Person, String)> {
     match principal.map(|p| p.0) {
         Some(Principal::Staff { person, csrf }) => Some((person, csrf.unwrap_or_default())),
@@ -652,10 +551,11 @@ fn staff(principal: Option<axum::Extension<Principal>>) -> Option<(Person, Strin
 }
 
 /// `GET /password`.
-pub async fn password_form(headers: HeaderMap, principal: Option<axum::Extension<Principal>>) -> Response {
-    let lang = language(&headers, None);
+pub async fn password_form(chrome: RequestChrome, principal: Option<axum::Extension<Principal>>) -> Response {
     match staff(principal) {
-        Some((person, csrf)) => Html(password_page(lang, &csrf, person.must_change_password, None)).into_response(),
+        Some((person, _)) => {
+            chrome.html(StatusCode::OK, pages::accounts::password(&chrome.chrome, person.must_change_password, None))
+        }
         None => Redirect::to("/login?next=/password").into_response(),
     }
 }
@@ -674,29 +574,27 @@ pub struct PasswordForm {
 pub async fn change_password(
     State(state): State<AppState>,
     headers: HeaderMap,
+    chrome: RequestChrome,
     ClientAddress(address): ClientAddress,
     principal: Option<axum::Extension<Principal>>,
     Form(form): Form<PasswordForm>,
 ) -> Response {
-    let lang = language(&headers, None);
-    let Some((person, csrf)) = staff(principal) else { return Redirect::to("/login").into_response() };
+    let texts = chrome.chrome.t();
+    let Some((person, _)) = staff(principal) else { return Redirect::to("/login").into_response() };
     let fail = |status: StatusCode, message: &str| {
-        (status, Html(password_page(lang, &csrf, person.must_change_password, Some(message)))).into_response()
+        chrome.html(status, pages::accounts::password(&chrome.chrome, person.must_change_password, Some(message)))
     };
     let keys = [format!("account:{}", person.id.to_lowercase()), format!("address:{address}")];
     let now = Instant::now();
     if let Some(wait) = keys.iter().find_map(|k| state.limiter.check(k, now).err()) {
-        let mut response = fail(
-            StatusCode::TOO_MANY_REQUESTS,
-            t(lang, "Quá nhiều lần thử sai. Vui lòng thử lại sau.", "Too many failed attempts. Try again later."),
-        );
+        let mut response = fail(StatusCode::TOO_MANY_REQUESTS, texts.too_many_attempts);
         if let Ok(v) = HeaderValue::from_str(&wait.as_secs().max(1).to_string()) {
             response.headers_mut().insert(header::RETRY_AFTER, v);
         }
         return response;
     }
     if form.new != form.confirm {
-        return fail(StatusCode::BAD_REQUEST, t(lang, "Hai mật khẩu mới không khớp.", "The two new passwords differ."));
+        return fail(StatusCode::BAD_REQUEST, texts.passwords_differ);
     }
     let this_session = cookie(&headers, SESSION_COOKIE);
     match state.accounts.change_password(&person.id, &form.current, &form.new, this_session.as_deref()).await {
@@ -717,7 +615,7 @@ pub async fn change_password(
                 &format!("wrong current password, from {address}"),
             )
             .await;
-            fail(StatusCode::UNAUTHORIZED, t(lang, "Mật khẩu hiện tại không đúng.", "The current password is wrong."))
+            fail(StatusCode::UNAUTHORIZED, texts.current_password_wrong)
         }
         Err(AccountError::Invalid(m)) => fail(StatusCode::BAD_REQUEST, &m),
         Err(e) => ApiError::from(e).into_response(),
@@ -1038,102 +936,16 @@ pub async fn rotate_device_token(
 
 // ----- Admin pages ---------------------------------------------------------------------------
 
-fn when(ms: Option<i64>) -> String {
-    match ms {
-        Some(ms) => {
-            let day = hamlet_sync_core::Day::from_unix_seconds(ms / 1000);
-            let secs = (ms / 1000).rem_euclid(86_400);
-            format!("{day} {:02}:{:02} UTC", secs / 3600, secs / 60 % 60)
-        }
-        None => "—".into(),
-    }
-}
-
-/// The CSRF token of a cookie session (empty for bearer tokens, which need none).
-fn session_csrf(principal: &Principal) -> String {
-    match principal {
-        Principal::Staff { csrf: Some(c), .. } => c.clone(),
-        _ => String::new(),
-    }
-}
-
-/// A form that is one button posting to `action` with the session's CSRF token.
-fn post_button(action: &str, csrf: &str, label: &str) -> String {
-    format!(
-        "<form method=\"post\" action=\"{}\"><input type=\"hidden\" name=\"csrf\" value=\"{}\">\
-         <button type=\"submit\">{}</button></form>",
-        escape(action),
-        escape(csrf),
-        escape(label)
-    )
-}
-
 /// `GET /admin/people`: people and their hamlets, a form to add a person, and buttons that
 /// issue enrollment codes.
-pub async fn people_page(
-    State(state): State<AppState>,
-    headers: HeaderMap,
-    axum::Extension(principal): axum::Extension<Principal>,
-) -> Result<Html<String>, ApiError> {
-    let lang = language(&headers, None);
-    let csrf = session_csrf(&principal);
-    let mut rows = String::new();
-    for p in state.accounts.people().await? {
-        let assignments: Vec<String> =
-            state.accounts.assignments(&p.id).await?.into_iter().map(|(c, h)| format!("{c}/{h}")).collect();
-        let enroll = if p.role.is_staff() {
-            post_button(
-                &format!("/admin/people/{}/sign-out-everywhere", p.id),
-                &csrf,
-                t(lang, "Đăng xuất mọi nơi, thu hồi mọi token", "Sign out everywhere, revoke all tokens"),
-            )
-        } else {
-            post_button(
-                &format!("/admin/people/{}/enroll", p.id),
-                &csrf,
-                t(lang, "Cấp mã đăng ký thiết bị", "Issue a device enrollment code"),
-            )
-        };
-        rows.push_str(&format!(
-            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{enroll}</td></tr>",
-            escape(&p.id),
-            escape(&p.display_name),
-            p.role.as_str(),
-            escape(&assignments.join(", "))
-        ));
+pub async fn people_page(State(state): State<AppState>, chrome: RequestChrome) -> Result<Response, ApiError> {
+    let mut rows = Vec::new();
+    for person in state.accounts.people().await? {
+        let assignments =
+            state.accounts.assignments(&person.id).await?.into_iter().map(|(c, h)| format!("{c}/{h}")).collect();
+        rows.push(pages::accounts::PersonRow { person, assignments });
     }
-    Ok(Html(page(
-        lang,
-        t(lang, "Người dùng", "People"),
-        &format!(
-            "<h1>{h}</h1><table><thead><tr><th scope=\"col\">{id}</th><th scope=\"col\">{name}</th><th scope=\"col\">{role}</th>\
-             <th scope=\"col\">{asg}</th><th scope=\"col\"></th></tr></thead><tbody>{rows}</tbody></table>\
-             <h2>{add}</h2><form method=\"post\" action=\"/admin/people\"><input type=\"hidden\" name=\"csrf\" value=\"{csrf}\">\
-             <label for=\"id\">{id}</label><input id=\"id\" name=\"id\" required>\
-             <label for=\"display_name\">{name}</label><input id=\"display_name\" name=\"display_name\" required>\
-             <label for=\"role\">{role}</label><select id=\"role\" name=\"role\"><option value=\"collector\">{collector}</option>\
-             <option value=\"relay\">relay</option><option value=\"viewer\">viewer</option><option value=\"admin\">admin</option></select>\
-             <label for=\"campaign\">{campaign}</label><input id=\"campaign\" name=\"campaign\">\
-             <label for=\"hamlets\">{hamlets}</label><input id=\"hamlets\" name=\"hamlets\" placeholder=\"thon-dong, thon-tay\">\
-             <button type=\"submit\">{add}</button></form>\
-             <p><a href=\"/admin/devices\">{devices}</a></p>",
-            csrf = escape(&csrf),
-            add = t(lang, "Thêm người dùng", "Add a person"),
-            collector = t(lang, "collector (người thu thập)", "collector"),
-            campaign = t(lang, "Đợt lấy ý kiến (mã)", "Campaign (id)"),
-            hamlets = t(
-                lang,
-                "Thôn, tổ dân phố được giao (mã, cách nhau bởi dấu phẩy)",
-                "Assigned hamlets (ids, comma-separated)"
-            ),
-            h = t(lang, "Người dùng", "People"),
-            id = t(lang, "Mã", "Id"),
-            name = t(lang, "Họ tên", "Name"),
-            role = t(lang, "Vai trò", "Role"),
-            asg = t(lang, "Địa bàn được giao", "Assigned hamlets"),
-            devices = t(lang, "Thiết bị", "Devices"),
-        ),
-    )))
+    Ok(chrome.html(StatusCode::OK, pages::accounts::people(&chrome.chrome, &rows)))
 }
 
 /// The form that adds a person.
@@ -1152,11 +964,10 @@ pub struct PersonForm {
 /// is shown once.
 pub async fn create_person_form(
     State(state): State<AppState>,
-    headers: HeaderMap,
+    chrome: RequestChrome,
     axum::Extension(principal): axum::Extension<Principal>,
     Form(form): Form<PersonForm>,
 ) -> Result<Response, ApiError> {
-    let lang = language(&headers, None);
     let role =
         Role::parse(&form.role).ok_or_else(|| ApiError::new(StatusCode::BAD_REQUEST, "invalid", "unknown role"))?;
     let hamlets: Vec<String> =
@@ -1177,20 +988,9 @@ pub async fn create_person_form(
         audit(&state, &actor_name(&principal), "assignments.set", form.id.trim(), &detail).await;
     }
     Ok(match password {
-        Some(password) => Html(page(
-            lang,
-            t(lang, "Mật khẩu dùng một lần", "One-time password"),
-            &format!(
-                "<h1>{h}</h1><p>{for_} <strong>{id}</strong>: <code>{pw}</code></p><p>{note}</p><p><a href=\"/admin/people\">{back}</a></p>",
-                h = t(lang, "Mật khẩu dùng một lần", "One-time password"),
-                for_ = t(lang, "Cho", "For"),
-                id = escape(form.id.trim()),
-                pw = escape(&password),
-                note = t(lang, "Chỉ hiện một lần; phải đổi ở lần đăng nhập đầu tiên.", "Shown once; it must be changed at the first sign-in."),
-                back = t(lang, "Quay lại", "Back"),
-            ),
-        ))
-        .into_response(),
+        Some(password) => {
+            chrome.html(StatusCode::OK, pages::accounts::one_time_password(&chrome.chrome, form.id.trim(), &password))
+        }
         None => Redirect::to("/admin/people").into_response(),
     })
 }
@@ -1198,101 +998,25 @@ pub async fn create_person_form(
 /// `POST /admin/people/{id}/enroll`: shows a new one-time code as text and QR code.
 pub async fn enroll_page(
     State(state): State<AppState>,
-    headers: HeaderMap,
+    chrome: RequestChrome,
     axum::Extension(principal): axum::Extension<Principal>,
     Path(person): Path<String>,
-) -> Result<Html<String>, ApiError> {
-    let lang = language(&headers, None);
+) -> Result<Response, ApiError> {
     let issued = issue_code(&state, &principal, &person, None).await?;
-    Ok(Html(page(
-        lang,
-        t(lang, "Mã đăng ký thiết bị", "Device enrollment code"),
-        &format!(
-            "<h1>{h}</h1><p>{for_} <strong>{person}</strong></p><figure>{svg}<figcaption><code>{code}</code></figcaption></figure>\
-             {link}<p>{note} {expires}.</p><p><a href=\"/admin/people\">{back}</a></p>",
-            link = if issued.link == issued.code {
-                format!(
-                    "<p>{}</p>",
-                    t(
-                        lang,
-                        "Mã QR chỉ chứa mã; người thu thập nhập địa chỉ máy chủ. Đặt --public-url để mã QR chứa cả địa chỉ.",
-                        "The QR code holds the code only; the collector types the server address. Set --public-url to put the address in it."
-                    )
-                )
-            } else {
-                format!("<p>{} <code>{}</code></p>", t(lang, "Mã QR mở", "The QR code opens"), escape(&issued.link))
-            },
-            h = t(lang, "Mã đăng ký thiết bị", "Device enrollment code"),
-            for_ = t(lang, "Cho", "For"),
-            person = escape(&person),
-            svg = issued.qr_svg,
-            code = escape(&issued.code),
-            note = t(lang, "Dùng một lần, hết hạn lúc", "Single use; expires"),
-            expires = when(Some(issued.expires_at)),
-            back = t(lang, "Quay lại", "Back"),
-        ),
-    )))
+    let view = pages::accounts::Enrollment {
+        person,
+        code: issued.code,
+        link: issued.link,
+        qr_svg: issued.qr_svg,
+        expires_at: issued.expires_at,
+    };
+    Ok(chrome.html(StatusCode::OK, pages::accounts::enrollment(&chrome.chrome, &view)))
 }
 
 /// `GET /admin/devices`: devices, when each last synced, and a revoke button.
-pub async fn devices_page(
-    State(state): State<AppState>,
-    headers: HeaderMap,
-    axum::Extension(principal): axum::Extension<Principal>,
-) -> Result<Html<String>, ApiError> {
-    let lang = language(&headers, None);
-    let csrf = session_csrf(&principal);
-    let mut rows = String::new();
-    for d in state.accounts.devices().await? {
-        let action = if d.revoked_at.is_some() {
-            format!("{} {}", t(lang, "Đã thu hồi", "Revoked"), when(d.revoked_at))
-        } else {
-            post_button(&format!("/admin/devices/{}/revoke", d.id), &csrf, t(lang, "Thu hồi", "Revoke"))
-        };
-        rows.push_str(&format!(
-            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{action}</td></tr>",
-            escape(&d.id),
-            escape(&d.person_id),
-            escape(&d.name),
-            when(d.last_sync_at),
-            clock_flag(lang, d.clock_offset_ms),
-        ));
-    }
-    Ok(Html(page(
-        lang,
-        t(lang, "Thiết bị", "Devices"),
-        &format!(
-            "<h1>{h}</h1><table><thead><tr><th scope=\"col\">{id}</th><th scope=\"col\">{person}</th><th scope=\"col\">{name}</th>\
-             <th scope=\"col\">{sync}</th><th scope=\"col\">{time}</th><th scope=\"col\"></th></tr></thead><tbody>{rows}</tbody></table>",
-            h = t(lang, "Thiết bị", "Devices"),
-            id = t(lang, "Mã", "Id"),
-            person = t(lang, "Người dùng", "Person"),
-            name = t(lang, "Tên thiết bị", "Device name"),
-            sync = t(lang, "Đồng bộ lần cuối", "Last sync"),
-            time = t(lang, "Giờ trên máy", "Device time"),
-        ),
-    )))
-}
-
-/// A device's clock further than this from the server's is flagged on the devices page.
-const CLOCK_FLAG_MS: i64 = 24 * 60 * 60 * 1000;
-
-/// The devices page's word on a device's clock: a flag when it was more than a day off the
-/// server's at its last sync (its responses are dated by that clock), "ok" within a day.
-fn clock_flag(lang: &str, offset_ms: Option<i64>) -> String {
-    let Some(offset) = offset_ms else { return "—".into() };
-    if offset.abs() <= CLOCK_FLAG_MS {
-        return "ok".into();
-    }
-    let days = (offset.abs() + CLOCK_FLAG_MS / 2) / CLOCK_FLAG_MS;
-    let unit = if days == 1 { "day" } else { "days" };
-    let text = match (lang, offset > 0) {
-        ("en", true) => format!("clock {days} {unit} ahead of the server"),
-        ("en", false) => format!("clock {days} {unit} behind the server"),
-        (_, true) => format!("đồng hồ nhanh hơn máy chủ {days} ngày"),
-        (_, false) => format!("đồng hồ chậm hơn máy chủ {days} ngày"),
-    };
-    format!("<strong class=\"flag\">⚠ {text}</strong>")
+pub async fn devices_page(State(state): State<AppState>, chrome: RequestChrome) -> Result<Response, ApiError> {
+    let devices = state.accounts.devices().await?;
+    Ok(chrome.html(StatusCode::OK, pages::accounts::devices(&chrome.chrome, &devices)))
 }
 
 /// `POST /admin/devices/{id}/revoke` (the form of the devices page).

@@ -1,4 +1,7 @@
-//! The dashboard's words, in Vietnamese (the default) and English.
+//! The words of every page — the dashboard and the account pages — in Vietnamese (the
+//! default) and English: one table, [`Texts`], with a field per text, so a text missing in one
+//! language does not compile. Messages with parameters are methods of [`Lang`] that match on
+//! the language with no wildcard arm, for the same reason.
 //!
 //! The language is chosen by `?lang=vi|en` (which also sets a `lang` cookie), then the cookie,
 //! then the browser's `Accept-Language`, then Vietnamese. Numbers follow each language's
@@ -35,7 +38,8 @@ impl Lang {
         }
     }
 
-    fn from_code(code: &str) -> Option<Lang> {
+    /// The language of a code such as `vi`, `en-GB`.
+    pub fn from_code(code: &str) -> Option<Lang> {
         match code.trim().to_ascii_lowercase().as_str() {
             c if c == "vi" || c.starts_with("vi-") => Some(Lang::Vi),
             c if c == "en" || c.starts_with("en-") => Some(Lang::En),
@@ -46,13 +50,17 @@ impl Lang {
     /// The language a request asks for (see the module docs), and whether it was asked by
     /// `?lang=` (then the response sets the cookie).
     pub fn of(parts: &Parts) -> (Lang, bool) {
-        let query = parts.uri.query().unwrap_or("");
+        Lang::of_request(parts.uri.query(), &parts.headers)
+    }
+
+    /// [`Lang::of`] from a request's query and headers.
+    pub fn of_request(query: Option<&str>, headers: &axum::http::HeaderMap) -> (Lang, bool) {
+        let query = query.unwrap_or("");
         let asked = query.split('&').filter_map(|kv| kv.strip_prefix("lang=")).find_map(Lang::from_code);
         if let Some(lang) = asked {
             return (lang, true);
         }
-        let cookie = parts
-            .headers
+        let cookie = headers
             .get_all(header::COOKIE)
             .iter()
             .filter_map(|v| v.to_str().ok())
@@ -62,7 +70,7 @@ impl Lang {
         if let Some(lang) = cookie {
             return (lang, false);
         }
-        let accept = parts.headers.get(header::ACCEPT_LANGUAGE).and_then(|v| v.to_str().ok()).unwrap_or("");
+        let accept = headers.get(header::ACCEPT_LANGUAGE).and_then(|v| v.to_str().ok()).unwrap_or("");
         // The first language named that we speak, by quality.
         let mut best: Option<(f32, Lang)> = None;
         for item in accept.split(',') {
@@ -142,7 +150,7 @@ impl<S: Send + Sync> FromRequestParts<S> for Lang {
 
 macro_rules! texts {
     ($($name:ident: $vi:expr, $en:expr;)*) => {
-        /// Every word and sentence of the dashboard, in one language.
+        /// Every word and sentence of the pages without a parameter, in one language.
         #[derive(Debug)]
         pub struct Texts {
             $(
@@ -199,7 +207,6 @@ texts! {
     nothing_yet: "Chưa có dữ liệu", "Nothing yet";
     hamlets_nothing: "Thôn chưa có dữ liệu", "Hamlets with nothing yet";
     silent_devices: "Thiết bị lâu chưa đồng bộ", "Silent devices";
-    silent_note: "Thiết bị không đồng bộ quá {} ngày được đánh dấu.", "Devices that have not synced for more than {} days are marked.";
     attention: "Cần chú ý", "Needs attention";
     show_hamlets: "Xem các thôn", "Show hamlets";
     hide_hamlets: "Ẩn các thôn", "Hide hamlets";
@@ -215,9 +222,6 @@ texts! {
     hours_ago: "giờ trước", "hours ago";
     days_ago: "ngày trước", "days ago";
     results_title: "Kết quả theo cán bộ", "Results per cadre";
-    results_batched: "Trong thời gian lấy ý kiến, số liệu của mỗi thôn chỉ được cập nhật khi có thêm ít nhất {} ý kiến kể từ lần cập nhật trước, để không thể suy ra từng ý kiến bằng cách so sánh trước và sau. Còn {} ý kiến chưa hiển thị; tất cả được hiển thị khi kết thúc lấy ý kiến.", "While the campaign is open, a hamlet's figures are updated only once at least {} more answers were counted there since the last update, so that no single answer can be read by comparing before and after. {} answers are not shown yet; all show once collection is closed.";
-    results_frozen: "Kết quả đã công bố và không thay đổi nữa. {} phiếu hoặc biên bản đến hoặc thay đổi sau khi công bố: được lưu và đánh dấu để xem xét, không tính vào kết quả này.", "These results are published and no longer change. {} responses or tallies arrived or changed after publication: they are kept and flagged for review, not counted here.";
-    results_note: "Số liệu gồm phiếu cá nhân đã nộp và biên bản kiểm phiếu tại hội nghị. Nhóm dưới {} ý kiến không được chia theo mức để không thể suy ra ý kiến của từng người.", "Counts combine submitted individual responses and meeting tallies. Groups with fewer than {} answers are not broken down, so that no answer can be traced to a person.";
     subject: "Cán bộ", "Cadre";
     position: "Chức vụ", "Position";
     total: "Tổng số ý kiến", "Answers";
@@ -274,8 +278,6 @@ texts! {
     flag_tally_duplicate: "Biên bản nhập trùng (chưa tính)", "Tally entered twice (not counted until reviewed)";
     flag_malformed_key: "Mã không hợp lệ", "Malformed key";
     alerts_title: "Số liệu bất thường", "Implausible numbers";
-    alert_over_voters: "{hamlet}: {n} phiếu và lá phiếu họp, nhiều hơn {m} cử tri dự kiến", "{hamlet}: {n} responses and meeting ballots, more than the {m} expected voters";
-    alert_busy_collector: "{hamlet}: {who} ghi {n} phiếu ngày {day} (giới hạn {m})", "{hamlet}: {who} recorded {n} responses on {day} (limit {m})";
     sealed_value: "giá trị đã nộp", "submitted value";
     current_value: "giá trị hiện tại", "current value";
     response: "Phiếu", "Response";
@@ -330,6 +332,125 @@ texts! {
     back: "Quay lại", "Back";
     yes: "Có", "Yes";
     no: "Không", "No";
+    nav_people: "Người dùng", "People";
+    nav_all_devices: "Thiết bị", "Devices";
+    sign_in: "Đăng nhập", "Sign in";
+    user_name: "Tên đăng nhập", "User name";
+    password: "Mật khẩu", "Password";
+    bad_credentials: "Sai tên đăng nhập hoặc mật khẩu.", "Wrong user name or password.";
+    too_many_attempts: "Quá nhiều lần thử sai. Vui lòng thử lại sau.", "Too many failed attempts. Try again later.";
+    sign_in_failed: "Không đăng nhập được. Vui lòng thử lại.", "Could not sign in. Please try again.";
+    change_password: "Đổi mật khẩu", "Change password";
+    first_sign_in: "Đây là lần đăng nhập đầu tiên: hãy đặt mật khẩu mới.", "This is your first sign-in: choose a new password.";
+    current_password: "Mật khẩu hiện tại", "Current password";
+    new_password: "Mật khẩu mới", "New password";
+    characters_or_more: "ký tự trở lên", "characters or more";
+    new_password_again: "Nhập lại mật khẩu mới", "New password again";
+    passwords_differ: "Hai mật khẩu mới không khớp.", "The two new passwords differ.";
+    current_password_wrong: "Mật khẩu hiện tại không đúng.", "The current password is wrong.";
+    people_title: "Người dùng", "People";
+    person_id: "Mã", "Id";
+    full_name: "Họ tên", "Name";
+    role: "Vai trò", "Role";
+    assigned: "Địa bàn được giao", "Assigned hamlets";
+    add_person: "Thêm người dùng", "Add a person";
+    role_collector: "collector (người thu thập)", "collector";
+    campaign_code: "Đợt lấy ý kiến (mã)", "Campaign (id)";
+    assigned_input: "Thôn, tổ dân phố được giao (mã, cách nhau bởi dấu phẩy)", "Assigned hamlets (ids, comma-separated)";
+    sign_out_everywhere: "Đăng xuất mọi nơi, thu hồi mọi token", "Sign out everywhere, revoke all tokens";
+    issue_code: "Cấp mã đăng ký thiết bị", "Issue a device enrollment code";
+    one_time_password: "Mật khẩu dùng một lần", "One-time password";
+    for_person: "Cho", "For";
+    shown_once: "Chỉ hiện một lần; phải đổi ở lần đăng nhập đầu tiên.", "Shown once; it must be changed at the first sign-in.";
+    enrollment_code: "Mã đăng ký thiết bị", "Device enrollment code";
+    qr_code_only: "Mã QR chỉ chứa mã; người thu thập nhập địa chỉ máy chủ. Đặt --public-url để mã QR chứa cả địa chỉ.", "The QR code holds the code only; the collector types the server address. Set --public-url to put the address in it.";
+    qr_opens: "Mã QR mở", "The QR code opens";
+    single_use_expires: "Dùng một lần, hết hạn lúc", "Single use; expires";
+    person: "Người dùng", "Person";
+    device_name: "Tên thiết bị", "Device name";
+    device_time: "Giờ trên máy", "Device time";
+    revoked: "Đã thu hồi", "Revoked";
+    revoke: "Thu hồi", "Revoke";
+}
+
+impl Lang {
+    /// The note under the devices tables.
+    pub fn silent_note(self, days: u32) -> String {
+        match self {
+            Lang::Vi => format!("Thiết bị không đồng bộ quá {days} ngày được đánh dấu."),
+            Lang::En => format!("Devices that have not synced for more than {days} days are marked."),
+        }
+    }
+
+    /// Why an open campaign's results lag: figures move in batches of `batch`; `pending`
+    /// answers are not shown yet.
+    pub fn results_batched(self, batch: u64, pending: u64) -> String {
+        let (batch, pending) = (self.int(batch), self.int(pending));
+        match self {
+            Lang::Vi => format!(
+                "Trong thời gian lấy ý kiến, số liệu của mỗi thôn chỉ được cập nhật khi có thêm ít nhất {batch} ý kiến kể từ lần cập nhật trước, để không thể suy ra từng ý kiến bằng cách so sánh trước và sau. Còn {pending} ý kiến chưa hiển thị; tất cả được hiển thị khi kết thúc lấy ý kiến."
+            ),
+            Lang::En => format!(
+                "While the campaign is open, a hamlet's figures are updated only once at least {batch} more answers were counted there since the last update, so that no single answer can be read by comparing before and after. {pending} answers are not shown yet; all show once collection is closed."
+            ),
+        }
+    }
+
+    /// Published results are frozen; `later` responses or tallies came after.
+    pub fn results_frozen(self, later: u64) -> String {
+        let later = self.int(later);
+        match self {
+            Lang::Vi => format!(
+                "Kết quả đã công bố và không thay đổi nữa. {later} phiếu hoặc biên bản đến hoặc thay đổi sau khi công bố: được lưu và đánh dấu để xem xét, không tính vào kết quả này."
+            ),
+            Lang::En => format!(
+                "These results are published and no longer change. {later} responses or tallies arrived or changed after publication: they are kept and flagged for review, not counted here."
+            ),
+        }
+    }
+
+    /// What the results count, and the smallest group broken down.
+    pub fn results_note(self, min_group: u64) -> String {
+        match self {
+            Lang::Vi => format!(
+                "Số liệu gồm phiếu cá nhân đã nộp và biên bản kiểm phiếu tại hội nghị. Nhóm dưới {min_group} ý kiến không được chia theo mức để không thể suy ra ý kiến của từng người."
+            ),
+            Lang::En => format!(
+                "Counts combine submitted individual responses and meeting tallies. Groups with fewer than {min_group} answers are not broken down, so that no answer can be traced to a person."
+            ),
+        }
+    }
+
+    /// A hamlet with more answers than expected voters.
+    pub fn alert_over_voters(self, hamlet: &str, counted: u64, expected: u64) -> String {
+        match self {
+            Lang::Vi => format!("{hamlet}: {counted} phiếu và lá phiếu họp, nhiều hơn {expected} cử tri dự kiến"),
+            Lang::En => {
+                format!("{hamlet}: {counted} responses and meeting ballots, more than the {expected} expected voters")
+            }
+        }
+    }
+
+    /// A collector who recorded more responses in a day than the campaign allows.
+    pub fn alert_busy_collector(self, hamlet: &str, who: &str, responses: u64, day: &str, limit: u64) -> String {
+        match self {
+            Lang::Vi => format!("{hamlet}: {who} ghi {responses} phiếu ngày {day} (giới hạn {limit})"),
+            Lang::En => format!("{hamlet}: {who} recorded {responses} responses on {day} (limit {limit})"),
+        }
+    }
+
+    /// A device's clock `days` off the server's: ahead when `ahead`, else behind.
+    pub fn clock_off(self, days: i64, ahead: bool) -> String {
+        match (self, ahead) {
+            (Lang::Vi, true) => format!("đồng hồ nhanh hơn máy chủ {days} ngày"),
+            (Lang::Vi, false) => format!("đồng hồ chậm hơn máy chủ {days} ngày"),
+            (Lang::En, ahead) => {
+                let unit = if days == 1 { "day" } else { "days" };
+                let side = if ahead { "ahead of" } else { "behind" };
+                format!("clock {days} {unit} {side} the server")
+            }
+        }
+    }
 }
 
 #[cfg(test)]
