@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::routing::get;
+use axum::serve::ListenerExt;
 use hamlet_sync_core::session::Identity;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -20,6 +21,7 @@ use crate::config::{Limits, ServeConfig};
 use crate::store::{Committer, Store, StoreError};
 use crate::sync::hub::Hub;
 use crate::sync::metrics::Metrics;
+use crate::web::tls::{self, Certificates, TlsListener};
 use crate::web::{AppState, auth};
 
 pub use crate::web::router;
@@ -37,6 +39,9 @@ pub enum ServerError {
     /// The configuration is refused.
     #[error("configuration: {0}")]
     Config(String),
+    /// The TLS certificate or key cannot be used.
+    #[error("TLS: {0}")]
+    Tls(#[from] tls::TlsError),
 }
 
 /// A server ready to run: its store is open and migrated.
@@ -45,6 +50,8 @@ pub struct Server {
     store: Store,
     identity: Identity,
     config: ServeConfig,
+    /// The certificate, when the server terminates TLS itself.
+    tls: Option<Arc<Certificates>>,
 }
 
 impl Server {
@@ -67,6 +74,10 @@ impl Server {
                 "INSECURE OPEN SYNC: any client may read and write any document; for tests and benchmarks only"
             );
         }
+        let tls = match (&config.tls.tls_cert, &config.tls.tls_key) {
+            (Some(cert), Some(key)) => Some(Certificates::load(cert.clone(), key.clone())?),
+            _ => None,
+        };
         if config.database.database_url.is_none() {
             std::fs::create_dir_all(&config.database.data_dir)?;
         }
@@ -74,7 +85,12 @@ impl Server {
         let storage_id = store.storage_id().await?;
         // A fresh peer id per process; the storage id is what stays.
         let identity = Identity { peer_id: format!("hamlet-server-{}", uuid::Uuid::new_v4().simple()), storage_id };
-        Ok(Server { store, identity, config })
+        Ok(Server { store, identity, config, tls })
+    }
+
+    /// The SHA-256 fingerprint of the TLS certificate in use, when the server terminates TLS.
+    pub fn certificate_fingerprint(&self) -> Option<hamlet_sync_core::enrollment::CertificatePin> {
+        self.tls.as_ref().map(|c| c.fingerprint())
     }
 
     /// The store, for commands that work on the data directly.
@@ -120,6 +136,7 @@ impl Server {
             public_url: self.config.public_url.clone(),
             metrics_token: self.config.metrics_token.clone(),
             metrics_elsewhere: self.config.metrics_listen.is_some(),
+            enrollment_pin: tls::EnrollmentPin::new(self.config.tls.enrollment_pin, self.tls.clone()),
             ..auth::Security::new(failure_window)
         };
         let state = AppState {
@@ -133,7 +150,10 @@ impl Server {
             enrollment_ttl: Duration::from_secs(self.config.enrollment_hours.max(1) * 3600),
             open_sync: self.config.insecure_open_sync,
         };
-        let app = router(state.clone());
+        let mut app = router(state.clone());
+        if self.tls.is_some() {
+            app = app.layer(axum::middleware::map_response(tls::hsts));
+        }
         if let Some(metrics_addr) = self.config.metrics_listen {
             // Metrics on their own address only: the main one answers 404 for them.
             let metrics_app = Router::new().route("/metrics", get(crate::web::sync::guarded_metrics)).with_state(state);
@@ -161,13 +181,20 @@ impl Server {
         }
         // The district handle holds the hub; shutdown waits for the hub to go.
         drop(district);
-        axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())
-            .with_graceful_shutdown(async move {
-                shutdown.await;
-                tracing::info!("shutting down");
-                stop.cancel();
-            })
-            .await?;
+        let stopping = async move {
+            shutdown.await;
+            tracing::info!("shutting down");
+            stop.cancel();
+        };
+        let app = app.into_make_service_with_connect_info::<SocketAddr>();
+        match self.tls.clone() {
+            Some(certificates) => {
+                let listener = TlsListener::new(listener, certificates, self.config.tls.reload_every())?;
+                // `tap_io` only so that axum hands handlers the peer's address, as for TCP.
+                axum::serve(listener.tap_io(|_| ()), app).with_graceful_shutdown(stopping).await?;
+            }
+            None => axum::serve(listener, app).with_graceful_shutdown(stopping).await?,
+        }
 
         let deadline = Instant::now() + Duration::from_secs(self.config.shutdown_seconds);
         // Sockets close themselves on the stop signal (with a close frame); wait for them, then

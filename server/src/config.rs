@@ -86,6 +86,10 @@ pub struct ServeConfig {
     #[arg(long, env = "HAMLET_TRUSTED_PROXY", value_delimiter = ',', value_parser = crate::web::proxy::parse_cidr)]
     pub trusted_proxy: Vec<crate::web::proxy::Cidr>,
 
+    /// TLS terminated by the server itself (boxed: the subcommands' sizes stay close).
+    #[command(flatten)]
+    pub tls: Box<crate::web::tls::TlsConfig>,
+
     /// Require `Authorization: Bearer TOKEN` on `/metrics`.
     #[arg(long, env = "HAMLET_METRICS_TOKEN")]
     pub metrics_token: Option<String>,
@@ -146,10 +150,12 @@ fn parse_public_url(text: &str) -> Result<String, String> {
 }
 
 impl ServeConfig {
-    /// Whether the session cookie is marked `Secure`: asked for, or implied by an `https://`
-    /// public URL.
+    /// Whether the session cookie is marked `Secure`: asked for, or implied by built-in TLS or
+    /// an `https://` public URL.
     pub fn cookies_secure(&self) -> bool {
-        self.secure_cookies || self.public_url.as_deref().is_some_and(|u| u.starts_with("https://"))
+        self.secure_cookies
+            || self.tls.enabled()
+            || self.public_url.as_deref().is_some_and(|u| u.starts_with("https://"))
     }
 
     /// The database URL to open.

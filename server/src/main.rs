@@ -78,7 +78,11 @@ async fn main() -> anyhow::Result<()> {
             let server = Server::open(config).await.context("opening the database")?;
             let listener =
                 tokio::net::TcpListener::bind(listen).await.with_context(|| format!("listening on {listen}"))?;
-            println!("Hamlet server listening on http://{}", listener.local_addr()?);
+            let scheme = if server.certificate_fingerprint().is_some() { "https" } else { "http" };
+            println!("Hamlet server listening on {scheme}://{}", listener.local_addr()?);
+            if let Some(pin) = server.certificate_fingerprint() {
+                println!("TLS certificate SHA-256 fingerprint: {}", pin.colon_hex());
+            }
             server.run(listener, shutdown_signal()).await?;
             Ok(())
         }

@@ -40,6 +40,8 @@ pub struct Security {
     pub metrics_token: Option<String>,
     /// Whether `/metrics` is served on its own address (and so not on the main one).
     pub metrics_elsewhere: bool,
+    /// The certificate fingerprint enrollment codes carry, if any.
+    pub enrollment_pin: crate::web::tls::EnrollmentPin,
     /// Attempts on a locked account: one audit row per account and lock window.
     pub blocked: Coalescer,
 }
@@ -54,6 +56,7 @@ impl Security {
             public_url: None,
             metrics_token: None,
             metrics_elsewhere: false,
+            enrollment_pin: crate::web::tls::EnrollmentPin::default(),
             blocked: Coalescer::new(window),
         }
     }
@@ -703,6 +706,7 @@ pub struct IssuedCode {
     pub expires_at: i64,
     /// What the QR code holds: with `--public-url`, a link into the web collector that carries
     /// the server and the code (`<public url>/collect/#enroll=<code>`); without, the code alone.
+    /// Either ends with `&pin=<SHA-256>` when phones must pin the server's certificate.
     pub link: String,
     /// The QR code of `link` (SVG).
     pub qr_svg: String,
@@ -717,7 +721,8 @@ async fn issue_code(
     let ttl = ttl_hours.map_or(state.enrollment_ttl, |h| Duration::from_secs(h.clamp(1, 24 * 14) * 3600));
     let (code, expires_at) = state.accounts.issue_code(person, ttl).await?;
     audit(state, &actor_name(principal), "enrollment-code.issue", person, "").await;
-    let link = EnrollmentLink::new(state.security.public_url.as_deref(), &code).to_string();
+    let pin = state.security.enrollment_pin.current();
+    let link = EnrollmentLink::new(state.security.public_url.as_deref(), &code).with_pin(pin).to_string();
     Ok(IssuedCode { qr_svg: qr_svg(&link), link, code, expires_at })
 }
 

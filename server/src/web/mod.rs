@@ -8,6 +8,8 @@
 //! - [`pages`]: the dashboard and account pages (Vietnamese by default, English on request,
 //!   no JavaScript); [`i18n`]: their texts.
 //! - [`export`]: CSV and XLSX downloads, streamed; [`sync`]: `/sync`, `/readyz`, `/metrics`.
+//! - [`tls`]: TLS terminated by the server itself, reloaded when its files change; HSTS; the
+//!   certificate fingerprint enrollment codes carry.
 //!
 //! District routes come in two groups, [`viewer_routes`] and [`admin_routes`], so that access
 //! control can be layered on each. Handlers take the acting person as an
@@ -22,6 +24,7 @@ pub mod pages;
 pub mod proxy;
 pub mod state;
 pub mod sync;
+pub mod tls;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
