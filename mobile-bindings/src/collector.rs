@@ -20,12 +20,15 @@ use hamlet_sync_core::{
     TallyId, UnitId,
 };
 
+use hamlet_sync_core::enrollment::{CertificatePin, EnrollmentLink};
+
 use crate::address::{AddressError, ServerAddress};
 use crate::answers::{self, AnswerInputError};
 use crate::bundle::{self, BundleFileError, BundleProgress};
 use crate::enroll::{self, EnrollError, EnrollRequest};
 use crate::store::{Assignment, DocWrite, DocumentRecord, IndexFilter, IndexRow, Store, StoreError, StoredIdentity};
 use crate::sync::{self, SyncError, SyncEvent, SyncOptions};
+use crate::transport::{PemError, Trust};
 use crate::views::{
     AnswerSlot, AssignmentView, BundleReport, CampaignView, Counts, EnrollmentView, HamletView, RefusedDocument,
     ResponseFilter, ResponseItem, SetAsideItem, SyncReport, TallyInput, TallyItem,
@@ -106,6 +109,12 @@ pub enum CollectorError {
         /// The enrolled server.
         enrolled: String,
     },
+    /// A certificate file that does not read.
+    #[error(transparent)]
+    Pem(#[from] PemError),
+    /// An enrollment code or link that does not read.
+    #[error(transparent)]
+    Link(#[from] hamlet_sync_core::enrollment::LinkError),
     /// The library could not start its runtime.
     #[error("cannot start: {0}")]
     Runtime(String),
@@ -296,6 +305,21 @@ pub(crate) struct Shared {
     pub(crate) actor: ActorId,
     /// Bumped to cancel the sync that runs (each sync watches it from its start).
     pub(crate) cancel: tokio::sync::watch::Sender<u64>,
+    /// The certificate authorities believed for TLS servers that are not pinned.
+    pub(crate) trust: std::sync::RwLock<Trust>,
+}
+
+impl Shared {
+    /// How to check `server`: its pinned certificate when it is the enrolled server and the
+    /// enrollment pinned one, else the authorities.
+    pub(crate) fn trust_for(&self, server: &ServerAddress, identity: Option<&StoredIdentity>) -> Trust {
+        let trust = self.trust.read().map(|t| t.clone()).unwrap_or_default();
+        let pin = identity
+            .filter(|i| ServerAddress::parse(&i.server).is_ok_and(|enrolled| enrolled == *server))
+            .and_then(|i| i.certificate_pin.as_deref())
+            .and_then(|p| CertificatePin::parse(p).ok());
+        trust.pinned(pin)
+    }
 }
 
 impl Shared {
@@ -625,6 +649,7 @@ impl Collector {
             storage_id,
             actor,
             cancel: tokio::sync::watch::Sender::new(0),
+            trust: std::sync::RwLock::new(Trust::public()),
         };
         if check_all {
             let mut inner = shared.inner.lock().await;
@@ -680,18 +705,32 @@ impl Collector {
 
     /// Enrolls this device with a one-time code, then keeps the identity, the token and the
     /// assignments. The campaign documents arrive with the next sync.
+    ///
+    /// `code` is what the QR code holds or the collector typed: the code alone, or a link
+    /// (`<server>/collect/#enroll=<code>`), either perhaps with the fingerprint of the server's
+    /// certificate (`&pin=…`). `server` may be empty when the link names the server; when both
+    /// are given, `server` is where to reach it. With a fingerprint the server is reached over
+    /// TLS and must present exactly that certificate, at enrollment and at every sync after:
+    /// otherwise nothing is sent.
     pub fn enroll(&self, server: &str, code: &str, device_name: &str) -> Result<EnrollmentView, CollectorError> {
-        let address = ServerAddress::parse(server)?;
         if code.trim().is_empty() {
             return Err(CollectorError::Invalid("the enrollment code is empty".into()));
         }
-        let device_name = if device_name.trim().is_empty() { "phone" } else { device_name.trim() };
-        let request = EnrollRequest {
-            code: code.trim().to_owned(),
-            actor_ids: vec![self.actor_id()],
-            device_name: device_name.to_owned(),
+        let link = EnrollmentLink::parse(code)?;
+        let server = match (server.trim(), link.server.as_deref()) {
+            ("", Some(from_link)) => from_link,
+            ("", None) => return Err(CollectorError::Invalid("no server given, and the code names none".into())),
+            (given, _) => given,
         };
-        let answer = self.block(enroll::enroll(&address, &request, ENROLL_TIMEOUT))?;
+        let address = match link.pin {
+            Some(_) => ServerAddress::parse_pinned(server)?,
+            None => ServerAddress::parse(server)?,
+        };
+        let trust = self.shared.trust.read().map(|t| t.clone()).unwrap_or_default().pinned(link.pin);
+        let device_name = if device_name.trim().is_empty() { "phone" } else { device_name.trim() };
+        let request =
+            EnrollRequest { code: link.code, actor_ids: vec![self.actor_id()], device_name: device_name.to_owned() };
+        let answer = self.block(enroll::enroll(&address, &trust, &request, ENROLL_TIMEOUT))?;
         let mut assignments = Vec::new();
         for c in &answer.campaigns {
             let document = match &c.document {
@@ -704,7 +743,21 @@ impl Collector {
                 assignments.push((c.campaign.clone(), document, hamlet.clone()));
             }
         }
-        self.save_assignments(address, answer.collector, Some(answer.token), device_name, assignments)
+        let enrolled = Enrolled { collector: answer.collector, token: Some(answer.token), pin: link.pin };
+        self.save_assignments(address, enrolled, device_name, assignments)
+    }
+
+    /// Believes, besides the public authorities, the certificate authorities in `pem` (PEM
+    /// text, one or more certificates) for TLS servers whose certificate is not pinned: a
+    /// district's own authority. For this `Collector` only (not stored: give it at every
+    /// start). Returns how many certificates were read.
+    pub fn trust_authorities(&self, pem: &str) -> Result<u32, CollectorError> {
+        let current = self.shared.trust.read().map(|t| t.clone()).unwrap_or_default();
+        let (trust, read) = current.with_authorities(pem.as_bytes())?;
+        if let Ok(mut slot) = self.shared.trust.write() {
+            *slot = trust;
+        }
+        Ok(read as u32)
     }
 
     /// Sets up this device for a server that does not enroll devices (a test or demo server):
@@ -727,17 +780,18 @@ impl Collector {
                 assignments.push((campaign.clone(), document, hamlet.clone()));
             }
         }
-        self.save_assignments(address, collector.to_owned(), None, "phone", assignments)
+        let enrolled = Enrolled { collector: collector.to_owned(), token: None, pin: None };
+        self.save_assignments(address, enrolled, "phone", assignments)
     }
 
     fn save_assignments(
         &self,
         address: ServerAddress,
-        collector: String,
-        token: Option<String>,
+        enrolled: Enrolled,
         device_name: &str,
         assignments: Vec<(String, DocumentId, String)>,
     ) -> Result<EnrollmentView, CollectorError> {
+        let Enrolled { collector, token, pin } = enrolled;
         PersonId::new(collector.as_str())?;
         self.block(async {
             let mut inner = self.shared.inner.lock().await;
@@ -747,6 +801,7 @@ impl Collector {
                 token,
                 device_name: device_name.to_owned(),
                 enrolled_on: inner.today().to_string(),
+                certificate_pin: pin.map(|p| p.to_string()),
             };
             let mut stored = Vec::new();
             let mut new_docs: Vec<(DocumentRecord, Option<Vec<u8>>)> = Vec::new();
@@ -1156,7 +1211,8 @@ impl Collector {
         if identity.token.is_some() && address != enrolled {
             return Err(CollectorError::UntrustedServer { given: address.to_string(), enrolled: enrolled.to_string() });
         }
-        self.block(sync::sync(&self.shared, &address, options, progress))
+        let trust = self.shared.trust_for(&address, Some(&identity));
+        self.block(sync::sync(&self.shared, &address, &trust, options, progress))
     }
 
     /// Cancels the sync that runs, if any (from another thread): it ends with
@@ -1244,6 +1300,13 @@ impl Shared {
     }
 }
 
+/// Who the server says the device is, after enrollment (or as given without one).
+struct Enrolled {
+    collector: String,
+    token: Option<String>,
+    pin: Option<CertificatePin>,
+}
+
 fn enrollment_view(inner: &Inner) -> EnrollmentView {
     let identity = inner.identity.clone().unwrap_or(StoredIdentity {
         server: String::new(),
@@ -1251,6 +1314,7 @@ fn enrollment_view(inner: &Inner) -> EnrollmentView {
         token: None,
         device_name: String::new(),
         enrolled_on: String::new(),
+        certificate_pin: None,
     });
     let mut campaigns: Vec<AssignmentView> = Vec::new();
     for a in &inner.assignments {
@@ -1269,6 +1333,11 @@ fn enrollment_view(inner: &Inner) -> EnrollmentView {
         collector: identity.collector,
         device_name: identity.device_name,
         has_token: identity.token.is_some(),
+        certificate_pin: identity
+            .certificate_pin
+            .as_deref()
+            .and_then(|p| CertificatePin::parse(p).ok())
+            .map(|p| p.colon_hex()),
         campaigns,
     }
 }

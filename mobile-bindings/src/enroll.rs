@@ -14,6 +14,7 @@ use hyper_util::rt::TokioIo;
 use serde::{Deserialize, Serialize};
 
 use crate::address::ServerAddress;
+use crate::transport::{self, CertificateError, ConnectError, Trust};
 
 /// The largest answer read, in bytes: an enrollment is small.
 const MAX_RESPONSE_BYTES: usize = 1024 * 1024;
@@ -71,6 +72,15 @@ pub enum EnrollError {
         /// What failed.
         reason: String,
     },
+    /// The server's certificate is not the one to trust: nothing was sent (the code is still
+    /// unused).
+    #[error("{server}: {error}; nothing was sent")]
+    Certificate {
+        /// The server.
+        server: String,
+        /// What was wrong with it.
+        error: CertificateError,
+    },
     /// No answer in time.
     #[error("{server} did not answer within {seconds} s")]
     Timeout {
@@ -97,21 +107,25 @@ pub enum EnrollError {
 /// Posts the request and reads the answer.
 pub async fn enroll(
     server: &ServerAddress,
+    trust: &Trust,
     request: &EnrollRequest,
     timeout: Duration,
 ) -> Result<EnrollResponse, EnrollError> {
     let shown = server.to_string();
     let seconds = timeout.as_secs();
-    match tokio::time::timeout(timeout, post(server, request)).await {
+    match tokio::time::timeout(timeout, post(server, trust, request)).await {
         Ok(result) => result,
         Err(_) => Err(EnrollError::Timeout { server: shown, seconds }),
     }
 }
 
-async fn post(server: &ServerAddress, request: &EnrollRequest) -> Result<EnrollResponse, EnrollError> {
+async fn post(server: &ServerAddress, trust: &Trust, request: &EnrollRequest) -> Result<EnrollResponse, EnrollError> {
     let network = |reason: String| EnrollError::Network { server: server.to_string(), reason };
     let body = serde_json::to_vec(request).map_err(|e| EnrollError::BadResponse(e.to_string()))?;
-    let stream = tokio::net::TcpStream::connect(server.authority()).await.map_err(|e| network(e.to_string()))?;
+    let stream = transport::connect(server, trust).await.map_err(|e| match e {
+        ConnectError::Network(reason) => network(reason),
+        ConnectError::Certificate(error) => EnrollError::Certificate { server: server.to_string(), error },
+    })?;
     let (mut sender, connection) =
         hyper::client::conn::http1::handshake(TokioIo::new(stream)).await.map_err(|e| network(e.to_string()))?;
     // The connection task drives the socket; it ends with the request.

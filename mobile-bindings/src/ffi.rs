@@ -45,6 +45,14 @@ pub enum HamletError {
         /// What the server said.
         message: String,
     },
+    /// The server is not the one this device trusts (its certificate is not the pinned one, or
+    /// no trusted authority vouches for it): nothing was sent. Not a network fault: retrying
+    /// reaches the same server; say so to the collector.
+    #[error("{message}")]
+    UntrustedCertificate {
+        /// Which server, and what it presented.
+        message: String,
+    },
     /// Another program (or another `HamletCollector` in this app) has the store open: one store
     /// has one writer. Close the other, or use the one already open.
     #[error("{message}")]
@@ -76,7 +84,11 @@ impl From<CollectorError> for HamletError {
             | CollectorError::Ledger(_)
             | CollectorError::Invalid(_)
             | CollectorError::Address(_)
+            | CollectorError::Link(_)
+            | CollectorError::Pem(_)
             | CollectorError::UntrustedServer { .. } => HamletError::Invalid { message },
+            CollectorError::Enroll(EnrollError::Certificate { .. })
+            | CollectorError::Sync(SyncError::Certificate { .. }) => HamletError::UntrustedCertificate { message },
             CollectorError::NotEnrolled => HamletError::NotEnrolled { message },
             CollectorError::UnknownCampaign(_)
             | CollectorError::CampaignNotDownloaded(_)
@@ -116,9 +128,16 @@ impl HamletCollector {
         Ok(Arc::new(HamletCollector { inner: Collector::open(path)? }))
     }
 
-    /// Enrolls the device with a server and a one-time code.
+    /// Enrolls the device with a server and a one-time code, or what the QR code holds (a link
+    /// naming the server, perhaps pinning its certificate; `server` may then be empty).
     pub fn enroll(&self, server: String, code: String, device_name: String) -> Result<EnrollmentView, HamletError> {
         Ok(self.inner.enroll(&server, &code, &device_name)?)
+    }
+
+    /// Also believes the certificate authorities in `pem` for servers not pinned; returns how
+    /// many were read. Not stored: call it at every start.
+    pub fn trust_authorities(&self, pem: String) -> Result<u32, HamletError> {
+        Ok(self.inner.trust_authorities(&pem)?)
     }
 
     /// Sets up the device for a server that does not enroll devices: campaign → hamlets.

@@ -5,6 +5,7 @@
 //! - [`store`]: the local store, one SQLite file (documents, sync states, identity, receipts).
 //! - [`sync`]: sync with a server or relay over the automerge-repo WebSocket protocol.
 //! - [`enroll`]: enrollment with a one-time code.
+//! - [`transport`]: TCP and TLS under both, and which certificates are believed (pins).
 //! - [`bundle`]: bundle files, to carry changes without a network.
 //! - [`answers`]: answers as typed, read against the form.
 //! - [`views`]: the records returned (and passed through the FFI).
@@ -45,6 +46,7 @@ pub mod enroll;
 pub mod ffi;
 pub mod store;
 pub mod sync;
+pub mod transport;
 pub mod views;
 
 pub use collector::{Collector, CollectorError};

@@ -21,7 +21,11 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePo
 use sqlx::{Row, Sqlite, Transaction};
 
 /// The schema version this code writes (SQLite's `user_version`).
-const SCHEMA_VERSION: i64 = 3;
+const SCHEMA_VERSION: i64 = 4;
+
+/// The first version whose response index agrees with its documents by construction (see
+/// [`Store::upgraded_from`]).
+const INDEX_KEPT_FROM: i64 = 3;
 
 const SCHEMA_V1: &[&str] = &[
     "CREATE TABLE meta (key TEXT PRIMARY KEY NOT NULL, value TEXT NOT NULL)",
@@ -132,6 +136,10 @@ const SCHEMA_V3: &[&str] = &[
     "CREATE INDEX responses_by_id ON responses (id)",
 ];
 
+/// Version 4: the fingerprint of the enrolled server's certificate, when the enrollment code
+/// pinned one (the server's address is then `https://`).
+const SCHEMA_V4: &[&str] = &["ALTER TABLE identity ADD COLUMN certificate_pin TEXT"];
+
 /// What went wrong with the local store.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -186,6 +194,8 @@ pub struct StoredIdentity {
     pub device_name: String,
     /// The day of enrollment.
     pub enrolled_on: String,
+    /// The server certificate's SHA-256 fingerprint (hex), when the enrollment pinned one.
+    pub certificate_pin: Option<String>,
 }
 
 /// The token is the device's key: it never shows in logs or debug output.
@@ -197,6 +207,7 @@ impl std::fmt::Debug for StoredIdentity {
             .field("token", &self.token.as_ref().map(|_| "<hidden>"))
             .field("device_name", &self.device_name)
             .field("enrolled_on", &self.enrolled_on)
+            .field("certificate_pin", &self.certificate_pin)
             .finish()
     }
 }
@@ -386,7 +397,7 @@ impl Store {
         let mut store =
             Store { pool, lock: std::sync::Arc::new(std::sync::Mutex::new(Some(lock))), upgraded_from: None };
         let found = store.migrate().await?;
-        store.upgraded_from = Some(found).filter(|v| (1..SCHEMA_VERSION).contains(v));
+        store.upgraded_from = Some(found).filter(|v| (1..INDEX_KEPT_FROM).contains(v));
         Ok(store)
     }
 
@@ -410,7 +421,7 @@ impl Store {
         }
         let context = "updating the schema";
         let mut tx = self.pool.begin().await.map_err(failed(context))?;
-        let steps: [(i64, &[&str]); 3] = [(1, SCHEMA_V1), (2, SCHEMA_V2), (3, SCHEMA_V3)];
+        let steps: [(i64, &[&str]); 4] = [(1, SCHEMA_V1), (2, SCHEMA_V2), (3, SCHEMA_V3), (4, SCHEMA_V4)];
         for (step, statements) in steps {
             if version >= step {
                 continue;
@@ -470,16 +481,19 @@ impl Store {
 
     /// The enrolled identity, if any.
     pub async fn identity(&self) -> Result<Option<StoredIdentity>, StoreError> {
-        let row = sqlx::query("SELECT server, collector, token, device_name, enrolled_on FROM identity WHERE id = 1")
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(failed("reading the identity"))?;
+        let row = sqlx::query(
+            "SELECT server, collector, token, device_name, enrolled_on, certificate_pin FROM identity WHERE id = 1",
+        )
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(failed("reading the identity"))?;
         Ok(row.map(|r| StoredIdentity {
             server: r.get(0),
             collector: r.get(1),
             token: r.get(2),
             device_name: r.get(3),
             enrolled_on: r.get(4),
+            certificate_pin: r.get(5),
         }))
     }
 
@@ -494,15 +508,18 @@ impl Store {
         let context = "saving the enrollment";
         let mut tx = self.pool.begin().await.map_err(failed(context))?;
         sqlx::query(
-            "INSERT INTO identity (id, server, collector, token, device_name, enrolled_on) VALUES (1, ?, ?, ?, ?, ?)
+            "INSERT INTO identity (id, server, collector, token, device_name, enrolled_on, certificate_pin)
+             VALUES (1, ?, ?, ?, ?, ?, ?)
              ON CONFLICT (id) DO UPDATE SET server = excluded.server, collector = excluded.collector,
-               token = excluded.token, device_name = excluded.device_name, enrolled_on = excluded.enrolled_on",
+               token = excluded.token, device_name = excluded.device_name, enrolled_on = excluded.enrolled_on,
+               certificate_pin = excluded.certificate_pin",
         )
         .bind(&identity.server)
         .bind(&identity.collector)
         .bind(&identity.token)
         .bind(&identity.device_name)
         .bind(&identity.enrolled_on)
+        .bind(&identity.certificate_pin)
         .execute(&mut *tx)
         .await
         .map_err(failed(context))?;
@@ -962,6 +979,7 @@ mod tests {
                 token: Some("t".into()),
                 device_name: "phone".into(),
                 enrolled_on: "2025-06-02".into(),
+                certificate_pin: Some("ab".repeat(32)),
             };
             store.save_enrollment(&identity, &[], &[(doc.clone(), Some(vec![1, 2, 3]))]).await.expect("enrolls");
             let row = |status: &str, last: Option<Vec<u8>>, acked: bool| IndexRow {
@@ -1083,6 +1101,36 @@ mod tests {
             store.write(&w).await.expect("the same id in another ledger");
             assert_eq!(store.response("r1").await.expect("reads").len(), 2);
             assert_eq!(store.integrity_check().await.expect("checks"), "ok");
+        });
+    }
+
+    /// A store of schema version 3 keeps its enrollment (no pinned certificate) and is not
+    /// checked in full: its index was kept by this version's rules already.
+    #[test]
+    fn a_version_3_store_keeps_its_enrollment() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("store.db");
+        runtime().block_on(async {
+            let options =
+                SqliteConnectOptions::from_str("sqlite:").expect("options").filename(&path).create_if_missing(true);
+            let pool = SqlitePoolOptions::new().max_connections(1).connect_with(options).await.expect("opens");
+            for statement in SCHEMA_V1.iter().chain(SCHEMA_V2).chain(SCHEMA_V3) {
+                sqlx::query(sqlx::AssertSqlSafe(*statement)).execute(&pool).await.expect("schema v3");
+            }
+            sqlx::query("PRAGMA user_version = 3").execute(&pool).await.expect("v3");
+            sqlx::query(
+                "INSERT INTO identity (id, server, collector, token, device_name, enrolled_on)
+                 VALUES (1, 'http://10.0.0.2:8080', 'me', 't', 'phone', '2025-06-02')",
+            )
+            .execute(&pool)
+            .await
+            .expect("an identity");
+            pool.close().await;
+
+            let store = Store::open(&path).await.expect("opens and migrates");
+            let identity = store.identity().await.expect("reads").expect("kept");
+            assert_eq!((identity.server.as_str(), identity.certificate_pin), ("http://10.0.0.2:8080", None));
+            assert_eq!(store.upgraded_from(), None);
         });
     }
 

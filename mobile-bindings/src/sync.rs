@@ -22,16 +22,16 @@ use futures_util::{SinkExt, StreamExt};
 use hamlet_sync_core::DocumentId;
 use hamlet_sync_core::client::{self, ClientError, ClientSession, Effect, Persist, Phase};
 use hamlet_sync_core::session::encode_heads;
-use tokio::net::TcpStream;
+use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::http::HeaderValue;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::tungstenite::{self, Message as Frame};
-use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
 use crate::address::ServerAddress;
 use crate::collector::{Body, CollectorError, Inner, Shared, index_row};
 use crate::store::DocWrite;
+use crate::transport::{self, CertificateError, ConnectError, Connection, Trust};
 use crate::views::{RefusedDocument, SyncReport};
 
 /// The largest message a phone accepts from a server, as the server's own default bound (a
@@ -116,6 +116,14 @@ pub enum SyncError {
         /// Why.
         reason: String,
     },
+    /// The server's certificate is not the one to trust: nothing was sent (not retried).
+    #[error("{url}: {error}; nothing was sent")]
+    Certificate {
+        /// The URL.
+        url: String,
+        /// What was wrong with it.
+        error: CertificateError,
+    },
     /// The server refused the device (token unknown or revoked).
     #[error("the server refused this device (HTTP {status}): enroll again")]
     Unauthorized {
@@ -155,6 +163,7 @@ impl SyncError {
         !matches!(
             self,
             SyncError::Unauthorized { .. }
+                | SyncError::Certificate { .. }
                 | SyncError::Local(_)
                 | SyncError::Deadline(_)
                 | SyncError::Cancelled
@@ -188,7 +197,7 @@ impl From<CollectorError> for SyncError {
     }
 }
 
-type Socket = WebSocketStream<MaybeTlsStream<TcpStream>>;
+type Socket = WebSocketStream<Connection>;
 
 /// Totals over attempts.
 #[derive(Default)]
@@ -203,6 +212,7 @@ struct Totals {
 pub(crate) async fn sync(
     shared: &Shared,
     server: &ServerAddress,
+    trust: &Trust,
     options: &SyncOptions,
     progress: &(dyn Fn(SyncEvent) + Send + Sync),
 ) -> Result<SyncReport, CollectorError> {
@@ -225,8 +235,8 @@ pub(crate) async fn sync(
         progress(SyncEvent::Connecting { attempt });
         let mut session = ClientSession::new(format!("hamlet-collector-{}", shared.storage_id), &shared.storage_id)
             .with_round_limit(options.max_rounds);
-        let result =
-            run(shared, &url, token.as_deref(), options, &mut stop, &mut session, &mut refused, progress).await;
+        let link = Link { server, trust, url: &url, token: token.as_deref() };
+        let result = run(shared, &link, options, &mut stop, &mut session, &mut refused, progress).await;
         for (_, p) in session.documents() {
             totals.changes_sent += p.changes_sent;
             totals.changes_received += p.changes_received;
@@ -274,12 +284,34 @@ pub(crate) async fn sync(
     })
 }
 
-async fn connect(url: &str, token: Option<&str>, timeout: Duration) -> Result<Socket, SyncError> {
+/// Where a sync connects, and with what.
+struct Link<'a> {
+    server: &'a ServerAddress,
+    trust: &'a Trust,
+    url: &'a str,
+    token: Option<&'a str>,
+}
+
+async fn connect(link: &Link<'_>, timeout: Duration) -> Result<Socket, SyncError> {
+    match tokio::time::timeout(timeout, open(link)).await {
+        Err(_) => Err(SyncError::Timeout(timeout.as_secs())),
+        Ok(result) => result,
+    }
+}
+
+async fn open(link: &Link<'_>) -> Result<Socket, SyncError> {
+    let url = link.url;
     let config =
         WebSocketConfig::default().max_message_size(Some(MAX_MESSAGE_BYTES)).max_frame_size(Some(MAX_MESSAGE_BYTES));
     let failed = |reason: String| SyncError::Connect { url: url.to_owned(), reason };
     let mut request = url.into_client_request().map_err(|e| failed(e.to_string()))?;
-    if let Some(token) = token {
+    // The connection first: a server whose certificate is refused hears nothing, not even the
+    // request line.
+    let stream = transport::connect(link.server, link.trust).await.map_err(|e| match e {
+        ConnectError::Network(reason) => failed(reason),
+        ConnectError::Certificate(error) => SyncError::Certificate { url: url.to_owned(), error },
+    })?;
+    if let Some(token) = link.token {
         let value = HeaderValue::from_str(&format!("Bearer {token}")).map_err(|e| failed(e.to_string()))?;
         request.headers_mut().insert("authorization", value);
     }
@@ -287,15 +319,12 @@ async fn connect(url: &str, token: Option<&str>, timeout: Duration) -> Result<So
     // responses are dated by it).
     let now_ms = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis());
     request.headers_mut().insert(DEVICE_TIME_HEADER, HeaderValue::from(now_ms as u64));
-    match tokio::time::timeout(timeout, tokio_tungstenite::connect_async_with_config(request, Some(config), false))
-        .await
-    {
-        Err(_) => Err(SyncError::Timeout(timeout.as_secs())),
-        Ok(Err(tungstenite::Error::Http(response))) if matches!(response.status().as_u16(), 401 | 403) => {
+    match tokio_tungstenite::client_async_with_config(request, stream, Some(config)).await {
+        Err(tungstenite::Error::Http(response)) if matches!(response.status().as_u16(), 401 | 403) => {
             Err(SyncError::Unauthorized { status: response.status().as_u16() })
         }
-        Ok(Err(e)) => Err(failed(e.to_string())),
-        Ok(Ok((socket, _))) => Ok(socket),
+        Err(e) => Err(failed(e.to_string())),
+        Ok((socket, _)) => Ok(socket),
     }
 }
 
@@ -303,15 +332,14 @@ async fn connect(url: &str, token: Option<&str>, timeout: Duration) -> Result<So
 #[allow(clippy::too_many_arguments)]
 async fn run(
     shared: &Shared,
-    url: &str,
-    token: Option<&str>,
+    link: &Link<'_>,
     options: &SyncOptions,
     stop: &mut Stop,
     session: &mut ClientSession,
     refused: &mut BTreeMap<DocumentId, RefusedDocument>,
     progress: &(dyn Fn(SyncEvent) + Send + Sync),
 ) -> Result<(), SyncError> {
-    let mut socket = stop.guard(connect(url, token, options.connect_timeout)).await??;
+    let mut socket = stop.guard(connect(link, options.connect_timeout)).await??;
     stop.guard(send(&mut socket, session.join())).await??;
     let mut server_storage = String::new();
     let mut queue: VecDeque<DocumentId> = VecDeque::new();

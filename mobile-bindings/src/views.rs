@@ -268,6 +268,9 @@ pub struct EnrollmentView {
     pub device_name: String,
     /// Whether the device holds a token (false when set up for an open server).
     pub has_token: bool,
+    /// The SHA-256 fingerprint (`AB:CD:…`) of the server certificate this device pinned at
+    /// enrollment, if the code carried one.
+    pub certificate_pin: Option<String>,
     /// What is assigned.
     pub campaigns: Vec<AssignmentView>,
 }

@@ -7,11 +7,14 @@
 
 #![allow(clippy::expect_used, clippy::unwrap_used)]
 
+#[path = "../../server/tests/pki/mod.rs"]
+mod pki;
 mod support;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use hamlet_sync_core::enrollment::EnrollmentLink;
 use hamlet_sync_core::fixtures;
 use support::{District, Front};
 
@@ -27,13 +30,8 @@ fn python3() -> Option<PathBuf> {
     ok.then(|| PathBuf::from("python3"))
 }
 
-#[test]
-fn the_python_bindings_enroll_record_fifty_responses_and_sync_them_to_the_server() {
-    let Some(python) = python3() else {
-        assert!(std::env::var("CI").as_deref() != Ok("true"), "python3 is required in CI for the FFI test");
-        eprintln!("\n**** SKIPPED the Python bindings test: python3 is not installed ****\n");
-        return;
-    };
+/// The cdylib and the generated Python module beside it, in `dir/bindings`.
+fn bindings(dir: &Path) -> PathBuf {
     let profile = profile_dir();
     let release = profile.file_name().is_some_and(|n| n == "release");
     // The cdylib and the generator, built as `cargo build` builds them (cargo test builds only
@@ -54,8 +52,7 @@ fn the_python_bindings_enroll_record_fifty_responses_and_sync_them_to_the_server
     assert!(library.exists(), "{} was not built", library.display());
     assert!(bindgen.exists(), "{} was not built", bindgen.display());
 
-    let dir = tempfile::tempdir().unwrap();
-    let bindings = dir.path().join("bindings");
+    let bindings = dir.join("bindings");
     let out = Command::new(&bindgen)
         .args(["generate", "--library"])
         .arg(&library)
@@ -65,6 +62,23 @@ fn the_python_bindings_enroll_record_fifty_responses_and_sync_them_to_the_server
         .expect("uniffi-bindgen runs");
     assert!(out.status.success(), "uniffi-bindgen: {}", String::from_utf8_lossy(&out.stderr));
     std::fs::copy(&library, bindings.join(library.file_name().unwrap())).expect("library beside the bindings");
+    bindings
+}
+
+fn python_or_skip() -> Option<PathBuf> {
+    let python = python3();
+    if python.is_none() {
+        assert!(std::env::var("CI").as_deref() != Ok("true"), "python3 is required in CI for the FFI test");
+        eprintln!("\n**** SKIPPED the Python bindings test: python3 is not installed ****\n");
+    }
+    python
+}
+
+#[test]
+fn the_python_bindings_enroll_record_fifty_responses_and_sync_them_to_the_server() {
+    let Some(python) = python_or_skip() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let bindings = bindings(dir.path());
 
     let campaign = fixtures::open_campaign();
     let district = District::start(dir.path(), &campaign);
@@ -96,4 +110,38 @@ fn the_python_bindings_enroll_record_fifty_responses_and_sync_them_to_the_server
     // Both syncs carried the device token the enrollment gave (the server refuses any other).
     let tokens = front.seen_tokens();
     assert!(tokens.len() == 2 && tokens.iter().all(|t| t.as_ref().is_some_and(|t| t.len() == 64)), "{tokens:?}");
+}
+
+/// Over TLS: the app enrolls from a link pinning the office server's self-signed certificate,
+/// refuses a server presenting another, and syncs over `wss://`.
+#[test]
+fn the_python_bindings_enroll_from_a_pinned_link_and_sync_over_wss() {
+    let Some(python) = python_or_skip() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let bindings = bindings(dir.path());
+    let campaign = fixtures::open_campaign();
+    let office = pki::self_signed(pki::NAMES);
+    let (cert, key) = office.write(&dir.path().join("tls"));
+    let flags = ["--tls-cert", cert.to_str().unwrap(), "--tls-key", key.to_str().unwrap()];
+    let district = District::start_with(dir.path(), &campaign, &flags);
+    let code = district.code("nguyen-van-a", &["thon-dong"]);
+    let server = format!("https://127.0.0.1:{}", district.addr.port());
+    let link = |pin| EnrollmentLink::new(Some(&server), &code).with_pin(Some(pin)).to_string();
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/python/tls_flow.py");
+    let out = Command::new(python)
+        .arg(&script)
+        .env("PYTHONPATH", &bindings)
+        .env("PYTHONDONTWRITEBYTECODE", "1")
+        .env("HAMLET_LINK", link(office.pin()))
+        .env("HAMLET_WRONG_LINK", link(pki::self_signed(pki::NAMES).pin()))
+        .env("HAMLET_STORE", dir.path().join("phone.db"))
+        .output()
+        .expect("python3 runs");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "the Python script failed:\n{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    let summary: serde_json::Value = serde_json::from_str(stdout.trim()).expect("the script's summary");
+    let ids: std::collections::BTreeSet<String> =
+        summary["ids"].as_array().expect("ids").iter().map(|v| v.as_str().unwrap().to_owned()).collect();
+    let counted = district.counted(&campaign, &["thon-dong"]);
+    assert_eq!(counted.keys().map(|(r, _)| r.clone()).collect::<std::collections::BTreeSet<_>>(), ids);
 }

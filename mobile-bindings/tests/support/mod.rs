@@ -51,7 +51,7 @@ impl District {
         District::start_with(dir, campaign, &["--insecure-open-sync"])
     }
 
-    fn start_with(dir: &Path, campaign: &Campaign, flags: &[&str]) -> District {
+    pub fn start_with(dir: &Path, campaign: &Campaign, flags: &[&str]) -> District {
         let db = dir.join("district.db");
         let url = format!("sqlite:{}", db.display());
         let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();

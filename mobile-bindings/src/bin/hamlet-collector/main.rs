@@ -22,7 +22,8 @@ use serde::Serialize;
 const EXIT_CODES: &str = "Exit codes: 0 done; 1 unexpected failure; 2 bad command line; 3 invalid input \
 (an answer, an id, a reason); 4 not enrolled, or no such campaign, hamlet or response; 5 network \
 (server unreachable or link broken: nothing is lost, sync again); 6 refused by the server (code used \
-or expired, device revoked); 7 local store or bundle file; 8 sync finished but incomplete (responses not yet acknowledged, documents refused or not on the server).";
+or expired, device revoked); 7 local store or bundle file; 8 sync finished but incomplete (responses not yet acknowledged, documents refused or not on the server); \
+9 the server's TLS certificate is not the pinned one or not trusted (nothing was sent).";
 
 /// Record residents' feedback offline and sync it with the district server.
 #[derive(Parser, Debug)]
@@ -44,6 +45,10 @@ struct Cli {
     /// Seconds to wait while another program has the store open (one writer at a time).
     #[arg(long, env = "HAMLET_STORE_WAIT", default_value_t = 10, global = true)]
     wait: u64,
+    /// Also believe the certificate authorities in this PEM file for https:// servers whose
+    /// certificate the enrollment code did not pin (a district's own authority).
+    #[arg(long, env = "HAMLET_CA_CERT", global = true)]
+    ca_cert: Option<PathBuf>,
     #[command(subcommand)]
     command: Command,
 }
@@ -53,10 +58,12 @@ enum Command {
     /// Enroll this device with a one-time code (or, for a server without enrollment, name the
     /// collector and the hamlets by hand); then download the campaigns.
     Enroll {
-        /// The server: host:port or http://host:port.
-        #[arg(long, env = "HAMLET_SERVER")]
+        /// The server: host:port, http://host:port or https://host:port. May be left out when
+        /// the code is a link that names it.
+        #[arg(long, env = "HAMLET_SERVER", default_value = "")]
         server: String,
-        /// The one-time code shown at the office.
+        /// The one-time code shown at the office, or what its QR code holds (a link, perhaps
+        /// with the server certificate's fingerprint to pin).
         #[arg(long, required_unless_present = "collector")]
         code: Option<String>,
         /// A name for this device, shown to district staff.
@@ -202,7 +209,11 @@ impl From<CollectorError> for Failure {
             | CollectorError::Ledger(_)
             | CollectorError::Invalid(_)
             | CollectorError::Address(_)
+            | CollectorError::Link(_)
+            | CollectorError::Pem(_)
             | CollectorError::UntrustedServer { .. } => (3, "invalid"),
+            CollectorError::Enroll(EnrollError::Certificate { .. })
+            | CollectorError::Sync(SyncError::Certificate { .. }) => (9, "untrusted_certificate"),
             CollectorError::NotEnrolled
             | CollectorError::UnknownCampaign(_)
             | CollectorError::CampaignNotDownloaded(_)
@@ -311,6 +322,10 @@ fn pick_hamlet(collector: &Collector, campaign: &str, given: Option<String>) -> 
 fn run(cli: Cli) -> Result<(), Failure> {
     let (lang, json) = (cli.lang, cli.json);
     let collector = open(&cli.store, Duration::from_secs(cli.wait))?;
+    if let Some(path) = &cli.ca_cert {
+        let pem = std::fs::read_to_string(path).map_err(|e| invalid(format!("{}: {e}", path.display())))?;
+        collector.trust_authorities(&pem)?;
+    }
     if let Some(day) = &cli.today {
         collector.set_fixed_today(Some(day))?;
     }
