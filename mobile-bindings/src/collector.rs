@@ -20,7 +20,7 @@ use hamlet_sync_core::{
     TallyId, UnitId,
 };
 
-use hamlet_sync_core::enrollment::{CertificatePin, EnrollmentLink};
+use hamlet_sync_core::enrollment::{CertificatePin, EnrollmentLink, LinkError};
 
 use crate::address::{AddressError, ServerAddress};
 use crate::answers::{self, AnswerInputError};
@@ -716,7 +716,15 @@ impl Collector {
         if code.trim().is_empty() {
             return Err(CollectorError::Invalid("the enrollment code is empty".into()));
         }
-        let link = EnrollmentLink::parse(code)?;
+        let link = match EnrollmentLink::parse(code) {
+            Ok(link) => link,
+            // Typed text that is not shaped like a code (no link, no parameters): the server
+            // decides, as it always did.
+            Err(LinkError::NotACode) if !code.contains("://") && !code.contains('&') => {
+                EnrollmentLink::new(None, code.trim())
+            }
+            Err(e) => return Err(e.into()),
+        };
         let server = match (server.trim(), link.server.as_deref()) {
             ("", Some(from_link)) => from_link,
             ("", None) => return Err(CollectorError::Invalid("no server given, and the code names none".into())),
