@@ -13,7 +13,7 @@ use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use hamlet_server::auth::{Accounts, Role};
+use hamlet_server::accounts::{Accounts, Role};
 use hamlet_server::store::Store;
 use hamlet_sync_core::enrollment::{CertificatePin, EnrollmentLink};
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
