@@ -8,44 +8,13 @@
 
 mod client;
 
-use std::path::PathBuf;
 use std::process::Command;
 
 use client::Process;
 
-fn js_dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/js")
-}
-
-fn ready() -> bool {
-    let installed = js_dir().join("node_modules/@automerge/automerge-repo").exists();
-    let node = Command::new("node").arg("--version").output().is_ok_and(|o| o.status.success());
-    if installed && node {
-        return true;
-    }
-    let why = if node { "run `npm ci` in tests/js" } else { "install Node.js 20 and run `npm ci` in tests/js" };
-    if std::env::var("CI").is_ok_and(|v| v == "true") {
-        panic!("the JavaScript interoperability test cannot run: {why}");
-    }
-    eprintln!("SKIPPED the JavaScript interoperability test: {why}");
-    false
-}
-
-fn node(script: &str, args: &[&str]) {
-    let output = client::without_hamlet_variables(&mut Command::new("node"))
-        .arg(script)
-        .args(args)
-        .current_dir(js_dir())
-        .output()
-        .expect("node runs");
-    let text = format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
-    assert!(output.status.success(), "node {script} failed:\n{text}");
-    eprintln!("{script}: {}", text.trim());
-}
-
 #[test]
 fn the_javascript_client_writes_and_a_fresh_one_reads_after_a_kill() {
-    if !ready() {
+    if !client::node_ready("JavaScript interoperability test") {
         return;
     }
     let data = tempfile::tempdir().unwrap();
@@ -54,18 +23,18 @@ fn the_javascript_client_writes_and_a_fresh_one_reads_after_a_kill() {
     let written = written.to_str().unwrap();
 
     let server = Process::spawn(&["--data-dir", data_dir]);
-    node("write.mjs", &[&server.url(), written, "--docs", "8"]);
+    client::node("write.mjs", &[&server.url(), written, "--docs", "8"], &[]);
     server.kill();
 
     let server = Process::spawn(&["--data-dir", data_dir]);
-    node("read.mjs", &[&server.url(), written]);
+    client::node("read.mjs", &[&server.url(), written], &[]);
     assert!(server.terminate().success(), "SIGTERM exits 0");
 }
 
 fn node_output(args: &[&str]) -> String {
     let output = client::without_hamlet_variables(&mut Command::new("node"))
         .args(args)
-        .current_dir(js_dir())
+        .current_dir(client::js_dir())
         .output()
         .expect("node runs");
     let text = format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
@@ -79,7 +48,7 @@ fn node_output(args: &[&str]) -> String {
 /// restarted in between) serves them back, and the district projection counts its responses.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_javascript_collector_enrolls_and_syncs_ledgers_with_a_token() {
-    if !ready() {
+    if !client::node_ready("JavaScript interoperability test") {
         return;
     }
     let data = tempfile::tempdir().unwrap();

@@ -8,8 +8,7 @@ mod client;
 mod pki;
 
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -203,39 +202,10 @@ async fn enrollment_codes_pin_a_self_signed_certificate_and_not_an_authoritys() 
     assert_eq!(EnrollmentLink::parse(&issued_link(None, &fixed).await).unwrap().pin, Some(proxy.pin()));
 }
 
-fn js_dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/js")
-}
-
-fn node_ready() -> bool {
-    let installed = js_dir().join("node_modules/@automerge/automerge-repo").exists();
-    let node = Command::new("node").arg("--version").output().is_ok_and(|o| o.status.success());
-    if installed && node {
-        return true;
-    }
-    let why = if node { "run `npm ci` in tests/js" } else { "install Node.js 20 and run `npm ci` in tests/js" };
-    assert!(std::env::var("CI").as_deref() != Ok("true"), "the JavaScript TLS test cannot run: {why}");
-    eprintln!("SKIPPED the JavaScript TLS test: {why}");
-    false
-}
-
-fn node(script: &str, args: &[&str], ca: &Path) {
-    let output = client::without_hamlet_variables(&mut Command::new("node"))
-        .arg(script)
-        .args(args)
-        .env("NODE_EXTRA_CA_CERTS", ca)
-        .current_dir(js_dir())
-        .output()
-        .expect("node runs");
-    let text = format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
-    assert!(output.status.success(), "node {script} failed:\n{text}");
-    eprintln!("{script}: {}", text.trim());
-}
-
 #[test]
 fn the_javascript_client_syncs_over_wss_and_the_binary_prints_the_fingerprint() {
     use std::io::BufRead;
-    if !node_ready() {
+    if !client::node_ready("JavaScript TLS test") {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
@@ -264,9 +234,9 @@ fn the_javascript_client_syncs_over_wss_and_the_binary_prints_the_fingerprint() 
     let url = format!("wss://localhost:{}/sync", addr.port());
     let written = dir.path().join("written.json");
     let written = written.to_str().unwrap();
-    node("write.mjs", &[&url, written, "--docs", "3"], &ca);
+    client::node("write.mjs", &[&url, written, "--docs", "3"], &[("NODE_EXTRA_CA_CERTS", ca.as_os_str())]);
     // A fresh client, with no local data, reads every document back over its own connection.
-    node("read.mjs", &[&url, written], &ca);
+    client::node("read.mjs", &[&url, written], &[("NODE_EXTRA_CA_CERTS", ca.as_os_str())]);
     let _ = child.kill();
     let _ = child.wait();
 }

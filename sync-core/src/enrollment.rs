@@ -214,7 +214,33 @@ impl fmt::Display for EnrollmentLink {
 
 #[cfg(test)]
 mod tests {
+    use proptest::prelude::*;
+
     use super::*;
+
+    proptest! {
+        /// A QR code or a typed text is anything a camera or a person gives: it never panics the
+        /// parser, and every link the server issues reads back as issued.
+        #[test]
+        fn any_text_parses_without_panicking(text in "\\PC{0,600}", tail in "(&pin=[0-9a-fA-F:]{0,70})?.{0,20}") {
+            let _ = EnrollmentLink::parse(&text);
+            let _ = EnrollmentLink::parse(&format!("https://x/collect/#enroll=ABCDE-12345{tail}"));
+            let _ = CertificatePin::parse(&text);
+        }
+
+        #[test]
+        fn issued_links_read_back(
+            code in "[A-Z0-9]{10}",
+            url in prop::option::of("https?://[a-z]{1,12}(\\.[a-z]{2,5})?(:[0-9]{2,5})?"),
+            pin in prop::option::of(any::<[u8; 32]>()),
+        ) {
+            let code = format!("{}-{}", &code[..5], &code[5..]);
+            // A pin is never issued for an http:// server.
+            let pin = pin.filter(|_| url.as_deref().is_none_or(|u| u.starts_with("https://"))).map(CertificatePin);
+            let link = EnrollmentLink::new(url.as_deref(), &code).with_pin(pin);
+            prop_assert_eq!(EnrollmentLink::parse(&link.to_string()), Ok(link));
+        }
+    }
 
     fn check(text: &str, expected: Result<(Option<&str>, &str), LinkError>) {
         let got = EnrollmentLink::parse(text);

@@ -52,6 +52,40 @@ pub fn without_hamlet_variables(command: &mut std::process::Command) -> &mut std
     command
 }
 
+/// The official JavaScript client's folder (`tests/js`).
+pub fn js_dir() -> std::path::PathBuf {
+    std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/js")
+}
+
+/// Whether Node.js and `tests/js`'s packages are there for `test` (named in the message). In
+/// CI (`CI=true`) their absence fails the test; elsewhere it is reported as skipped.
+pub fn node_ready(test: &str) -> bool {
+    let installed = js_dir().join("node_modules/@automerge/automerge-repo").exists();
+    let node = std::process::Command::new("node").arg("--version").output().is_ok_and(|o| o.status.success());
+    if installed && node {
+        return true;
+    }
+    let why = if node { "run `npm ci` in tests/js" } else { "install Node.js 20 and run `npm ci` in tests/js" };
+    assert!(std::env::var("CI").as_deref() != Ok("true"), "the {test} cannot run: {why}");
+    eprintln!("SKIPPED the {test}: {why}");
+    false
+}
+
+/// Runs `node script args` in `tests/js` with `envs` and without the `HAMLET_*` variables;
+/// fails the test, with the script's output, when the script fails.
+pub fn node(script: &str, args: &[&str], envs: &[(&str, &std::ffi::OsStr)]) {
+    let output = without_hamlet_variables(&mut std::process::Command::new("node"))
+        .arg(script)
+        .args(args)
+        .envs(envs.iter().copied())
+        .current_dir(js_dir())
+        .output()
+        .expect("node runs");
+    let text = format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
+    assert!(output.status.success(), "node {script} failed:\n{text}");
+    eprintln!("{script}: {}", text.trim());
+}
+
 /// A command running the server binary, without the environment's `HAMLET_*` variables.
 pub fn server_command() -> std::process::Command {
     let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_hamlet-server"));
