@@ -234,7 +234,7 @@ fn megabytes(bytes: u64) -> String {
 
 /// Why a client gave up on a document (or on its connection).
 #[derive(Debug, Clone, PartialEq, Eq)]
-enum ClientError {
+pub(crate) enum ClientError {
     /// No reply in time.
     Timeout(&'static str),
     /// The connection closed or failed.
@@ -247,7 +247,7 @@ enum ClientError {
 
 impl ClientError {
     /// Whether the connection is unusable after this error.
-    fn fatal(&self) -> bool {
+    pub(crate) fn fatal(&self) -> bool {
         matches!(self, ClientError::Connection(_))
     }
 }
@@ -265,7 +265,7 @@ impl fmt::Display for ClientError {
 
 /// What one client counted.
 #[derive(Debug, Default)]
-struct ClientStats {
+pub(crate) struct ClientStats {
     joined: bool,
     latencies_us: Vec<u64>,
     acknowledged: u64,
@@ -291,15 +291,15 @@ impl ClientStats {
 }
 
 /// One client's connection, counting what goes over it.
-struct Conn {
-    ws: WebSocketStream<MaybeTlsStream<TcpStream>>,
-    peer_id: String,
-    server_id: String,
-    stats: ClientStats,
+pub(crate) struct Conn {
+    pub(crate) ws: WebSocketStream<MaybeTlsStream<TcpStream>>,
+    pub(crate) peer_id: String,
+    pub(crate) server_id: String,
+    pub(crate) stats: ClientStats,
 }
 
 impl Conn {
-    async fn send(&mut self, message: &Message) -> Result<(), ClientError> {
+    pub(crate) async fn send(&mut self, message: &Message) -> Result<(), ClientError> {
         let bytes = wire::encode(message);
         self.stats.bytes_sent += bytes.len() as u64;
         self.stats.messages_sent += 1;
@@ -307,7 +307,7 @@ impl Conn {
     }
 
     /// The next protocol message, before `deadline`.
-    async fn recv(&mut self, deadline: Instant, waiting_for: &'static str) -> Result<Message, ClientError> {
+    pub(crate) async fn recv(&mut self, deadline: Instant, waiting_for: &'static str) -> Result<Message, ClientError> {
         loop {
             let frame = match tokio::time::timeout_at(deadline.into(), self.ws.next()).await {
                 Err(_) => return Err(ClientError::Timeout(waiting_for)),
@@ -330,7 +330,7 @@ impl Conn {
         }
     }
 
-    async fn connect(url: &str, peer_id: String, timeout: Duration) -> Result<Conn, ClientError> {
+    pub(crate) async fn connect(url: &str, peer_id: String, timeout: Duration) -> Result<Conn, ClientError> {
         let deadline = Instant::now() + timeout;
         // Small request/reply messages: do not let Nagle's algorithm hold them back.
         let connect = tokio_tungstenite::connect_async_with_config(url, None, true);
@@ -353,7 +353,7 @@ impl Conn {
         Ok(conn)
     }
 
-    fn sync_message(&self, document: DocumentId, data: Vec<u8>) -> Message {
+    pub(crate) fn sync_message(&self, document: DocumentId, data: Vec<u8>) -> Message {
         Message::Sync(DocMessage {
             sender_id: self.peer_id.clone(),
             target_id: self.server_id.clone(),
@@ -365,7 +365,7 @@ impl Conn {
     /// Sends what Automerge wants to send and reads replies until the server holds everything
     /// `doc` holds. Returns the round latency: from sending the message that carried changes to
     /// the acknowledging reply.
-    async fn sync_until_acknowledged(
+    pub(crate) async fn sync_until_acknowledged(
         &mut self,
         document: DocumentId,
         doc: &mut Automerge,
@@ -409,7 +409,7 @@ impl Conn {
 }
 
 /// Whether the peer's last known heads are ours: it holds everything we hold.
-fn acknowledged(doc: &Automerge, state: &sync::State) -> bool {
+pub(crate) fn acknowledged(doc: &Automerge, state: &sync::State) -> bool {
     let Some(theirs) = &state.their_heads else { return false };
     let mut ours: Vec<ChangeHash> = doc.get_heads();
     if ours.len() != theirs.len() {
@@ -423,7 +423,7 @@ fn acknowledged(doc: &Automerge, state: &sync::State) -> bool {
 
 /// One small change, like a collector answering one question. Returns the size of the change as
 /// Automerge stores it.
-fn make_change(doc: &mut Automerge, i: usize) -> Result<usize, ClientError> {
+pub(crate) fn make_change(doc: &mut Automerge, i: usize) -> Result<usize, ClientError> {
     doc.transact::<_, _, AutomergeError>(|tx| {
         tx.put(ROOT, format!("q{}", i % 20), format!("answer {i}"))?;
         Ok(())
