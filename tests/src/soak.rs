@@ -103,8 +103,11 @@ pub struct SoakReport {
     pub documents_checked: u64,
     /// Full checks of every document.
     pub full_checks: usize,
-    /// Writers' failures other than the kills (connection refused at start-up and the like).
+    /// Writers' failures other than the connection closing under them (a reply that did not
+    /// come, an `error` from the server).
     pub writer_errors: u64,
+    /// The first few of them, as text.
+    pub writer_error_samples: Vec<String>,
     /// Acknowledged changes that did not come back.
     pub lost: Vec<Loss>,
     /// The whole run, seconds.
@@ -245,7 +248,8 @@ async fn write(url: String, mut writer: Writer, changes_per_doc: u64, timeout: D
     let peer_id = format!("soak-writer-{}", writer.index);
     let mut conn = match Conn::connect(&url, peer_id, timeout).await {
         Ok(conn) => conn,
-        Err(e) => return WriterLife { writer, acknowledged: vec![], error: Some(e) },
+        // Refused or reset: the server was killed as the writer connected.
+        Err(e) => return WriterLife { writer, acknowledged: vec![], error: Some(e).filter(|e| !e.fatal()) },
     };
     let mut state = sync::State::new();
     let error = loop {
@@ -504,8 +508,13 @@ pub async fn run(config: SoakConfig, log: File) -> Result<SoakReport, SoakError>
         report.kills += 1;
         for life in lives {
             let life = life.await.map_err(|e| SoakError::Server(format!("a writer task failed: {e}")))?;
-            if life.error.is_some() {
+            if let Some(e) = &life.error {
                 report.writer_errors += 1;
+                if report.writer_error_samples.len() < 10 {
+                    report
+                        .writer_error_samples
+                        .push(format!("kill {}: writer {}: {e}", report.kills, life.writer.index));
+                }
             }
             for (document, acked) in life.acknowledged {
                 let before = acknowledged.get(&document).map_or(0, |a| a.changes);

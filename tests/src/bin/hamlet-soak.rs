@@ -127,6 +127,9 @@ fn main() -> anyhow::Result<ExitCode> {
     let report = runtime.block_on(soak::run(config, log))?;
 
     eprintln!("{}", report.summary());
+    for e in &report.writer_error_samples {
+        eprintln!("  writer error: {e}");
+    }
     for loss in &report.lost {
         eprintln!(
             "  LOST after kill {}: document {} ({} acknowledged changes): {} heads missing: {}",
