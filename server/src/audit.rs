@@ -84,6 +84,55 @@ pub struct AuditFilter {
     pub limit: i64,
 }
 
+/// An entry to append inside a transaction that also makes the change it records (see
+/// [`insert_in`]), so the change and its entry are committed together or not at all. Its texts
+/// are bounded in length when it is made.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Entry {
+    /// Who.
+    pub actor: String,
+    /// What, as a stable code.
+    pub action: String,
+    /// On what.
+    pub target: String,
+    /// Details for people.
+    pub detail: String,
+}
+
+impl Entry {
+    /// An entry by `actor`, each text bounded.
+    pub fn new(actor: &str, action: &str, target: &str, detail: &str) -> Entry {
+        Entry {
+            actor: bounded(actor, MAX_ACTOR_CHARS),
+            action: bounded(action, MAX_ACTION_CHARS),
+            target: bounded(target, MAX_TARGET_CHARS),
+            detail: bounded(detail, MAX_DETAIL_CHARS),
+        }
+    }
+}
+
+/// The statement [`insert_in`] runs.
+pub(crate) const INSERT: &str = "INSERT INTO audit_log (at, actor, action, target, detail) VALUES ($1, $2, $3, $4, $5)";
+
+/// Appends an [`Entry`] stamped `at` inside the open transaction `tx` (of either database, as
+/// inside [`on_pool!`](crate::store::on_pool)); evaluates to `Result<(), StoreError>`.
+macro_rules! insert_in {
+    ($tx:expr, $at:expr, $entry:expr) => {{
+        let entry: &$crate::audit::Entry = $entry;
+        sqlx::query($crate::audit::INSERT)
+            .bind($at)
+            .bind(&entry.actor)
+            .bind(&entry.action)
+            .bind(&entry.target)
+            .bind(&entry.detail)
+            .execute(&mut *$tx)
+            .await
+            .map(drop)
+            .map_err($crate::store::query_failed("writing the audit log"))
+    }};
+}
+pub(crate) use insert_in;
+
 /// Appends an entry, stamped now; each text is bounded in length.
 pub async fn record(store: &Store, actor: &str, action: &str, target: &str, detail: &str) -> Result<(), StoreError> {
     insert(store, actor, action, target, detail).await.map(drop)

@@ -249,7 +249,7 @@ async fn the_district_api_from_import_to_export() {
         let mut operations = 0;
         for (template, methods) in doc["paths"].as_object().unwrap() {
             let concrete =
-                template.replace("{campaign}", "nope").replace("{file}", "results.csv").replace("{subject}", "x");
+                template.replace("{campaign}", "nope").replace("{file}", "results.csv").replace("{subject}", "x").replace("{id}", "nope");
             for method in methods.as_object().unwrap().keys() {
                 operations += 1;
                 let answer = staff.call(&method.to_uppercase(), &concrete, "application/json", b"{}").await;
@@ -262,6 +262,9 @@ async fn the_district_api_from_import_to_export() {
             }
         }
         assert!(operations >= 18, "{name}: {operations} operations documented");
+        for path in ["/api/session", "/api/enroll", "/api/me", "/api/people", "/api/device/token", "/api/tokens/{id}"] {
+            assert!(doc["paths"].get(path).is_some(), "{name}: the accounts' {path} is documented");
+        }
         let problems = openapi::document_problems(&doc);
         assert!(problems.is_empty(), "{name}: the OpenAPI document: {problems:#?}");
         // Real answers, with data in them, match the schemas the document gives them.
@@ -275,6 +278,9 @@ async fn the_district_api_from_import_to_export() {
             ("/api/campaigns/{campaign}/review", format!("{path}/review?status=all")),
             ("/api/units", "/api/units".to_owned()),
             ("/api/audit", "/api/audit".to_owned()),
+            ("/api/me", "/api/me".to_owned()),
+            ("/api/people", "/api/people".to_owned()),
+            ("/api/devices", "/api/devices".to_owned()),
         ];
         for (template, concrete) in answers {
             let answer = staff.get(&concrete).await;

@@ -95,3 +95,54 @@ async fn concurrent_saves_wait_for_each_other_instead_of_failing() {
         }
     }
 }
+
+/// Renames the audit log away (or back), so that writing an entry fails.
+async fn audit_log_missing(store: &hamlet_server::store::Store, missing: bool) {
+    let sql = if missing {
+        "ALTER TABLE audit_log RENAME TO audit_log_away"
+    } else {
+        "ALTER TABLE audit_log_away RENAME TO audit_log"
+    };
+    match store.pool() {
+        hamlet_server::store::PoolRef::Sqlite(pool) => sqlx::query(sql).execute(pool).await.map(drop),
+        hamlet_server::store::PoolRef::Postgres(pool) => sqlx::query(sql).execute(pool).await.map(drop),
+    }
+    .expect("audit log renamed");
+}
+
+/// A campaign change and its audit entry are one transaction: when the entry cannot be written,
+/// the change is not made either (nothing happens that the log does not show).
+#[tokio::test]
+async fn a_change_whose_audit_entry_fails_is_not_made() {
+    for db in support::databases().await {
+        let h = harness(db.url()).await;
+        let csv = catalog::units_csv(fixtures::unit_tree().units());
+        let campaign = fixtures::campaign();
+        let id = campaign.id.as_str();
+
+        audit_log_missing(&h.store, true).await;
+        let units = campaigns::import_units_text(&h.district, &admin(), &csv).await;
+        assert!(units.is_err(), "{}: {units:?}", db.name);
+        let created = campaigns::create(&h.district, &admin(), campaign.clone()).await;
+        assert!(created.is_err(), "{}: {created:?}", db.name);
+        audit_log_missing(&h.store, false).await;
+
+        let fresh = harness(db.url()).await;
+        assert!(fresh.district.catalog().campaign(&campaign.id).await.unwrap().is_none(), "{}", db.name);
+        assert!(fresh.district.catalog().units().await.unwrap().units().next().is_none(), "{}", db.name);
+
+        // With the log back, the same operations are made and logged.
+        campaigns::import_units_text(&fresh.district, &admin(), &csv).await.unwrap();
+        campaigns::create(&fresh.district, &admin(), campaign.clone()).await.unwrap();
+        audit_log_missing(&fresh.store, true).await;
+        let opened = campaigns::transition(&fresh.district, &admin(), id, CampaignState::Open).await;
+        assert!(opened.is_err(), "{}: {opened:?}", db.name);
+        audit_log_missing(&fresh.store, false).await;
+        let again = harness(db.url()).await;
+        assert_eq!(again.district.catalog().require(id).await.unwrap().state, CampaignState::Draft, "{}", db.name);
+        let filter = hamlet_server::audit::AuditFilter { limit: 50, ..Default::default() };
+        let actions: Vec<String> =
+            hamlet_server::audit::list(&again.store, &filter).await.unwrap().into_iter().map(|e| e.action).collect();
+        assert_eq!(actions, ["campaign.create", "units.import"], "{}", db.name);
+    }
+}

@@ -18,7 +18,7 @@ use self::secret::RandomError;
 use crate::store::{BeginWrite, Store, StoreError, on_pool, query_failed};
 
 /// What a person may do.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Role {
     /// District organisation board: manages campaigns, units, people, devices.
@@ -54,7 +54,7 @@ impl Role {
 }
 
 /// A person known to the server.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct Person {
     /// Identifier (sign-in name for staff).
     pub id: String,
@@ -67,7 +67,7 @@ pub struct Person {
 }
 
 /// An enrolled device, as admins see it.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct Device {
     /// Identifier.
     pub id: String,

@@ -1,13 +1,14 @@
 //! The operations staff do on campaigns and units: create, edit, open, close, publish, and the
-//! CSV imports. Each checks what it is given, saves through the catalog (which writes the
-//! campaign document through the hub) and records its audit entry. The JSON API, the pages and
-//! the demo all call these.
+//! CSV imports. Each checks what it is given and saves through the catalog (which writes the
+//! campaign document through the hub), with its audit entry in the same transaction as the
+//! change: a change the log cannot show is not made. The JSON API, the pages and the demo all
+//! call these.
 
 use hamlet_sync_core::{Campaign, CampaignState, UnitTree};
 
 use super::catalog::{self, require_draft};
 use super::{Actor, District, DistrictError, results};
-use crate::audit;
+use crate::audit::Entry;
 
 /// Creates a draft campaign; audited.
 pub async fn create(district: &District, actor: &Actor, campaign: Campaign) -> Result<(), DistrictError> {
@@ -21,13 +22,13 @@ pub async fn create(district: &District, actor: &Actor, campaign: Campaign) -> R
     if district.catalog().campaign(&campaign.id).await?.is_some() {
         return Err(DistrictError::conflict("campaign_exists", format!("campaign {} already exists", campaign.id)));
     }
-    district.catalog().save(&district.hub, &campaign, None).await.map_err(|e| match e {
+    let entry = Entry::new(&actor.name, "campaign.create", campaign.id.as_str(), &campaign.name.vi);
+    district.catalog().save(&district.hub, &campaign, None, &entry).await.map_err(|e| match e {
         DistrictError::Conflict { .. } => {
             DistrictError::conflict("campaign_exists", format!("campaign {} already exists", campaign.id))
         }
         other => other,
     })?;
-    audit::record(district.store(), &actor.name, "campaign.create", campaign.id.as_str(), &campaign.name.vi).await?;
     Ok(())
 }
 
@@ -46,8 +47,8 @@ pub async fn update(district: &District, actor: &Actor, id: &str, mut campaign: 
     if campaign.form.questions != current.form.questions && campaign.form.version <= current.form.version {
         campaign.form.version = current.form.version + 1;
     }
-    district.catalog().save(&district.hub, &campaign, Some(&current)).await?;
-    audit::record(district.store(), &actor.name, "campaign.update", id, &campaign.name.vi).await?;
+    let entry = Entry::new(&actor.name, "campaign.update", id, &campaign.name.vi);
+    district.catalog().save(&district.hub, &campaign, Some(&current), &entry).await?;
     Ok(())
 }
 
@@ -73,14 +74,13 @@ pub async fn transition(
         // listed as such. A refused save leaves a copy nobody reads (the next publish replaces it).
         results::freeze(district, id).await?;
     }
-    district.catalog().save(&district.hub, &campaign, Some(&current)).await?;
     let action = match to {
         CampaignState::Open => "campaign.open",
         CampaignState::Closed => "campaign.close",
         CampaignState::Published => "campaign.publish",
         CampaignState::Draft => "campaign.draft",
     };
-    audit::record(district.store(), &actor.name, action, id, "").await?;
+    district.catalog().save(&district.hub, &campaign, Some(&current), &Entry::new(&actor.name, action, id, "")).await?;
     let projector = district.projector.clone();
     let campaign_id = campaign.id.clone();
     tokio::spawn(async move {
@@ -129,14 +129,11 @@ async fn edit_draft<T>(
     let mut campaign = (*current).clone();
     let tree = district.catalog().units().await?;
     let (value, detail) = change(&mut campaign, &tree)?;
-    district.catalog().save(&district.hub, &campaign, Some(&current)).await?;
-    audit::record(district.store(), &actor.name, action, id, &detail).await?;
+    district.catalog().save(&district.hub, &campaign, Some(&current), &Entry::new(&actor.name, action, id, &detail)).await?;
     Ok(value)
 }
 
 /// Imports units from CSV; audited.
 pub async fn import_units_text(district: &District, actor: &Actor, text: &str) -> Result<usize, DistrictError> {
-    let n = district.catalog().import_units(text).await?;
-    audit::record(district.store(), &actor.name, "units.import", "units", &format!("{n} units")).await?;
-    Ok(n)
+    district.catalog().import_units(text, &actor.name).await
 }

@@ -16,6 +16,7 @@ use serde::Serialize;
 
 use super::DistrictError;
 use super::csv::{self, CsvError, Record};
+use crate::audit::{self, Entry};
 use crate::store::{BeginWrite, Store, StoreError, on_pool, query_failed};
 use crate::sync::hub::Hub;
 
@@ -182,8 +183,9 @@ impl Catalog {
     }
 
     /// Imports units from CSV (header [`UNITS_HEADER`]): new units are added, known ones
-    /// replaced; the whole tree must stay consistent. Returns how many units the file held.
-    pub async fn import_units(&self, text: &str) -> Result<usize, DistrictError> {
+    /// replaced; the whole tree must stay consistent. Returns how many units the file held. The
+    /// import is logged as `actor`'s `units.import` in the same transaction.
+    pub async fn import_units(&self, text: &str, actor: &str) -> Result<usize, DistrictError> {
         let records = csv::with_header(csv::parse(text).map_err(csv_error)?, &UNITS_HEADER).map_err(csv_error)?;
         let mut errors = Vec::new();
         let mut imported: BTreeMap<UnitId, (usize, Unit)> = BTreeMap::new();
@@ -242,6 +244,7 @@ impl Catalog {
                 parent_id = excluded.parent_id, valid_from = excluded.valid_from, valid_until = excluded.valid_until, \
                 merged_from = excluded.merged_from, merged_into = excluded.merged_into, updated_at = excluded.updated_at";
         let count = imported.len();
+        let entry = Entry::new(actor, "units.import", "units", &format!("{count} units"));
         on_pool!(self.store, pool => {
             let mut tx = pool.begin_write().await.map_err(query_failed("beginning a units import"))?;
             for (_, unit) in imported.values() {
@@ -271,6 +274,7 @@ impl Catalog {
             ] {
                 sqlx::query(sql).execute(&mut *tx).await.map_err(query_failed("summing communes again"))?;
             }
+            audit::insert_in!(tx, now, &entry)?;
             tx.commit().await.map_err(query_failed("committing a units import"))
         })?;
         *write(&self.units) = None;
@@ -291,8 +295,9 @@ impl Catalog {
         hub: &Arc<Hub>,
         campaign: &Campaign,
         base: Option<&Campaign>,
+        entry: &Entry,
     ) -> Result<(), DistrictError> {
-        self.store_sql(campaign, base).await?;
+        self.store_sql(campaign, base, entry).await?;
         let document = DocumentId::for_campaign(&campaign.id);
         let written = campaign.clone();
         let today = Day::from_unix_seconds(self.store.now_ms() / 1000);
@@ -301,9 +306,16 @@ impl Catalog {
             .await;
         if let Err(e) = wrote {
             tracing::error!(campaign = %campaign.id, error = %e, "campaign document not written; undoing the SQL change");
+            // The undoing is logged too, after the entry of the change it undoes.
+            let undo = Entry::new(
+                &entry.actor,
+                "campaign.undo",
+                campaign.id.as_str(),
+                &format!("{} undone: the campaign document could not be written ({e})", entry.action),
+            );
             let undone = match base {
-                Some(base) => self.store_sql(base, Some(campaign)).await,
-                None => self.delete_sql(campaign).await,
+                Some(base) => self.store_sql(base, Some(campaign), &undo).await,
+                None => self.delete_sql(campaign, &undo).await,
             };
             if let Err(undo) = undone {
                 tracing::error!(campaign = %campaign.id, error = %undo, "could not undo a campaign's SQL change");
@@ -316,21 +328,23 @@ impl Catalog {
     }
 
     /// Removes a campaign created by a save whose document could not be written.
-    async fn delete_sql(&self, campaign: &Campaign) -> Result<(), DistrictError> {
+    async fn delete_sql(&self, campaign: &Campaign, entry: &Entry) -> Result<(), DistrictError> {
         let id = campaign.id.as_str();
+        let now = self.store.now_ms();
         on_pool!(self.store, pool => {
             let mut tx = pool.begin_write().await.map_err(query_failed("beginning a campaign removal"))?;
             for table in ["campaigns WHERE id", "campaign_subjects WHERE campaign_id", "campaign_hamlets WHERE campaign_id"] {
                 let sql = sqlx::AssertSqlSafe(format!("DELETE FROM {table} = $1"));
                 sqlx::query(sql).bind(id).execute(&mut *tx).await.map_err(query_failed("removing a campaign"))?;
             }
+            audit::insert_in!(tx, now, entry)?;
             tx.commit().await.map_err(query_failed("committing a campaign removal"))
         })?;
         Ok(())
     }
 
     /// The SQL half of [`save`](Self::save), compare-and-swap on the stored definition.
-    async fn store_sql(&self, campaign: &Campaign, base: Option<&Campaign>) -> Result<(), DistrictError> {
+    async fn store_sql(&self, campaign: &Campaign, base: Option<&Campaign>, entry: &Entry) -> Result<(), DistrictError> {
         let document = DocumentId::for_campaign(&campaign.id);
         let now = self.store.now_ms();
         let definition =
@@ -427,6 +441,7 @@ impl Catalog {
                 .await
                 .map_err(query_failed("storing a hamlet in scope"))?;
             }
+            audit::insert_in!(tx, now, entry)?;
             tx.commit().await.map_err(query_failed("committing a campaign save"))
         })?;
         Ok(())

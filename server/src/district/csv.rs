@@ -32,73 +32,47 @@ impl Record {
 
 /// Reads CSV text (comma or semicolon separated, as Excel writes it in Vietnamese locales),
 /// skipping a leading BOM and blank lines. Quoted fields may hold separators, quotes (doubled)
-/// and line breaks.
+/// and line breaks; fields are trimmed of surrounding spaces.
+///
+/// The `csv` crate reads the records. It is lenient where an import should not be: a quote left
+/// open swallows the rest of the file into one field, and a stray quote is read as text. A
+/// record whose own text holds an odd number of quotes has one of those, and is refused with
+/// its line, so that staff are told where to look instead of importing half a file.
 pub fn parse(text: &str) -> Result<Vec<Record>, CsvError> {
     let text = text.strip_prefix(BOM).unwrap_or(text);
     let first_line = text.lines().next().unwrap_or("");
-    let separator = if first_line.matches(';').count() > first_line.matches(',').count() { ';' } else { ',' };
-    let mut records = Vec::new();
-    let mut fields: Vec<String> = Vec::new();
-    let mut field = String::new();
-    let mut line = 1;
-    let mut start = 1;
-    let mut quoted = false;
-    let mut was_quoted = false;
-    let mut chars = text.chars().peekable();
-    let finish = |fields: &mut Vec<String>, field: &mut String, was_quoted: bool| {
-        let value = if was_quoted { std::mem::take(field) } else { std::mem::take(field).trim().to_owned() };
-        fields.push(value);
-    };
-    while let Some(c) = chars.next() {
-        if quoted {
-            match c {
-                '"' if chars.peek() == Some(&'"') => {
-                    chars.next();
-                    field.push('"');
-                }
-                '"' => quoted = false,
-                '\n' => {
-                    line += 1;
-                    field.push('\n');
-                }
-                _ => field.push(c),
-            }
-            continue;
-        }
-        match c {
-            '"' if field.trim().is_empty() && !was_quoted => {
-                field.clear();
-                quoted = true;
-                was_quoted = true;
-            }
-            '"' => return Err(CsvError { line, message: "a quote inside an unquoted field".into() }),
-            c if c == separator => {
-                finish(&mut fields, &mut field, was_quoted);
-                was_quoted = false;
-            }
-            '\r' => {}
-            '\n' => {
-                finish(&mut fields, &mut field, was_quoted);
-                was_quoted = false;
-                if fields.iter().any(|f| !f.is_empty()) {
-                    records.push(Record { line: start, fields: std::mem::take(&mut fields) });
-                }
-                fields.clear();
-                line += 1;
-                start = line;
-            }
-            _ if was_quoted && !c.is_whitespace() => {
-                return Err(CsvError { line, message: "text after a closing quote".into() });
-            }
-            _ => field.push(c),
-        }
+    let separator = if first_line.matches(';').count() > first_line.matches(',').count() { b';' } else { b',' };
+    let mut reader = csv::ReaderBuilder::new()
+        .has_headers(false)
+        .flexible(true)
+        .trim(csv::Trim::Fields)
+        .delimiter(separator)
+        .from_reader(text.as_bytes());
+    // The crate places each record at the end of the one before (ahead of its line break), so
+    // where a record's own text begins, and its line, are counted here.
+    let mut read: Vec<(usize, Vec<String>)> = Vec::new();
+    for record in reader.records() {
+        let record = record.map_err(|e| CsvError { line: 1, message: e.to_string() })?;
+        let byte = record.position().map_or(0, |p| usize::try_from(p.byte()).unwrap_or(usize::MAX));
+        read.push((byte.min(text.len()), record.iter().map(str::to_owned).collect()));
     }
-    if quoted {
-        return Err(CsvError { line: start, message: "a quoted field is not closed".into() });
-    }
-    finish(&mut fields, &mut field, was_quoted);
-    if fields.iter().any(|f| !f.is_empty()) {
-        records.push(Record { line: start, fields });
+    let mut records = Vec::with_capacity(read.len());
+    let (mut counted_to, mut line) = (0, 1);
+    for (i, (byte, fields)) in read.iter().enumerate() {
+        let end = read.get(i + 1).map_or(text.len(), |next| next.0);
+        let own = text.get(*byte..end).unwrap_or("");
+        let begins = byte + (own.len() - own.trim_start_matches(['\r', '\n']).len());
+        line += text.get(counted_to..begins).map_or(0, |t| t.matches('\n').count());
+        counted_to = begins;
+        if own.matches('"').count() % 2 == 1 {
+            return Err(CsvError {
+                line,
+                message: "a quoted field is not closed, or a quote stands inside an unquoted field".into(),
+            });
+        }
+        if fields.iter().any(|f| !f.is_empty()) {
+            records.push(Record { line, fields: fields.clone() });
+        }
     }
     Ok(records)
 }
@@ -135,28 +109,36 @@ pub fn formula_like(value: &str) -> bool {
     rest.starts_with(['=', '+', '-', '@', '＝', '＋', '－', '＠']) && value.trim().parse::<f64>().is_err()
 }
 
-/// One field, quoted when it must be. A field that a spreadsheet would read as a formula (see
+/// `value` as it may be written: a value that a spreadsheet would read as a formula (see
 /// [`formula_like`]) is prefixed with an apostrophe so that a comment cannot run code.
-pub fn field(value: &str) -> String {
-    let guarded;
-    let value = if formula_like(value) {
-        guarded = format!("'{value}");
-        guarded.as_str()
-    } else {
-        value
-    };
-    if value.contains([',', '"', '\n', '\r', ';']) {
-        format!("\"{}\"", value.replace('"', "\"\""))
-    } else {
-        value.to_owned()
-    }
+fn guarded(value: &str) -> std::borrow::Cow<'_, str> {
+    if formula_like(value) { format!("'{value}").into() } else { value.into() }
 }
 
-/// One line: fields joined by commas, ended by CRLF (as RFC 4180 and Excel expect).
-pub fn line<S: AsRef<str>>(fields: &[S]) -> String {
-    let mut out = fields.iter().map(|f| field(f.as_ref())).collect::<Vec<_>>().join(",");
-    out.push_str("\r\n");
+/// One field as [`line`] writes it: guarded against formulas, quoted when it must be.
+pub fn field(value: &str) -> String {
+    if value.is_empty() {
+        return String::new();
+    }
+    let mut out = line(&[value]);
+    out.truncate(out.len() - 2);
     out
+}
+
+/// One line: fields joined by commas, quoted where needed (by the `csv` crate), ended by CRLF
+/// (as RFC 4180 and Excel expect), each field guarded against formulas.
+pub fn line<S: AsRef<str>>(fields: &[S]) -> String {
+    let mut writer = csv::WriterBuilder::new()
+        .terminator(csv::Terminator::CRLF)
+        .quote_style(csv::QuoteStyle::Necessary)
+        .from_writer(Vec::new());
+    let written = writer.write_record(fields.iter().map(|f| guarded(f.as_ref()).into_owned())).err();
+    // Writing into memory fails only on a record of no fields; that is a blank line.
+    let bytes = match (written, writer.into_inner()) {
+        (None, Ok(bytes)) => bytes,
+        _ => b"\r\n".to_vec(),
+    };
+    String::from_utf8(bytes).unwrap_or_default()
 }
 
 #[cfg(test)]
@@ -191,6 +173,20 @@ mod tests {
         assert_eq!(parse("a,b\n1,\"open").expect_err("unclosed").line, 2);
         assert_eq!(parse("a\nx\"y").expect_err("stray quote").line, 2);
         assert_eq!(with_header(parse("x,y\n").expect("parses"), &["id", "name"]).expect_err("header").line, 1);
+    }
+
+    #[test]
+    fn an_unclosed_quote_is_refused_even_with_quotes_after_it() {
+        assert_eq!(parse("a,b\n1,\"open\n2,\"b\"\n3,c\n").expect_err("unclosed").line, 2);
+        assert_eq!(parse("a,b\n1,2\n3,x\"y\n").expect_err("stray").line, 3);
+    }
+
+    #[test]
+    fn empty_fields_and_records_of_one_field_read_back() {
+        let written = format!("{}{}", line(&["", "x", ""]), line(&["only"]));
+        assert_eq!(written, ",x,\r\nonly\r\n");
+        assert_eq!(field(""), "");
+        assert_eq!(parse(&written).expect("parses")[0].fields, ["", "x", ""]);
     }
 
     #[test]

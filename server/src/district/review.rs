@@ -18,7 +18,7 @@ use serde::Serialize;
 
 use super::{Actor, District, DistrictError, fold_search};
 use crate::audit;
-use crate::store::{on_pool, query_failed};
+use crate::store::{BeginWrite, on_pool, query_failed};
 
 /// A hamlet with fewer submitted responses than this is not named beside a comment.
 pub const MIN_NAMED_HAMLET: i64 = super::results::MIN_GROUP as i64;
@@ -268,7 +268,7 @@ async fn device_names(district: &District) -> HashMap<String, String> {
     }
 }
 
-/// Marks a conflict or flag as reviewed, with a comment; audited.
+/// Marks a conflict or flag as reviewed, with a comment; audited in the same transaction.
 pub async fn mark_reviewed(
     district: &District,
     campaign: &Campaign,
@@ -299,11 +299,21 @@ pub async fn mark_reviewed(
         VALUES ($1, $2, $3, $4, $5) ON CONFLICT (campaign_id, item_key) DO UPDATE SET \
         reviewed_at = excluded.reviewed_at, reviewed_by = excluded.reviewed_by, comment = excluded.comment";
     let now = store.now_ms();
+    let entry = audit::Entry::new(&actor.name, "review.mark", &format!("{id}/{item_key}"), comment);
     on_pool!(store, pool => {
-        sqlx::query(SQL).bind(id).bind(item_key).bind(now).bind(&actor.name).bind(comment).execute(pool).await.map(drop)
-    })
-    .map_err(query_failed("storing a review"))?;
-    audit::record(store, &actor.name, "review.mark", &format!("{id}/{item_key}"), comment).await?;
+        let mut tx = pool.begin_write().await.map_err(query_failed("beginning a review"))?;
+        sqlx::query(SQL)
+            .bind(id)
+            .bind(item_key)
+            .bind(now)
+            .bind(&actor.name)
+            .bind(comment)
+            .execute(&mut *tx)
+            .await
+            .map_err(query_failed("storing a review"))?;
+        audit::insert_in!(tx, now, &entry)?;
+        tx.commit().await.map_err(query_failed("committing a review"))
+    })?;
     // A flagged tally counts once reviewed: count its hamlet again.
     const TALLY: &str = "SELECT ch.document_id FROM flags f JOIN campaign_hamlets ch \
         ON ch.campaign_id = f.campaign_id AND ch.hamlet_id = f.hamlet_id \

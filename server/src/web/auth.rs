@@ -10,10 +10,9 @@ use axum::extract::{ConnectInfo, Form, Path, Query, Request, State};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Redirect, Response};
+use hamlet_sync_core::CampaignId;
 use hamlet_sync_core::enrollment::EnrollmentLink;
-use hamlet_sync_core::{CampaignId, DocumentId};
 use serde::{Deserialize, Serialize};
-use serde_json::json;
 
 use super::i18n::Lang;
 use super::pages::{self, Chrome, Menu, RequestChrome, html_response};
@@ -101,7 +100,7 @@ impl Principal {
     }
 }
 
-fn bearer(headers: &HeaderMap) -> Option<String> {
+pub(crate) fn bearer(headers: &HeaderMap) -> Option<String> {
     let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
     let token = value.strip_prefix("Bearer ").or_else(|| value.strip_prefix("bearer "))?;
     Some(token.trim().to_owned())
@@ -369,7 +368,7 @@ fn session_cookie(state: &AppState, token: &str, max_age: Duration) -> HeaderVal
     HeaderValue::from_str(&value).unwrap_or_else(|_| HeaderValue::from_static("hamlet_session=; Max-Age=0"))
 }
 
-async fn audit(state: &AppState, actor: &str, action: &str, target: &str, detail: &str) {
+pub(crate) async fn audit(state: &AppState, actor: &str, action: &str, target: &str, detail: &str) {
     if let Err(e) = state.accounts.audit(actor, action, target, detail).await {
         tracing::error!(error = %e, action, "cannot write the audit log");
     }
@@ -385,7 +384,7 @@ macro_rules! redacted_debug {
         }
     )*};
 }
-redacted_debug!(LoginForm, SessionRequest, PasswordForm, EnrollBody);
+redacted_debug!(LoginForm, SessionRequest, PasswordForm);
 
 // ----- Sign-in -------------------------------------------------------------------------------
 
@@ -512,21 +511,33 @@ pub async fn login(
 }
 
 /// JSON sign-in.
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 pub struct SessionRequest {
+    /// The account name.
     name: String,
+    /// Its password.
     password: String,
+}
+
+/// A session begun by [`api_session`].
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct SessionBegun {
+    /// Who signed in.
+    pub person: Person,
+    /// The token to send back in `X-CSRF-Token` with every write made with the session cookie.
+    pub csrf: String,
 }
 
 /// `POST /api/session`: signs in for scripts and tests; answers the CSRF token to send back in
 /// `X-CSRF-Token`, and sets the session cookie.
+#[utoipa::path(post, path = "/api/session", tag = "accounts", summary = "Signs in with a name and password (for scripts): sets the session cookie and answers the CSRF token.", request_body = SessionRequest, responses((status = 200, body = SessionBegun), super::api::district::Failed))]
 pub async fn api_session(
     State(state): State<AppState>,
     ClientAddress(address): ClientAddress,
-    Json(body): Json<SessionRequest>,
+    super::error::JsonBody(body): super::error::JsonBody<SessionRequest>,
 ) -> Result<Response, ApiError> {
     let (person, token, csrf) = sign_in(&state, &address, body.name.trim(), &body.password).await?;
-    let mut response = Json(json!({ "person": person, "csrf": csrf })).into_response();
+    let mut response = Json(SessionBegun { person, csrf }).into_response();
     response.headers_mut().insert(header::SET_COOKIE, session_cookie(&state, &token, state.accounts.session_ttl()));
     Ok(response)
 }
@@ -631,74 +642,8 @@ fn actor_name(principal: &Principal) -> String {
     principal.person().id.clone()
 }
 
-/// `GET /api/me`.
-pub async fn me(axum::Extension(principal): axum::Extension<Principal>) -> Json<serde_json::Value> {
-    let device = match &principal {
-        Principal::Device { device, .. } => Some(device.clone()),
-        Principal::Staff { .. } => None,
-    };
-    Json(json!({ "person": principal.person(), "device": device }))
-}
-
-/// `GET /api/people`.
-pub async fn list_people(State(state): State<AppState>) -> Result<Json<Vec<Person>>, ApiError> {
-    Ok(Json(state.accounts.people().await?))
-}
-
-/// A person to create.
-#[derive(Debug, Deserialize)]
-pub struct NewPerson {
-    id: String,
-    display_name: String,
-    role: Role,
-}
-
-/// `POST /api/people`: staff get a one-time password, shown once.
-pub async fn create_person(
-    State(state): State<AppState>,
-    axum::Extension(principal): axum::Extension<Principal>,
-    Json(body): Json<NewPerson>,
-) -> Result<Response, ApiError> {
-    let password = state.accounts.create_person(&body.id, &body.display_name, body.role).await?;
-    audit(&state, &actor_name(&principal), "person.create", &body.id, body.role.as_str()).await;
-    let person = state.accounts.person(&body.id).await?;
-    Ok((StatusCode::CREATED, Json(json!({ "person": person, "one_time_password": password }))).into_response())
-}
-
-/// Assignments to set.
-#[derive(Debug, Deserialize)]
-pub struct AssignmentsBody {
-    campaign: String,
-    hamlets: Vec<String>,
-}
-
-/// `PUT /api/people/{id}/assignments`.
-pub async fn set_assignments(
-    State(state): State<AppState>,
-    axum::Extension(principal): axum::Extension<Principal>,
-    Path(person): Path<String>,
-    Json(body): Json<AssignmentsBody>,
-) -> Result<Json<serde_json::Value>, ApiError> {
-    state.accounts.set_assignments(&person, &body.campaign, &body.hamlets).await?;
-    audit(
-        &state,
-        &actor_name(&principal),
-        "assignments.set",
-        &person,
-        &format!("{}: {}", body.campaign, body.hamlets.join(", ")),
-    )
-    .await;
-    Ok(Json(json!({ "person": person, "assignments": state.accounts.assignments(&person).await? })))
-}
-
-/// Options of a new enrollment code.
-#[derive(Debug, Deserialize, Default)]
-pub struct CodeBody {
-    ttl_hours: Option<u64>,
-}
-
 /// A new enrollment code.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct IssuedCode {
     /// The code, to type or scan.
     pub code: String,
@@ -712,7 +657,7 @@ pub struct IssuedCode {
     pub qr_svg: String,
 }
 
-async fn issue_code(
+pub(crate) async fn issue_code(
     state: &AppState,
     principal: &Principal,
     person: &str,
@@ -734,23 +679,7 @@ pub fn qr_svg(text: &str) -> String {
     }
 }
 
-/// `POST /api/people/{id}/enrollment-codes`.
-pub async fn create_code(
-    State(state): State<AppState>,
-    axum::Extension(principal): axum::Extension<Principal>,
-    Path(person): Path<String>,
-    body: Option<Json<CodeBody>>,
-) -> Result<Json<IssuedCode>, ApiError> {
-    let ttl = body.and_then(|b| b.0.ttl_hours);
-    Ok(Json(issue_code(&state, &principal, &person, ttl).await?))
-}
-
-/// `GET /api/devices`.
-pub async fn list_devices(State(state): State<AppState>) -> Result<Json<Vec<crate::accounts::Device>>, ApiError> {
-    Ok(Json(state.accounts.devices().await?))
-}
-
-async fn revoke(state: &AppState, principal: &Principal, device: &str) -> Result<(), ApiError> {
+pub(crate) async fn revoke(state: &AppState, principal: &Principal, device: &str) -> Result<(), ApiError> {
     if !state.accounts.revoke_device(device).await? {
         return Err(ApiError::new(StatusCode::NOT_FOUND, "not_found", format!("no enrolled device {device}")));
     }
@@ -759,71 +688,11 @@ async fn revoke(state: &AppState, principal: &Principal, device: &str) -> Result
     Ok(())
 }
 
-/// `POST /api/devices/{id}/revoke`: the token stops working at once and an open connection of
-/// the device is closed.
-pub async fn revoke_device(
-    State(state): State<AppState>,
-    axum::Extension(principal): axum::Extension<Principal>,
-    Path(device): Path<String>,
-) -> Result<StatusCode, ApiError> {
-    revoke(&state, &principal, &device).await?;
-    Ok(StatusCode::NO_CONTENT)
-}
-
-/// A token to create.
-#[derive(Debug, Deserialize)]
-pub struct TokenBody {
-    person: String,
-    label: String,
-}
-
-/// `POST /api/tokens`: a bearer token for automation, shown once.
-pub async fn create_token(
-    State(state): State<AppState>,
-    axum::Extension(principal): axum::Extension<Principal>,
-    Json(body): Json<TokenBody>,
-) -> Result<Response, ApiError> {
-    match state.accounts.person(&body.person).await? {
-        Some(p) if p.role.is_staff() => {}
-        Some(_) => {
-            return Err(ApiError::new(StatusCode::BAD_REQUEST, "invalid", "API tokens are for staff; devices enroll"));
-        }
-        None => return Err(AccountError::NotFound(body.person).into()),
-    }
-    let (id, token) = state.accounts.create_api_token(&body.person, &body.label).await?;
-    audit(&state, &actor_name(&principal), "token.create", &body.person, &id).await;
-    Ok((StatusCode::CREATED, Json(json!({ "id": id, "token": token }))).into_response())
-}
-
-/// `DELETE /api/tokens/{id}`.
-pub async fn revoke_token(
-    State(state): State<AppState>,
-    axum::Extension(principal): axum::Extension<Principal>,
-    Path(id): Path<String>,
-) -> Result<StatusCode, ApiError> {
-    if !state.accounts.revoke_api_token(&id).await? {
-        return Err(ApiError::new(StatusCode::NOT_FOUND, "not_found", format!("no live token {id}")));
-    }
-    audit(&state, &actor_name(&principal), "token.revoke", &id, "").await;
-    Ok(StatusCode::NO_CONTENT)
-}
-
-async fn sign_out_everywhere(state: &AppState, principal: &Principal, person: &str) -> Result<(u64, u64), ApiError> {
+pub(crate) async fn sign_out_everywhere(state: &AppState, principal: &Principal, person: &str) -> Result<(u64, u64), ApiError> {
     let (sessions, tokens) = state.accounts.end_everything(person).await?;
     let detail = format!("{sessions} sessions ended, {tokens} API tokens revoked");
     audit(state, &actor_name(principal), "person.sign-out-everywhere", person, &detail).await;
     Ok((sessions, tokens))
-}
-
-/// `POST /api/people/{id}/sign-out-everywhere`: ends every session and revokes every API
-/// token of a person (a lost laptop); audited.
-pub async fn sign_out_everywhere_api(
-    State(state): State<AppState>,
-    axum::Extension(principal): axum::Extension<Principal>,
-    Path(person): Path<String>,
-) -> Result<Json<serde_json::Value>, ApiError> {
-    let (sessions, tokens) = sign_out_everywhere(&state, &principal, &person).await?;
-    Ok(Json(json!({ "person": person, "sessions_ended": sessions, "tokens_revoked": tokens })))
 }
 
 /// `POST /admin/people/{id}/sign-out-everywhere` (the button of the people page).
@@ -834,109 +703,6 @@ pub async fn sign_out_everywhere_form(
 ) -> Result<Redirect, ApiError> {
     sign_out_everywhere(&state, &principal, &person).await?;
     Ok(Redirect::to("/admin/people"))
-}
-
-// ----- Enrollment (phones) -------------------------------------------------------------------
-
-/// What a phone sends to enroll.
-#[derive(Deserialize)]
-pub struct EnrollBody {
-    code: String,
-    actor_ids: Vec<String>,
-    #[serde(default)]
-    device_name: String,
-}
-
-/// `POST /api/enroll`: a one-time code for a device token and the device's assignments.
-pub async fn enroll(
-    State(state): State<AppState>,
-    ClientAddress(address): ClientAddress,
-    Json(body): Json<EnrollBody>,
-) -> Result<Json<serde_json::Value>, ApiError> {
-    let enrolled = match state.accounts.enroll(&body.code, &body.actor_ids, &body.device_name).await {
-        Ok(e) => e,
-        Err(e) => {
-            if !matches!(e, AccountError::Store(_) | AccountError::Random(_) | AccountError::Hashing(_)) {
-                audit(&state, "anonymous", "enroll.failed", "", &format!("{e} (from {address})")).await;
-            }
-            return Err(e.into());
-        }
-    };
-    audit(&state, &enrolled.person.id, "enroll", &enrolled.device_id, &format!("actors {}", body.actor_ids.join(", ")))
-        .await;
-    Ok(Json(json!({
-        "token": enrolled.token,
-        "device": enrolled.device_id,
-        "collector": enrolled.person.id,
-        "campaigns": campaigns_of(&state, &enrolled.person.id).await?,
-    })))
-}
-
-async fn campaigns_of(state: &AppState, person: &str) -> Result<Vec<serde_json::Value>, ApiError> {
-    let mut by_campaign: std::collections::BTreeMap<String, Vec<String>> = Default::default();
-    for (campaign, hamlet) in state.accounts.assignments(person).await? {
-        by_campaign.entry(campaign).or_default().push(hamlet);
-    }
-    Ok(by_campaign
-        .into_iter()
-        .map(|(campaign, hamlets)| {
-            let document = campaign.parse::<CampaignId>().map(|c| DocumentId::for_campaign(&c).url()).ok();
-            json!({ "campaign": campaign, "document": document, "hamlets": hamlets })
-        })
-        .collect())
-}
-
-/// `GET /api/device/assignments`: what an enrolled device works on now.
-pub async fn device_assignments(
-    State(state): State<AppState>,
-    axum::Extension(principal): axum::Extension<Principal>,
-) -> Result<Json<serde_json::Value>, ApiError> {
-    Ok(Json(
-        json!({ "collector": principal.person().id, "campaigns": campaigns_of(&state, &principal.person().id).await? }),
-    ))
-}
-
-/// More actor ids for the calling device.
-#[derive(Debug, Deserialize)]
-pub struct ActorsBody {
-    actor_ids: Vec<String>,
-}
-
-/// `POST /api/device/actors`.
-pub async fn add_actors(
-    State(state): State<AppState>,
-    axum::Extension(principal): axum::Extension<Principal>,
-    Json(body): Json<ActorsBody>,
-) -> Result<StatusCode, ApiError> {
-    let Principal::Device { device, person } = &principal else {
-        return Err(ApiError::new(StatusCode::FORBIDDEN, "forbidden", "only devices register actor ids"));
-    };
-    state.accounts.add_actors(device, &body.actor_ids).await?;
-    audit(&state, &person.id, "device.actors", device, &body.actor_ids.join(", ")).await;
-    Ok(StatusCode::NO_CONTENT)
-}
-
-/// `POST /api/device/token`: the calling device gets a new token in place of the one it sent
-/// in `Authorization: Bearer` (not `?token=`), which stops working at once; no re-enrollment.
-/// Connections already open stay open. Answers `{"token", "device"}`.
-pub async fn rotate_device_token(
-    State(state): State<AppState>,
-    headers: HeaderMap,
-    axum::Extension(principal): axum::Extension<Principal>,
-) -> Result<Json<serde_json::Value>, ApiError> {
-    let Principal::Device { device, person } = &principal else {
-        return Err(ApiError::new(StatusCode::FORBIDDEN, "forbidden", "only devices rotate their token"));
-    };
-    let Some(old) = bearer(&headers) else {
-        return Err(ApiError::new(
-            StatusCode::BAD_REQUEST,
-            "token_in_header",
-            "send the current token in the Authorization header to rotate it",
-        ));
-    };
-    let token = state.accounts.rotate_device_token(device, &old).await?;
-    audit(&state, &person.id, "device.token-rotate", device, "").await;
-    Ok(Json(json!({ "token": token, "device": device })))
 }
 
 // ----- Admin pages ---------------------------------------------------------------------------

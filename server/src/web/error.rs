@@ -151,3 +151,24 @@ impl IntoResponse for DistrictError {
         ApiError::from(self).into_response()
     }
 }
+
+/// A JSON request body, like [`axum::Json`], whose rejection (not JSON, wrong shape, too large)
+/// answers the API's JSON error (`invalid_json`, with axum's status and explanation) instead of
+/// plain text, as the OpenAPI document promises.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct JsonBody<T>(pub T);
+
+impl<T, S> axum::extract::FromRequest<S> for JsonBody<T>
+where
+    T: serde::de::DeserializeOwned,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request(request: axum::extract::Request, state: &S) -> Result<Self, Self::Rejection> {
+        match <Json<T> as axum::extract::FromRequest<S>>::from_request(request, state).await {
+            Ok(Json(value)) => Ok(JsonBody(value)),
+            Err(rejection) => Err(ApiError::new(rejection.status(), "invalid_json", rejection.body_text())),
+        }
+    }
+}

@@ -31,7 +31,7 @@ use axum::extract::DefaultBodyLimit;
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
 use axum::middleware::{from_fn, from_fn_with_state};
-use axum::routing::{delete, get, post, put};
+use axum::routing::{get, post};
 
 pub use error::ApiError;
 pub use state::AppState;
@@ -57,27 +57,14 @@ pub fn router(state: AppState) -> Router {
     // Guessing is slowed per address here, and per account inside the handlers.
     let limited = Router::new()
         .route("/login", post(auth::login))
-        .route("/api/session", post(auth::api_session))
-        .route("/api/enroll", post(auth::enroll))
+        .merge(Router::from(api::accounts::public_api()))
         .route_layer(from_fn_with_state(state.clone(), auth::limit_failures_by_address));
-    let signed_in = Router::new().route("/api/me", get(auth::me)).route_layer(from_fn(auth::require_signed_in));
+    let signed_in = Router::from(api::accounts::signed_in_api()).route_layer(from_fn(auth::require_signed_in));
     let staff = Router::new()
         .route("/password", get(auth::password_form).post(auth::change_password))
         .route_layer(from_fn(auth::require_staff));
-    let devices = Router::new()
-        .route("/api/device/actors", post(auth::add_actors))
-        .route("/api/device/assignments", get(auth::device_assignments))
-        .route("/api/device/token", post(auth::rotate_device_token))
-        .route_layer(from_fn(auth::require_device));
-    let admin = Router::new()
-        .route("/api/people", get(auth::list_people).post(auth::create_person))
-        .route("/api/people/{id}/assignments", put(auth::set_assignments))
-        .route("/api/people/{id}/enrollment-codes", post(auth::create_code))
-        .route("/api/people/{id}/sign-out-everywhere", post(auth::sign_out_everywhere_api))
-        .route("/api/devices", get(auth::list_devices))
-        .route("/api/devices/{id}/revoke", post(auth::revoke_device))
-        .route("/api/tokens", post(auth::create_token))
-        .route("/api/tokens/{id}", delete(auth::revoke_token))
+    let devices = Router::from(api::accounts::device_api()).route_layer(from_fn(auth::require_device));
+    let admin = Router::from(api::accounts::admin_api())
         .route("/admin/people", get(auth::people_page).post(auth::create_person_form))
         .route("/admin/people/{id}/enroll", post(auth::enroll_page))
         .route("/admin/people/{id}/sign-out-everywhere", post(auth::sign_out_everywhere_form))

@@ -54,18 +54,22 @@ pub fn admin_api() -> OpenApiRouter<AppState> {
 #[openapi(
     info(
         title = "Hamlet district API",
-        description = "Campaigns, units, results, progress, comments, conflicts and exports of the Hamlet district server. Viewer operations are tagged `viewer`, administrator ones `admin`. This document, at /api/openapi.json, is public; every operation it describes needs a session or a bearer token."
+        description = "Campaigns, units, results, progress, comments, conflicts and exports of the Hamlet district server, and its accounts: people, enrollment codes, devices, API tokens. Viewer operations are tagged `viewer`, administrator ones `admin`, what enrolled phones call `devices` (with the device token), sign-in and who-am-I `accounts`. This document, at /api/openapi.json, is public; every operation it describes needs a session or a bearer token except `POST /api/session` and `POST /api/enroll`, which are slowed after failures per address."
     ),
     components(schemas(ErrorBody))
 )]
 struct Document;
 
-/// The OpenAPI 3.1 document of every operation of [`viewer_api`] and [`admin_api`], with the
-/// schemas of their request and response bodies.
+/// The OpenAPI 3.1 document of every operation of [`viewer_api`] and [`admin_api`] and of the
+/// accounts' API ([`super::accounts`]), with the schemas of their request and response bodies.
 pub fn openapi() -> utoipa::openapi::OpenApi {
     let mut document = Document::openapi();
     document.merge(viewer_api().into_openapi());
     document.merge(admin_api().into_openapi());
+    document.merge(super::accounts::public_api().into_openapi());
+    document.merge(super::accounts::signed_in_api().into_openapi());
+    document.merge(super::accounts::device_api().into_openapi());
+    document.merge(super::accounts::admin_api().into_openapi());
     document
 }
 
@@ -88,7 +92,7 @@ impl ToSchema for FileBody {}
 /// What every operation answers when it fails: a status and the JSON error body.
 #[derive(utoipa::IntoResponses)]
 #[allow(dead_code)] // describes responses; never built
-enum Failed {
+pub(crate) enum Failed {
     /// The request is wrong (unknown campaign, invalid input, not allowed now); the body says why.
     #[response(status = "4XX")]
     Refused(ErrorBody),
@@ -98,6 +102,23 @@ enum Failed {
 }
 
 /// The campaign named in the path.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Path)]
+struct CampaignPath {
+    /// The campaign's id.
+    campaign: String,
+}
+
+/// The export named in the path.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Path)]
+struct ExportPath {
+    /// The campaign's id.
+    campaign: String,
+    /// `results.csv`, `results.xlsx`, `responses.csv` or `responses.xlsx`.
+    file: String,
+}
+
 fn parse_json<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, DistrictError> {
     serde_json::from_slice(body).map_err(|e| DistrictError::bad("invalid_json", format!("the body is not valid: {e}")))
 }
@@ -111,8 +132,8 @@ async fn list_campaigns(district: District) -> Result<Response, DistrictError> {
     Ok(Json(district.catalog().campaigns().await?).into_response())
 }
 
-#[utoipa::path(get, path = "/api/campaigns/{campaign}", tag = "viewer", summary = "A campaign's definition (form, subjects, hamlets, thresholds, state).", params(("campaign" = String, Path, description = "the campaign's id")), responses((status = 200, body = Campaign), Failed))]
-async fn get_campaign(district: District, Path(id): Path<String>) -> Result<Response, DistrictError> {
+#[utoipa::path(get, path = "/api/campaigns/{campaign}", tag = "viewer", summary = "A campaign's definition (form, subjects, hamlets, thresholds, state).", params(CampaignPath), responses((status = 200, body = Campaign), Failed))]
+async fn get_campaign(district: District, Path(CampaignPath { campaign: id }): Path<CampaignPath>) -> Result<Response, DistrictError> {
     let campaign = district.catalog().require(&id).await?;
     Ok(Json(&*campaign).into_response())
 }
@@ -151,10 +172,10 @@ impl ResultsQuery {
     }
 }
 
-#[utoipa::path(get, path = "/api/campaigns/{campaign}/results", tag = "viewer", summary = "Results per subject at every level of the unit tree, with participation, thresholds and small groups suppressed.", params(("campaign" = String, Path, description = "the campaign's id"), ResultsQuery), responses((status = 200, body = results::Results), Failed))]
+#[utoipa::path(get, path = "/api/campaigns/{campaign}/results", tag = "viewer", summary = "Results per subject at every level of the unit tree, with participation, thresholds and small groups suppressed.", params(CampaignPath, ResultsQuery), responses((status = 200, body = results::Results), Failed))]
 async fn get_results(
     district: District,
-    Path(id): Path<String>,
+    Path(CampaignPath { campaign: id }): Path<CampaignPath>,
     Query(q): Query<ResultsQuery>,
 ) -> Result<Response, DistrictError> {
     let campaign = district.catalog().require(&id).await?;
@@ -162,8 +183,8 @@ async fn get_results(
     Ok(Json(results::load(&district, &campaign, depth, subject.as_ref()).await?).into_response())
 }
 
-#[utoipa::path(get, path = "/api/campaigns/{campaign}/progress", tag = "viewer", summary = "Progress per commune and hamlet, with devices and their last sync.", params(("campaign" = String, Path, description = "the campaign's id")), responses((status = 200, body = progress::Progress), Failed))]
-async fn get_progress(district: District, Path(id): Path<String>) -> Result<Response, DistrictError> {
+#[utoipa::path(get, path = "/api/campaigns/{campaign}/progress", tag = "viewer", summary = "Progress per commune and hamlet, with devices and their last sync.", params(CampaignPath), responses((status = 200, body = progress::Progress), Failed))]
+async fn get_progress(district: District, Path(CampaignPath { campaign: id }): Path<CampaignPath>) -> Result<Response, DistrictError> {
     let campaign = district.catalog().require(&id).await?;
     Ok(Json(progress::load(&district, &campaign).await?).into_response())
 }
@@ -203,11 +224,11 @@ fn number(
 /// The most comments skipped by `offset` (far past any campaign's).
 const MAX_OFFSET: i64 = 100_000_000;
 
-#[utoipa::path(get, path = "/api/campaigns/{campaign}/comments", tag = "viewer", summary = "Residents' comments of submitted responses; search ignores case and diacritics. Audited.", params(("campaign" = String, Path, description = "the campaign's id"), CommentsQuery), responses((status = 200, body = review::Comments), Failed))]
+#[utoipa::path(get, path = "/api/campaigns/{campaign}/comments", tag = "viewer", summary = "Residents' comments of submitted responses; search ignores case and diacritics. Audited.", params(CampaignPath, CommentsQuery), responses((status = 200, body = review::Comments), Failed))]
 async fn get_comments(
     district: District,
     actor: Actor,
-    Path(id): Path<String>,
+    Path(CampaignPath { campaign: id }): Path<CampaignPath>,
     Query(q): Query<CommentsQuery>,
 ) -> Result<Response, DistrictError> {
     let campaign = district.catalog().require(&id).await?;
@@ -257,11 +278,11 @@ struct UnitsImported {
     units: usize,
 }
 
-#[utoipa::path(get, path = "/api/campaigns/{campaign}/review", tag = "viewer", summary = "Conflicts and flags, with their reviews.", params(("campaign" = String, Path, description = "the campaign's id"), ReviewQuery), responses((status = 200, body = Vec<review::ReviewItem>), Failed))]
+#[utoipa::path(get, path = "/api/campaigns/{campaign}/review", tag = "viewer", summary = "Conflicts and flags, with their reviews.", params(CampaignPath, ReviewQuery), responses((status = 200, body = Vec<review::ReviewItem>), Failed))]
 async fn get_review(
     district: District,
     actor: Actor,
-    Path(id): Path<String>,
+    Path(CampaignPath { campaign: id }): Path<CampaignPath>,
     Query(q): Query<ReviewQuery>,
 ) -> Result<Response, DistrictError> {
     let campaign = district.catalog().require(&id).await?;
@@ -285,11 +306,11 @@ struct ReviewBody {
     comment: String,
 }
 
-#[utoipa::path(post, path = "/api/campaigns/{campaign}/review", tag = "viewer", summary = "Marks a conflict or flag as reviewed, with a comment (audited).", params(("campaign" = String, Path, description = "the campaign's id")), request_body(content = ReviewBody, content_type = "application/json"), responses((status = 200, body = ReviewDone), Failed))]
+#[utoipa::path(post, path = "/api/campaigns/{campaign}/review", tag = "viewer", summary = "Marks a conflict or flag as reviewed, with a comment (audited).", params(CampaignPath), request_body(content = ReviewBody, content_type = "application/json"), responses((status = 200, body = ReviewDone), Failed))]
 async fn post_review(
     district: District,
     actor: Actor,
-    Path(id): Path<String>,
+    Path(CampaignPath { campaign: id }): Path<CampaignPath>,
     body: Bytes,
 ) -> Result<Response, DistrictError> {
     let campaign = district.catalog().require(&id).await?;
@@ -298,11 +319,11 @@ async fn post_review(
     Ok(Json(ReviewDone { reviewed: body.item_key }).into_response())
 }
 
-#[utoipa::path(get, path = "/api/campaigns/{campaign}/export/{file}", tag = "viewer", summary = "Exports, streamed and audited: `results.csv`, `results.xlsx` (small groups suppressed); `responses.csv`, `responses.xlsx` (one row per response, no identities; administrators only). A failure half-way aborts the connection.", params(("campaign" = String, Path, description = "the campaign's id"), ("file" = String, Path, description = "results.csv, results.xlsx, responses.csv or responses.xlsx")), responses((status = 200, description = "the file", content((FileBody = "text/csv"), (FileBody = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"))), Failed))]
+#[utoipa::path(get, path = "/api/campaigns/{campaign}/export/{file}", tag = "viewer", summary = "Exports, streamed and audited: `results.csv`, `results.xlsx` (small groups suppressed); `responses.csv`, `responses.xlsx` (one row per response, no identities; administrators only). A failure half-way aborts the connection.", params(ExportPath), responses((status = 200, description = "the file", content((FileBody = "text/csv"), (FileBody = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"))), Failed))]
 async fn get_export(
     district: District,
     actor: Actor,
-    Path((id, file)): Path<(String, String)>,
+    Path(ExportPath { campaign: id, file }): Path<ExportPath>,
 ) -> Result<Response, DistrictError> {
     let campaign = district.catalog().require(&id).await?;
     let kind = export::Kind::from_file_name(&file).ok_or_else(|| {
@@ -327,11 +348,11 @@ async fn create_campaign(district: District, actor: Actor, body: Bytes) -> Resul
     Ok((axum::http::StatusCode::CREATED, Json(campaign)).into_response())
 }
 
-#[utoipa::path(put, path = "/api/campaigns/{campaign}", tag = "admin", summary = "Replaces a draft campaign's definition.", params(("campaign" = String, Path, description = "the campaign's id")), request_body(content = Campaign, content_type = "application/json"), responses((status = 200, body = Campaign), Failed))]
+#[utoipa::path(put, path = "/api/campaigns/{campaign}", tag = "admin", summary = "Replaces a draft campaign's definition.", params(CampaignPath), request_body(content = Campaign, content_type = "application/json"), responses((status = 200, body = Campaign), Failed))]
 async fn update_campaign(
     district: District,
     actor: Actor,
-    Path(id): Path<String>,
+    Path(CampaignPath { campaign: id }): Path<CampaignPath>,
     body: Bytes,
 ) -> Result<Response, DistrictError> {
     let campaign: Campaign = parse_json(&body)?;
@@ -339,37 +360,37 @@ async fn update_campaign(
     Ok(Json(campaign).into_response())
 }
 
-#[utoipa::path(post, path = "/api/campaigns/{campaign}/open", tag = "admin", summary = "Opens a draft campaign (checked against the unit tree).", params(("campaign" = String, Path, description = "the campaign's id")), responses((status = 200, body = Campaign), Failed))]
-async fn open_campaign(district: District, actor: Actor, Path(id): Path<String>) -> Result<Response, DistrictError> {
+#[utoipa::path(post, path = "/api/campaigns/{campaign}/open", tag = "admin", summary = "Opens a draft campaign (checked against the unit tree).", params(CampaignPath), responses((status = 200, body = Campaign), Failed))]
+async fn open_campaign(district: District, actor: Actor, Path(CampaignPath { campaign: id }): Path<CampaignPath>) -> Result<Response, DistrictError> {
     Ok(Json(transition(&district, &actor, &id, CampaignState::Open).await?).into_response())
 }
 
-#[utoipa::path(post, path = "/api/campaigns/{campaign}/close", tag = "admin", summary = "Closes an open campaign.", params(("campaign" = String, Path, description = "the campaign's id")), responses((status = 200, body = Campaign), Failed))]
-async fn close_campaign(district: District, actor: Actor, Path(id): Path<String>) -> Result<Response, DistrictError> {
+#[utoipa::path(post, path = "/api/campaigns/{campaign}/close", tag = "admin", summary = "Closes an open campaign.", params(CampaignPath), responses((status = 200, body = Campaign), Failed))]
+async fn close_campaign(district: District, actor: Actor, Path(CampaignPath { campaign: id }): Path<CampaignPath>) -> Result<Response, DistrictError> {
     Ok(Json(transition(&district, &actor, &id, CampaignState::Closed).await?).into_response())
 }
 
-#[utoipa::path(post, path = "/api/campaigns/{campaign}/publish", tag = "admin", summary = "Publishes a closed campaign's results.", params(("campaign" = String, Path, description = "the campaign's id")), responses((status = 200, body = Campaign), Failed))]
-async fn publish_campaign(district: District, actor: Actor, Path(id): Path<String>) -> Result<Response, DistrictError> {
+#[utoipa::path(post, path = "/api/campaigns/{campaign}/publish", tag = "admin", summary = "Publishes a closed campaign's results.", params(CampaignPath), responses((status = 200, body = Campaign), Failed))]
+async fn publish_campaign(district: District, actor: Actor, Path(CampaignPath { campaign: id }): Path<CampaignPath>) -> Result<Response, DistrictError> {
     Ok(Json(transition(&district, &actor, &id, CampaignState::Published).await?).into_response())
 }
 
-#[utoipa::path(post, path = "/api/campaigns/{campaign}/subjects", tag = "admin", summary = "Replaces a draft campaign's subjects from CSV: id,name,position,commune,home_hamlet.", params(("campaign" = String, Path, description = "the campaign's id")), request_body(content = String, content_type = "text/csv"), responses((status = 200, body = SubjectsImported), Failed))]
+#[utoipa::path(post, path = "/api/campaigns/{campaign}/subjects", tag = "admin", summary = "Replaces a draft campaign's subjects from CSV: id,name,position,commune,home_hamlet.", params(CampaignPath), request_body(content = String, content_type = "text/csv"), responses((status = 200, body = SubjectsImported), Failed))]
 async fn import_subjects(
     district: District,
     actor: Actor,
-    Path(id): Path<String>,
+    Path(CampaignPath { campaign: id }): Path<CampaignPath>,
     body: Bytes,
 ) -> Result<Response, DistrictError> {
     let n = replace_subjects(&district, &actor, &id, utf8(&body)?).await?;
     Ok(Json(SubjectsImported { subjects: n }).into_response())
 }
 
-#[utoipa::path(post, path = "/api/campaigns/{campaign}/hamlets", tag = "admin", summary = "Replaces a draft campaign's hamlets in scope from CSV: hamlet,expected_voters.", params(("campaign" = String, Path, description = "the campaign's id")), request_body(content = String, content_type = "text/csv"), responses((status = 200, body = HamletsImported), Failed))]
+#[utoipa::path(post, path = "/api/campaigns/{campaign}/hamlets", tag = "admin", summary = "Replaces a draft campaign's hamlets in scope from CSV: hamlet,expected_voters.", params(CampaignPath), request_body(content = String, content_type = "text/csv"), responses((status = 200, body = HamletsImported), Failed))]
 async fn import_hamlets(
     district: District,
     actor: Actor,
-    Path(id): Path<String>,
+    Path(CampaignPath { campaign: id }): Path<CampaignPath>,
     body: Bytes,
 ) -> Result<Response, DistrictError> {
     let n = replace_hamlets(&district, &actor, &id, utf8(&body)?).await?;
