@@ -14,8 +14,7 @@
 #![allow(clippy::expect_used, clippy::unwrap_used, missing_docs)]
 
 use std::collections::HashMap;
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::TcpStream;
+use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -28,6 +27,8 @@ use hamlet_server::sync::hub::Hub;
 use hamlet_server::sync::metrics::Metrics;
 use hamlet_sync_core::session::Identity;
 use hamlet_sync_core::{Campaign, CampaignState, HamletScope, Label, Schedule, Subject, Threshold, fixtures};
+use http_body_util::{BodyExt, Full};
+use tokio::runtime::Runtime;
 
 const CAMPAIGN: &str = "bench-2026";
 const SUBJECTS: usize = 20;
@@ -311,63 +312,71 @@ fn spawn_server(url: &str) -> ServerProcess {
     ServerProcess { child, addr }
 }
 
-/// One request; returns the status, the body's length and (when `keep`) the body.
-fn get(addr: &str, path: &str, headers: &str, keep: bool) -> (u16, usize, Vec<u8>) {
-    let mut stream = TcpStream::connect(addr).unwrap();
-    write!(stream, "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n{headers}\r\n").unwrap();
-    let mut buffer = vec![0; 1 << 16];
-    let mut head = Vec::new();
-    let mut body = Vec::new();
-    let mut total = 0;
-    loop {
-        let n = stream.read(&mut buffer).unwrap();
-        if n == 0 {
-            break;
-        }
-        if head.is_empty() || !head.windows(4).any(|w| w == b"\r\n\r\n") {
-            head.extend_from_slice(&buffer[..n]);
-            if let Some(at) = head.windows(4).position(|w| w == b"\r\n\r\n") {
-                total += head.len() - at - 4;
+/// One request with hyper's client; returns the status, the body's length and (when `keep`)
+/// the body. The body is counted as it streams, so a large export is not held in memory.
+fn get(runtime: &Runtime, addr: &str, path: &str, auth: &Auth, keep: bool) -> (u16, usize, Vec<u8>) {
+    runtime.block_on(async {
+        let (status, _, mut body) = send(addr, "GET", path, auth, Vec::new()).await;
+        let (mut total, mut kept) = (0, Vec::new());
+        while let Some(frame) = body.frame().await {
+            if let Ok(data) = frame.expect("the body arrives whole").into_data() {
+                total += data.len();
                 if keep {
-                    body.extend_from_slice(&head[at + 4..]);
+                    kept.extend_from_slice(&data);
                 }
-                head.truncate(at + 4);
-            }
-        } else {
-            total += n;
-            if keep {
-                body.extend_from_slice(&buffer[..n]);
             }
         }
-    }
-    let status = String::from_utf8_lossy(&head).split(' ').nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
-    (status, total, body)
+        (status, total, kept)
+    })
 }
 
-fn sign_in(addr: &str) -> String {
+/// A header to send with every request (the session cookie).
+type Auth = Option<(&'static str, String)>;
+
+async fn send(
+    addr: &str,
+    method: &str,
+    path: &str,
+    auth: &Auth,
+    body: Vec<u8>,
+) -> (u16, hyper::HeaderMap, hyper::body::Incoming) {
+    let stream = tokio::net::TcpStream::connect(addr).await.expect("the server accepts connections");
+    let (mut sender, connection) =
+        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream)).await.expect("HTTP handshake");
+    tokio::spawn(connection);
+    let mut request = hyper::Request::builder().method(method).uri(path).header("host", "x");
+    if let Some((name, value)) = auth {
+        request = request.header(*name, value);
+    }
+    if !body.is_empty() {
+        request = request.header("content-type", "application/json");
+    }
+    let request = request.body(Full::new(hyper::body::Bytes::from(body))).expect("a valid request");
+    let response = sender.send_request(request).await.expect("an answer");
+    let (parts, body) = response.into_parts();
+    (parts.status.as_u16(), parts.headers, body)
+}
+
+fn sign_in(runtime: &Runtime, addr: &str) -> Auth {
     let body = format!(r#"{{"name":"admin","password":"{PASSWORD}"}}"#);
-    let mut stream = (0..100)
-        .find_map(|_| {
-            TcpStream::connect(addr).ok().or_else(|| {
-                std::thread::sleep(Duration::from_millis(100));
-                None
-            })
-        })
-        .expect("the server accepts connections");
-    write!(stream, "POST /api/session HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}", body.len()).unwrap();
-    let mut answer = String::new();
-    stream.read_to_string(&mut answer).unwrap();
-    let cookie = answer
-        .lines()
-        .filter(|l| l.to_ascii_lowercase().starts_with("set-cookie:"))
-        .find_map(|l| {
-            l.split_once(':')
-                .and_then(|(_, v)| v.trim().split(';').next())
-                .filter(|c| c.starts_with("hamlet_session="))
-                .map(str::to_owned)
-        })
-        .expect("a session cookie");
-    format!("Cookie: {cookie}\r\n")
+    runtime.block_on(async {
+        for _ in 0..100 {
+            if tokio::net::TcpStream::connect(addr).await.is_ok() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let (status, headers, _) = send(addr, "POST", "/api/session", &None, body.into_bytes()).await;
+        assert_eq!(status, 200, "sign-in");
+        let cookie = headers
+            .get_all(hyper::header::SET_COOKIE)
+            .iter()
+            .filter_map(|v| v.to_str().ok()?.split(';').next())
+            .find(|c| c.starts_with("hamlet_session="))
+            .expect("a session cookie")
+            .to_owned();
+        Some(("cookie", cookie))
+    })
 }
 
 fn status_kb(pid: u32, key: &str) -> u64 {
@@ -380,13 +389,13 @@ fn status_kb(pid: u32, key: &str) -> u64 {
         .unwrap_or(0)
 }
 
-fn time(addr: &str, auth: &str, path: &str, rounds: usize) {
-    let (status, bytes, _) = get(addr, path, auth, false);
+fn time(runtime: &Runtime, addr: &str, auth: &Auth, path: &str, rounds: usize) {
+    let (status, bytes, _) = get(runtime, addr, path, auth, false);
     assert_eq!(status, 200, "{path}");
     let mut times: Vec<f64> = (0..rounds)
         .map(|_| {
             let started = Instant::now();
-            let (status, _, _) = get(addr, path, auth, false);
+            let (status, _, _) = get(runtime, addr, path, auth, false);
             assert_eq!(status, 200);
             started.elapsed().as_secs_f64() * 1000.0
         })
@@ -430,7 +439,7 @@ fn main() {
     });
     let server = spawn_server(&url);
     let pid = server.child.id();
-    let auth = sign_in(&server.addr);
+    let auth = sign_in(&runtime, &server.addr);
     println!(
         "\n{responses} responses, {hamlets} hamlets, {SUBJECTS} cadres; {rounds} rounds each; load average {}\n",
         load_average()
@@ -446,7 +455,7 @@ fn main() {
         format!("/campaigns/{CAMPAIGN}/comments?q=gan%20dan"),
         format!("/campaigns/{CAMPAIGN}/hamlets/xa-000-thon-00"),
     ] {
-        time(&server.addr, &auth, &path, rounds);
+        time(&runtime, &server.addr, &auth, &path, rounds);
     }
     let before = status_kb(pid, "VmHWM:");
     println!("\nserver peak RSS before the exports: {} MB", before / 1024);
@@ -466,14 +475,12 @@ fn main() {
             });
             (stop, handle)
         };
-        let (status, bytes, body) = get(&server.addr, &path, &auth, file == "results.xlsx");
+        let (status, bytes, body) = get(&runtime, &server.addr, &path, &auth, file == "results.xlsx");
         sampler.0.store(true, std::sync::atomic::Ordering::Relaxed);
         let peak = sampler.1.join().unwrap();
         assert_eq!(status, 200, "{path}");
         if file == "results.xlsx" {
-            // The body is chunked: the first chunk's data follows its size line.
-            let first = body.windows(2).position(|w| w == b"\r\n").map_or(0, |at| at + 2);
-            assert!(body[first..].starts_with(b"PK"), "an XLSX (zip) file");
+            assert!(body.starts_with(b"PK"), "an XLSX (zip) file");
         }
         println!(
             "| `{file}` | {:.1} s | {} MB | peak RSS while exporting {} MB, VmHWM {} MB |",

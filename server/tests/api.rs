@@ -248,8 +248,11 @@ async fn the_district_api_from_import_to_export() {
         assert_eq!(doc["openapi"], "3.1.0", "{name}");
         let mut operations = 0;
         for (template, methods) in doc["paths"].as_object().unwrap() {
-            let concrete =
-                template.replace("{campaign}", "nope").replace("{file}", "results.csv").replace("{subject}", "x").replace("{id}", "nope");
+            let concrete = template
+                .replace("{campaign}", "nope")
+                .replace("{file}", "results.csv")
+                .replace("{subject}", "x")
+                .replace("{id}", "nope");
             for method in methods.as_object().unwrap().keys() {
                 operations += 1;
                 let answer = staff.call(&method.to_uppercase(), &concrete, "application/json", b"{}").await;

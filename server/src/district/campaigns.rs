@@ -129,7 +129,10 @@ async fn edit_draft<T>(
     let mut campaign = (*current).clone();
     let tree = district.catalog().units().await?;
     let (value, detail) = change(&mut campaign, &tree)?;
-    district.catalog().save(&district.hub, &campaign, Some(&current), &Entry::new(&actor.name, action, id, &detail)).await?;
+    district
+        .catalog()
+        .save(&district.hub, &campaign, Some(&current), &Entry::new(&actor.name, action, id, &detail))
+        .await?;
     Ok(value)
 }
 

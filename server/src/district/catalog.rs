@@ -344,7 +344,12 @@ impl Catalog {
     }
 
     /// The SQL half of [`save`](Self::save), compare-and-swap on the stored definition.
-    async fn store_sql(&self, campaign: &Campaign, base: Option<&Campaign>, entry: &Entry) -> Result<(), DistrictError> {
+    async fn store_sql(
+        &self,
+        campaign: &Campaign,
+        base: Option<&Campaign>,
+        entry: &Entry,
+    ) -> Result<(), DistrictError> {
         let document = DocumentId::for_campaign(&campaign.id);
         let now = self.store.now_ms();
         let definition =

@@ -688,7 +688,11 @@ pub(crate) async fn revoke(state: &AppState, principal: &Principal, device: &str
     Ok(())
 }
 
-pub(crate) async fn sign_out_everywhere(state: &AppState, principal: &Principal, person: &str) -> Result<(u64, u64), ApiError> {
+pub(crate) async fn sign_out_everywhere(
+    state: &AppState,
+    principal: &Principal,
+    person: &str,
+) -> Result<(u64, u64), ApiError> {
     let (sessions, tokens) = state.accounts.end_everything(person).await?;
     let detail = format!("{sessions} sessions ended, {tokens} API tokens revoked");
     audit(state, &actor_name(principal), "person.sign-out-everywhere", person, &detail).await;

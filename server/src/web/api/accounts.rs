@@ -162,8 +162,9 @@ async fn create_code(
     let options: CodeBody = if body.iter().all(u8::is_ascii_whitespace) {
         CodeBody::default()
     } else {
-        serde_json::from_slice(&body)
-            .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "invalid_json", format!("the body is not valid: {e}")))?
+        serde_json::from_slice(&body).map_err(|e| {
+            ApiError::new(StatusCode::BAD_REQUEST, "invalid_json", format!("the body is not valid: {e}"))
+        })?
     };
     let ttl = options.ttl_hours;
     Ok(Json(auth::issue_code(&state, &principal, &person, ttl).await?))

@@ -133,7 +133,10 @@ async fn list_campaigns(district: District) -> Result<Response, DistrictError> {
 }
 
 #[utoipa::path(get, path = "/api/campaigns/{campaign}", tag = "viewer", summary = "A campaign's definition (form, subjects, hamlets, thresholds, state).", params(CampaignPath), responses((status = 200, body = Campaign), Failed))]
-async fn get_campaign(district: District, Path(CampaignPath { campaign: id }): Path<CampaignPath>) -> Result<Response, DistrictError> {
+async fn get_campaign(
+    district: District,
+    Path(CampaignPath { campaign: id }): Path<CampaignPath>,
+) -> Result<Response, DistrictError> {
     let campaign = district.catalog().require(&id).await?;
     Ok(Json(&*campaign).into_response())
 }
@@ -184,7 +187,10 @@ async fn get_results(
 }
 
 #[utoipa::path(get, path = "/api/campaigns/{campaign}/progress", tag = "viewer", summary = "Progress per commune and hamlet, with devices and their last sync.", params(CampaignPath), responses((status = 200, body = progress::Progress), Failed))]
-async fn get_progress(district: District, Path(CampaignPath { campaign: id }): Path<CampaignPath>) -> Result<Response, DistrictError> {
+async fn get_progress(
+    district: District,
+    Path(CampaignPath { campaign: id }): Path<CampaignPath>,
+) -> Result<Response, DistrictError> {
     let campaign = district.catalog().require(&id).await?;
     Ok(Json(progress::load(&district, &campaign).await?).into_response())
 }
@@ -361,17 +367,29 @@ async fn update_campaign(
 }
 
 #[utoipa::path(post, path = "/api/campaigns/{campaign}/open", tag = "admin", summary = "Opens a draft campaign (checked against the unit tree).", params(CampaignPath), responses((status = 200, body = Campaign), Failed))]
-async fn open_campaign(district: District, actor: Actor, Path(CampaignPath { campaign: id }): Path<CampaignPath>) -> Result<Response, DistrictError> {
+async fn open_campaign(
+    district: District,
+    actor: Actor,
+    Path(CampaignPath { campaign: id }): Path<CampaignPath>,
+) -> Result<Response, DistrictError> {
     Ok(Json(transition(&district, &actor, &id, CampaignState::Open).await?).into_response())
 }
 
 #[utoipa::path(post, path = "/api/campaigns/{campaign}/close", tag = "admin", summary = "Closes an open campaign.", params(CampaignPath), responses((status = 200, body = Campaign), Failed))]
-async fn close_campaign(district: District, actor: Actor, Path(CampaignPath { campaign: id }): Path<CampaignPath>) -> Result<Response, DistrictError> {
+async fn close_campaign(
+    district: District,
+    actor: Actor,
+    Path(CampaignPath { campaign: id }): Path<CampaignPath>,
+) -> Result<Response, DistrictError> {
     Ok(Json(transition(&district, &actor, &id, CampaignState::Closed).await?).into_response())
 }
 
 #[utoipa::path(post, path = "/api/campaigns/{campaign}/publish", tag = "admin", summary = "Publishes a closed campaign's results.", params(CampaignPath), responses((status = 200, body = Campaign), Failed))]
-async fn publish_campaign(district: District, actor: Actor, Path(CampaignPath { campaign: id }): Path<CampaignPath>) -> Result<Response, DistrictError> {
+async fn publish_campaign(
+    district: District,
+    actor: Actor,
+    Path(CampaignPath { campaign: id }): Path<CampaignPath>,
+) -> Result<Response, DistrictError> {
     Ok(Json(transition(&district, &actor, &id, CampaignState::Published).await?).into_response())
 }
 
