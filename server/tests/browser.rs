@@ -13,9 +13,9 @@ use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
 
-fn js_dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/js")
-}
+mod client;
+
+use client::{js_dir, without_hamlet_variables};
 
 fn ready() -> bool {
     let installed = js_dir().join("node_modules/playwright-core").exists();
@@ -49,18 +49,8 @@ impl Drop for Demo {
     }
 }
 
-/// `command` without the environment's `HAMLET_*` variables, which the server would read.
-fn without_hamlet_variables(mut command: Command) -> Command {
-    for (name, _) in std::env::vars_os() {
-        if name.to_string_lossy().starts_with("HAMLET_") {
-            command.env_remove(name);
-        }
-    }
-    command
-}
-
 fn start_demo(data: &Path) -> Demo {
-    let mut child = without_hamlet_variables(Command::new(env!("CARGO_BIN_EXE_hamlet-server")))
+    let mut child = without_hamlet_variables(&mut Command::new(env!("CARGO_BIN_EXE_hamlet-server")))
         .args(["serve", "--demo", "--listen", "127.0.0.1:0", "--data-dir"])
         .arg(data)
         .env("RUST_LOG", "warn")
@@ -103,7 +93,7 @@ fn the_dashboard_in_chromium_in_vietnamese_and_english() {
     for shot in ["results-vi.png", "results-en.png"] {
         let _ = std::fs::remove_file(shots.join(shot));
     }
-    let output = without_hamlet_variables(Command::new("node"))
+    let output = without_hamlet_variables(&mut Command::new("node"))
         .arg("dashboard.mjs")
         .arg(&demo.base)
         .arg(&shots)

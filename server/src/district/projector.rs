@@ -1060,17 +1060,39 @@ macro_rules! projection_sql {
                 Ok(())
             }
 
+            /// Inserts `rows` into a table in statements of [`INSERT_CHUNK`] rows: `head` is the
+            /// statement up to `VALUES`, whose first two columns are the campaign and the hamlet;
+            /// `bind` binds the rest of a row.
+            async fn insert_chunked<T>(
+                conn: &mut Conn,
+                a: &Apply<'_>,
+                head: &str,
+                rows: &[T],
+                what: &'static str,
+                bind: impl Fn(&mut sqlx::query_builder::Separated<'_, $db, &'static str>, &T),
+            ) -> Result<(), StoreError> {
+                for chunk in rows.chunks(INSERT_CHUNK) {
+                    let mut q = QueryBuilder::<$db>::new(head);
+                    q.push_values(chunk, |mut b, r| {
+                        b.push_bind(a.campaign).push_bind(a.hamlet);
+                        bind(&mut b, r);
+                    });
+                    q.build().execute(&mut *conn).await.map_err(query_failed(what))?;
+                }
+                Ok(())
+            }
+
             async fn insert_rows(conn: &mut Conn, a: &Apply<'_>) -> Result<(), StoreError> {
                 let rows = a.rows;
-                for chunk in rows.responses.chunks(INSERT_CHUNK) {
-                    let mut q = QueryBuilder::<$db>::new(
-                        "INSERT INTO responses (campaign_id, hamlet_id, response_id, status, form_version, \
+                insert_chunked(
+                    conn,
+                    a,
+                    "INSERT INTO responses (campaign_id, hamlet_id, response_id, status, form_version, \
                          recorded_on, collector, writer, submitted_on, submitted_by, voided_on, voided_by, void_reason) ",
-                    );
-                    q.push_values(chunk, |mut b, r| {
-                        b.push_bind(a.campaign)
-                            .push_bind(a.hamlet)
-                            .push_bind(&r.id)
+                    &rows.responses,
+                    "inserting responses",
+                    |b, r| {
+                        b.push_bind(&r.id)
                             .push_bind(r.status)
                             .push_bind(r.form_version)
                             .push_bind(&r.recorded_on)
@@ -1081,18 +1103,18 @@ macro_rules! projection_sql {
                             .push_bind(&r.voided_on)
                             .push_bind(&r.voided_by)
                             .push_bind(&r.void_reason);
-                    });
-                    q.build().execute(&mut *conn).await.map_err(query_failed("inserting responses"))?;
-                }
-                for chunk in rows.answers.chunks(INSERT_CHUNK) {
-                    let mut q = QueryBuilder::<$db>::new(
-                        "INSERT INTO answers (campaign_id, hamlet_id, response_id, question_id, subject_id, kind, \
+                    },
+                )
+                .await?;
+                insert_chunked(
+                    conn,
+                    a,
+                    "INSERT INTO answers (campaign_id, hamlet_id, response_id, question_id, subject_id, kind, \
                          value_text, value_number, search_text, counted) ",
-                    );
-                    q.push_values(chunk, |mut b, r| {
-                        b.push_bind(a.campaign)
-                            .push_bind(a.hamlet)
-                            .push_bind(&r.response)
+                    &rows.answers,
+                    "inserting answers",
+                    |b, r| {
+                        b.push_bind(&r.response)
                             .push_bind(&r.question)
                             .push_bind(&r.subject)
                             .push_bind(r.kind)
@@ -1100,18 +1122,18 @@ macro_rules! projection_sql {
                             .push_bind(r.number)
                             .push_bind(&r.search)
                             .push_bind(r.counted);
-                    });
-                    q.build().execute(&mut *conn).await.map_err(query_failed("inserting answers"))?;
-                }
-                for chunk in rows.tallies.chunks(INSERT_CHUNK) {
-                    let mut q = QueryBuilder::<$db>::new(
-                        "INSERT INTO tallies (campaign_id, hamlet_id, tally_id, recorded_on, collector, \
+                    },
+                )
+                .await?;
+                insert_chunked(
+                    conn,
+                    a,
+                    "INSERT INTO tallies (campaign_id, hamlet_id, tally_id, recorded_on, collector, \
                          ballots_issued, ballots_returned, ballots_valid, ballots_invalid, counted) ",
-                    );
-                    q.push_values(chunk, |mut b, r| {
-                        b.push_bind(a.campaign)
-                            .push_bind(a.hamlet)
-                            .push_bind(&r.id)
+                    &rows.tallies,
+                    "inserting tallies",
+                    |b, r| {
+                        b.push_bind(&r.id)
                             .push_bind(&r.recorded_on)
                             .push_bind(&r.collector)
                             .push_bind(r.ballots[0])
@@ -1119,58 +1141,58 @@ macro_rules! projection_sql {
                             .push_bind(r.ballots[2])
                             .push_bind(r.ballots[3])
                             .push_bind(r.counted);
-                    });
-                    q.build().execute(&mut *conn).await.map_err(query_failed("inserting tallies"))?;
-                }
-                for chunk in rows.tally_counts.chunks(INSERT_CHUNK) {
-                    let mut q = QueryBuilder::<$db>::new(
-                        "INSERT INTO tally_counts (campaign_id, hamlet_id, tally_id, question_id, subject_id, level, \
+                    },
+                )
+                .await?;
+                insert_chunked(
+                    conn,
+                    a,
+                    "INSERT INTO tally_counts (campaign_id, hamlet_id, tally_id, question_id, subject_id, level, \
                          count) ",
-                    );
-                    q.push_values(chunk, |mut b, r| {
-                        b.push_bind(a.campaign)
-                            .push_bind(a.hamlet)
-                            .push_bind(&r.tally)
+                    &rows.tally_counts,
+                    "inserting tally counts",
+                    |b, r| {
+                        b.push_bind(&r.tally)
                             .push_bind(&r.question)
                             .push_bind(&r.subject)
                             .push_bind(r.level)
                             .push_bind(r.count);
-                    });
-                    q.build().execute(&mut *conn).await.map_err(query_failed("inserting tally counts"))?;
-                }
-                for chunk in rows.conflicts.chunks(INSERT_CHUNK) {
-                    let mut q = QueryBuilder::<$db>::new(
-                        "INSERT INTO conflicts (campaign_id, hamlet_id, entity_kind, entity_id, path, item_key, \
+                    },
+                )
+                .await?;
+                insert_chunked(
+                    conn,
+                    a,
+                    "INSERT INTO conflicts (campaign_id, hamlet_id, entity_kind, entity_id, path, item_key, \
                          detail) ",
-                    );
-                    q.push_values(chunk, |mut b, r| {
-                        b.push_bind(a.campaign)
-                            .push_bind(a.hamlet)
-                            .push_bind(r.entity_kind)
+                    &rows.conflicts,
+                    "inserting conflicts",
+                    |b, r| {
+                        b.push_bind(r.entity_kind)
                             .push_bind(&r.entity_id)
                             .push_bind(&r.path)
                             .push_bind(&r.item_key)
                             .push_bind(&r.detail);
-                    });
-                    q.build().execute(&mut *conn).await.map_err(query_failed("inserting conflicts"))?;
-                }
-                for chunk in rows.flags.chunks(INSERT_CHUNK) {
-                    let mut q = QueryBuilder::<$db>::new(
-                        "INSERT INTO flags (campaign_id, hamlet_id, entity_kind, entity_id, ordinal, kind, item_key, \
+                    },
+                )
+                .await?;
+                insert_chunked(
+                    conn,
+                    a,
+                    "INSERT INTO flags (campaign_id, hamlet_id, entity_kind, entity_id, ordinal, kind, item_key, \
                          detail) ",
-                    );
-                    q.push_values(chunk, |mut b, r| {
-                        b.push_bind(a.campaign)
-                            .push_bind(a.hamlet)
-                            .push_bind(r.entity_kind)
+                    &rows.flags,
+                    "inserting flags",
+                    |b, r| {
+                        b.push_bind(r.entity_kind)
                             .push_bind(&r.entity_id)
                             .push_bind(r.ordinal)
                             .push_bind(&r.kind)
                             .push_bind(&r.item_key)
                             .push_bind(&r.detail);
-                    });
-                    q.build().execute(&mut *conn).await.map_err(query_failed("inserting flags"))?;
-                }
+                    },
+                )
+                .await?;
                 Ok(())
             }
 
