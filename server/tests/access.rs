@@ -588,3 +588,259 @@ async fn a_device_whose_clock_is_days_off_is_flagged_on_the_devices_page() {
         world.server.stop().await;
     }
 }
+
+/// Who a route is for, as the rules say.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum For {
+    /// Anyone (what it answers is the route's own business: a wrong enrollment code is a 401).
+    Anyone,
+    /// Anyone signed in: staff or device.
+    SignedIn,
+    /// Admins and viewers.
+    Staff,
+    /// Admins.
+    Admin,
+    /// Enrolled devices: collectors and relays.
+    Device,
+}
+
+/// The rule of every route. The test below reads the routes from the server's source, so a
+/// route added without a rule here fails it, as does a rule for a route that is gone.
+const RULES: &[(&str, &str, For)] = &[
+    ("GET", "/sync", For::Anyone),
+    ("GET", "/healthz", For::Anyone),
+    ("GET", "/readyz", For::Anyone),
+    ("GET", "/metrics", For::Anyone),
+    ("GET", "/api/openapi.json", For::Anyone),
+    ("GET", "/login", For::Anyone),
+    ("POST", "/login", For::Anyone),
+    ("POST", "/logout", For::Anyone),
+    ("POST", "/api/session", For::Anyone),
+    ("POST", "/api/enroll", For::Anyone),
+    ("GET", "/api/me", For::SignedIn),
+    ("GET", "/password", For::Staff),
+    ("POST", "/password", For::Staff),
+    ("POST", "/api/device/actors", For::Device),
+    ("GET", "/api/device/assignments", For::Device),
+    ("POST", "/api/device/token", For::Device),
+    ("GET", "/api/people", For::Admin),
+    ("POST", "/api/people", For::Admin),
+    ("PUT", "/api/people/{id}/assignments", For::Admin),
+    ("POST", "/api/people/{id}/enrollment-codes", For::Admin),
+    ("POST", "/api/people/{id}/sign-out-everywhere", For::Admin),
+    ("GET", "/api/devices", For::Admin),
+    ("POST", "/api/devices/{id}/revoke", For::Admin),
+    ("POST", "/api/tokens", For::Admin),
+    ("DELETE", "/api/tokens/{id}", For::Admin),
+    ("GET", "/admin/people", For::Admin),
+    ("POST", "/admin/people", For::Admin),
+    ("POST", "/admin/people/{id}/enroll", For::Admin),
+    ("POST", "/admin/people/{id}/sign-out-everywhere", For::Admin),
+    ("GET", "/admin/devices", For::Admin),
+    ("POST", "/admin/devices/{id}/revoke", For::Admin),
+    // The district: staff read and review, admins manage.
+    ("GET", "/api/campaigns", For::Staff),
+    ("GET", "/api/campaigns/{campaign}", For::Staff),
+    ("GET", "/api/campaigns/{campaign}/results", For::Staff),
+    ("GET", "/api/campaigns/{campaign}/progress", For::Staff),
+    ("GET", "/api/campaigns/{campaign}/comments", For::Staff),
+    ("GET", "/api/campaigns/{campaign}/review", For::Staff),
+    ("POST", "/api/campaigns/{campaign}/review", For::Staff),
+    ("GET", "/api/campaigns/{campaign}/export/{file}", For::Staff),
+    ("GET", "/api/units", For::Staff),
+    ("POST", "/api/campaigns", For::Admin),
+    ("PUT", "/api/campaigns/{campaign}", For::Admin),
+    ("POST", "/api/campaigns/{campaign}/open", For::Admin),
+    ("POST", "/api/campaigns/{campaign}/close", For::Admin),
+    ("POST", "/api/campaigns/{campaign}/publish", For::Admin),
+    ("POST", "/api/campaigns/{campaign}/subjects", For::Admin),
+    ("POST", "/api/campaigns/{campaign}/hamlets", For::Admin),
+    ("POST", "/api/units", For::Admin),
+    ("GET", "/api/audit", For::Admin),
+    ("GET", "/", For::Staff),
+    ("GET", "/campaigns/{campaign}", For::Staff),
+    ("GET", "/campaigns/{campaign}/results", For::Staff),
+    ("GET", "/campaigns/{campaign}/results/{subject}", For::Staff),
+    ("GET", "/campaigns/{campaign}/hamlets/{hamlet}", For::Staff),
+    ("GET", "/campaigns/{campaign}/comments", For::Staff),
+    ("GET", "/campaigns/{campaign}/review", For::Staff),
+    ("POST", "/campaigns/{campaign}/review", For::Staff),
+    ("GET", "/campaigns/{campaign}/devices", For::Staff),
+    ("GET", "/admin/audit", For::Admin),
+    ("GET", "/admin/campaigns", For::Admin),
+    ("POST", "/admin/campaigns", For::Admin),
+    ("GET", "/admin/campaigns/{campaign}", For::Admin),
+    ("POST", "/admin/campaigns/{campaign}", For::Admin),
+    ("POST", "/admin/campaigns/{campaign}/subjects", For::Admin),
+    ("POST", "/admin/campaigns/{campaign}/hamlets", For::Admin),
+    ("POST", "/admin/campaigns/{campaign}/state", For::Admin),
+    ("GET", "/admin/units", For::Admin),
+    ("POST", "/admin/units", For::Admin),
+];
+
+/// Every route the server's web layer declares, as (method, path): the `.route("…", get(…)
+/// .post(…))` calls and the `#[utoipa::path(method, path = "…")]` descriptions that
+/// `routes!` routes, read from the source under `server/src/web`.
+fn declared_routes() -> std::collections::BTreeSet<(String, String)> {
+    fn files(dir: &std::path::Path, out: &mut Vec<std::path::PathBuf>) {
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                files(&path, out);
+            } else if path.extension().is_some_and(|e| e == "rs") {
+                out.push(path);
+            }
+        }
+    }
+    /// The text inside the parenthesis opened just before `from`.
+    fn inside(text: &str, from: usize) -> &str {
+        let mut depth = 1;
+        for (i, c) in text[from..].char_indices() {
+            match c {
+                '(' => depth += 1,
+                ')' if depth == 1 => return &text[from..from + i],
+                ')' => depth -= 1,
+                _ => {}
+            }
+        }
+        &text[from..]
+    }
+    const METHODS: [&str; 5] = ["get", "post", "put", "delete", "patch"];
+    let mut sources = Vec::new();
+    files(&std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src/web"), &mut sources);
+    let mut routes = std::collections::BTreeSet::new();
+    for file in sources {
+        let text = std::fs::read_to_string(&file).unwrap();
+        for (at, _) in text.match_indices(".route(\"") {
+            let args = inside(&text, at + ".route(".len());
+            let path = args[1..].split('"').next().unwrap().to_owned();
+            // The methods called at the top level of the second argument (`get(a).post(b)`).
+            let mut depth = 0;
+            let mut word = String::new();
+            for c in args.chars() {
+                match c {
+                    '(' => {
+                        if depth == 0 && METHODS.contains(&word.as_str()) {
+                            routes.insert((word.to_uppercase(), path.clone()));
+                        }
+                        depth += 1;
+                        word.clear();
+                    }
+                    ')' => depth -= 1,
+                    c if c.is_ascii_alphanumeric() || c == '_' => word.push(c),
+                    _ => word.clear(),
+                }
+            }
+        }
+        for (at, _) in text.match_indices("#[utoipa::path(") {
+            let args = inside(&text, at + "#[utoipa::path(".len());
+            let method = args.split(',').next().unwrap().trim().to_uppercase();
+            let path = args.split("path = \"").nth(1).unwrap().split('"').next().unwrap().to_owned();
+            routes.insert((method, path));
+        }
+    }
+    routes
+}
+
+/// Every route the server declares has a rule, and answers each role as its rule says:
+/// anonymous callers are sent to sign in (401 for the API, a redirect for pages), other roles
+/// are refused with 403, allowed ones are let through to the handler (whatever it then says of
+/// the made-up ids and bodies sent). Every route that changes something refuses a cookie session
+/// without its CSRF token.
+#[tokio::test]
+async fn every_declared_route_has_a_rule_that_holds_for_every_role() {
+    let declared = declared_routes();
+    let ruled: std::collections::BTreeSet<(String, String)> =
+        RULES.iter().map(|(m, p, _)| (m.to_string(), p.to_string())).collect();
+    let unruled: Vec<_> = declared.difference(&ruled).collect();
+    assert!(unruled.is_empty(), "routes without a rule in RULES: {unruled:?}");
+    let gone: Vec<_> = ruled.difference(&declared).collect();
+    assert!(gone.is_empty(), "rules for routes the server no longer declares: {gone:?}");
+    assert!(declared.len() >= 60, "only {} routes read from the source", declared.len());
+
+    let db = support::databases().await.into_iter().next().expect("SQLite");
+    let world = World::new(db.url()).await;
+    let (cookie, csrf) = world.sign_in("admin", ADMIN_PASSWORD).await;
+    let bearer = |t: &str| format!("Bearer {t}");
+    let roles: Vec<(&str, Vec<(String, String)>, &[For])> = vec![
+        ("anonymous", vec![], &[For::Anyone]),
+        (
+            "admin-token",
+            vec![("Authorization".into(), bearer(&world.admin_token))],
+            &[For::Anyone, For::SignedIn, For::Staff, For::Admin],
+        ),
+        (
+            "admin-session",
+            vec![("Cookie".into(), cookie.clone()), ("X-CSRF-Token".into(), csrf.clone())],
+            &[For::Anyone, For::SignedIn, For::Staff, For::Admin],
+        ),
+        (
+            "viewer",
+            vec![("Authorization".into(), bearer(&world.viewer_token))],
+            &[For::Anyone, For::SignedIn, For::Staff],
+        ),
+        (
+            "collector",
+            vec![("Authorization".into(), bearer(world.token("c1")))],
+            &[For::Anyone, For::SignedIn, For::Device],
+        ),
+        (
+            "relay",
+            vec![("Authorization".into(), bearer(world.token("relay")))],
+            &[For::Anyone, For::SignedIn, For::Device],
+        ),
+    ];
+    // Made-up ids: an allowed caller reaches the handler, which finds nothing.
+    let concrete = |path: &str| {
+        path.replace("{campaign}", "no-such-campaign")
+            .replace("{subject}", "nobody")
+            .replace("{hamlet}", "no-hamlet")
+            .replace("{file}", "results.csv")
+            .replace("{id}", "nobody")
+    };
+    // Rotating a device's token ends the one the table uses: that route goes last.
+    let mut rules: Vec<_> = RULES.iter().filter(|(_, _, rule)| *rule != For::Anyone).collect();
+    rules.sort_by_key(|(_, path, _)| *path == "/api/device/token");
+    let mut checked = 0;
+    for (method, path, rule) in rules {
+        let path = concrete(path);
+        let page = !path.starts_with("/api/");
+        let content_type = if page { "application/x-www-form-urlencoded" } else { "application/json" };
+        let body = if *method == "GET" {
+            None
+        } else if page {
+            Some("x=1")
+        } else {
+            Some("{}")
+        };
+        for (role, headers, allowed) in &roles {
+            let mut headers: Vec<(&str, &str)> = headers.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+            headers.push(("Content-Type", content_type));
+            if page {
+                headers.push(("Accept", "text/html"));
+            }
+            let reply = world.server.request(method, &path, &headers, body).await;
+            let here = format!("{method} {path} as {role} ({rule:?}): {} {}", reply.status, reply.body);
+            let to_sign_in = reply.status == 303 && reply.header("location").is_some_and(|l| l.starts_with("/login"));
+            if allowed.contains(rule) {
+                assert!(![401, 403].contains(&reply.status) && !to_sign_in, "refused: {here}");
+                assert_ne!(reply.status, 405, "not routed: {here}");
+            } else if *role == "anonymous" {
+                let expected = if page { to_sign_in } else { reply.status == 401 };
+                assert!(expected, "anonymous not sent to sign in: {here}");
+            } else {
+                assert_eq!(reply.status, 403, "not refused: {here}");
+            }
+            checked += 1;
+        }
+        // A cookie session without its CSRF token changes nothing.
+        if *method != "GET" && [For::SignedIn, For::Staff, For::Admin].contains(rule) {
+            let headers = [("Cookie", cookie.as_str()), ("Content-Type", content_type)];
+            let reply = world.server.request(method, &path, &headers, body).await;
+            assert_eq!(reply.status, 403, "{method} {path} without the CSRF token: {}", reply.body);
+            checked += 1;
+        }
+    }
+    assert!(checked > 300, "{checked} cells checked");
+    world.server.stop().await;
+}
