@@ -762,7 +762,9 @@ async fn every_declared_route_has_a_rule_that_holds_for_every_role() {
     let world = World::new(db.url()).await;
     let (cookie, csrf) = world.sign_in("admin", ADMIN_PASSWORD).await;
     let bearer = |t: &str| format!("Bearer {t}");
-    let roles: Vec<(&str, Vec<(String, String)>, &[For])> = vec![
+    // (name, the headers it sends, the rules that let it through)
+    type Role<'a> = (&'a str, Vec<(String, String)>, &'a [For]);
+    let roles: Vec<Role<'_>> = vec![
         ("anonymous", vec![], &[For::Anyone]),
         (
             "admin-token",
