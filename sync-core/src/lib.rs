@@ -16,6 +16,7 @@
 //!   store, with the promises the server keeps, for tests and benchmarks.
 //! - [`client`]: the sync session seen from a client (join, request or sync, acknowledgements).
 //! - [`bundle`]: changes of many documents in one file, carried without a network.
+//! - [`texts`]: every word the pages and the collector command show, in Vietnamese and English.
 //!
 //! # Example
 //!
@@ -69,6 +70,7 @@ mod openapi;
 pub mod projection;
 pub mod session;
 pub mod sim;
+pub mod texts;
 pub mod unit;
 pub mod wire;
 

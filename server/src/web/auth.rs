@@ -14,12 +14,13 @@ use hamlet_sync_core::CampaignId;
 use hamlet_sync_core::enrollment::EnrollmentLink;
 use serde::{Deserialize, Serialize};
 
-use super::i18n::Lang;
+use super::i18n;
 use super::pages::{self, Chrome, Menu, RequestChrome, html_response};
 use super::proxy::TrustedProxies;
 use super::{ApiError, AppState};
 use crate::accounts::{AccountError, Person, Role};
 use crate::audit::Coalescer;
+use hamlet_sync_core::texts::Lang;
 
 /// The session cookie's name.
 pub const SESSION_COOKIE: &str = "hamlet_session";
@@ -339,7 +340,7 @@ pub async fn limit_failures_by_address(State(state): State<AppState>, request: R
     if let Err(wait) = state.limiter.check(&key, Instant::now()) {
         if request.uri().path() == "/login" {
             // The sign-in form answers in words, in the page's language.
-            let (lang, _) = Lang::of_request(request.uri().query(), request.headers());
+            let (lang, _) = i18n::lang_of_request(request.uri().query(), request.headers());
             let chrome = login_chrome(lang);
             let page = pages::accounts::login(&chrome, "/", Some(lang.texts().too_many_attempts));
             let mut response = html_response(lang, false, StatusCode::TOO_MANY_REQUESTS, page);
@@ -480,7 +481,8 @@ pub async fn login(
     ClientAddress(address): ClientAddress,
     Form(form): Form<LoginForm>,
 ) -> Response {
-    let lang = form.lang.as_deref().and_then(Lang::from_code).unwrap_or_else(|| Lang::of_request(None, &headers).0);
+    let lang =
+        form.lang.as_deref().and_then(Lang::from_code).unwrap_or_else(|| i18n::lang_of_request(None, &headers).0);
     let next = safe_next(form.next.as_deref());
     match sign_in(&state, &address, form.name.trim(), &form.password).await {
         Ok((person, token, _)) => {

@@ -6,7 +6,8 @@
 //!   handlers, enrollment; [`proxy`]: the client's address behind trusted proxies.
 //! - [`api`]: the district's JSON API and its OpenAPI document.
 //! - [`pages`]: the dashboard and account pages (Vietnamese by default, English on request,
-//!   no JavaScript); [`i18n`]: their texts.
+//!   no JavaScript); [`i18n`]: which language a request asks for (the words are
+//!   `hamlet_sync_core::texts`, shared with the collector command).
 //! - [`export`]: CSV and XLSX downloads, streamed; [`sync`]: `/sync`, `/readyz`, `/metrics`.
 //! - [`tls`]: TLS terminated by the server itself, reloaded when its files change; HSTS; the
 //!   certificate fingerprint enrollment codes carry.

@@ -1,7 +1,6 @@
 //! `hamlet-collector`: everything a collector's phone does, on the command line, over the same
 //! library (for demos, scripts and the load generator).
 
-mod i18n;
 mod prompt;
 
 use std::collections::BTreeMap;
@@ -9,13 +8,13 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use clap::{Parser, Subcommand};
+use clap::{Parser, Subcommand, ValueEnum};
 use hamlet_mobile::enroll::EnrollError;
 use hamlet_mobile::store::StoreError;
 use hamlet_mobile::sync::SyncError;
 use hamlet_mobile::views::{ResponseFilter, SyncReport, TallyInput};
 use hamlet_mobile::{Collector, CollectorError, SyncEvent, SyncOptions};
-use i18n::{Lang, Msg};
+use hamlet_sync_core::texts::Lang;
 use indicatif::{ProgressBar, ProgressStyle};
 use serde::Serialize;
 
@@ -34,7 +33,7 @@ struct Cli {
     store: PathBuf,
     /// Language of the output.
     #[arg(long, env = "HAMLET_LANG", value_enum, default_value = "vi", global = true)]
-    lang: Lang,
+    lang: Language,
     /// Print JSON, for scripts.
     #[arg(long, global = true)]
     json: bool,
@@ -51,6 +50,25 @@ struct Cli {
     ca_cert: Option<PathBuf>,
     #[command(subcommand)]
     command: Command,
+}
+
+/// The language of the output, as `--lang` reads it. Its words are the table the server's pages
+/// use too ([`hamlet_sync_core::texts`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+enum Language {
+    /// Tiếng Việt.
+    Vi,
+    /// English.
+    En,
+}
+
+impl From<Language> for Lang {
+    fn from(language: Language) -> Lang {
+        match language {
+            Language::Vi => Lang::Vi,
+            Language::En => Lang::En,
+        }
+    }
 }
 
 #[derive(Subcommand, Debug)]
@@ -244,14 +262,14 @@ fn main() -> ExitCode {
     let filter = tracing_subscriber::EnvFilter::try_from_env("HAMLET_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
     tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_target(false).init();
-    let (lang, json) = (cli.lang, cli.json);
+    let (lang, json) = (Lang::from(cli.lang), cli.json);
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(f) => {
             if json {
                 eprintln!("{}", serde_json::json!({ "error": { "kind": f.kind, "message": f.message } }));
             } else {
-                eprintln!("{}: {}", lang.text(Msg::Error), f.message);
+                eprintln!("{}: {}", lang.texts().error, f.message);
             }
             ExitCode::from(f.code)
         }
@@ -320,7 +338,7 @@ fn pick_hamlet(collector: &Collector, campaign: &str, given: Option<String>) -> 
 }
 
 fn run(cli: Cli) -> Result<(), Failure> {
-    let (lang, json) = (cli.lang, cli.json);
+    let (lang, json) = (Lang::from(cli.lang), cli.json);
     let collector = open(&cli.store, Duration::from_secs(cli.wait))?;
     if let Some(path) = &cli.ca_cert {
         let pem = std::fs::read_to_string(path).map_err(|e| invalid(format!("{}: {e}", path.display())))?;
@@ -340,18 +358,18 @@ fn run(cli: Cli) -> Result<(), Failure> {
             };
             // Enrolled is enrolled: a first sync that fails is said, and done again later.
             if !no_sync && let Err(f) = sync(&collector, None, SyncOptions::default(), lang, json) {
-                eprintln!("{}: {}", lang.text(Msg::FirstSyncFailed), f.message);
+                eprintln!("{}: {}", lang.texts().first_sync_failed, f.message);
             }
             if json {
                 return print_json(&enrolled);
             }
-            println!("{}: {} ({})", lang.text(Msg::Enrolled), enrolled.collector, enrolled.server);
+            println!("{}: {} ({})", lang.texts().device_enrolled, enrolled.collector, enrolled.server);
             for c in &enrolled.campaigns {
                 println!(
                     "  {} {}: {} {}",
-                    lang.text(Msg::Campaign),
+                    lang.texts().campaign,
                     c.campaign,
-                    lang.text(Msg::Hamlets),
+                    lang.texts().hamlet_list,
                     c.hamlets.join(", ")
                 );
             }
@@ -372,12 +390,12 @@ fn run(cli: Cli) -> Result<(), Failure> {
                 let name = lang.pick(&c.name_vi, &c.name_en);
                 println!(
                     "{} {} — {}",
-                    lang.text(Msg::Campaign),
+                    lang.texts().campaign,
                     c.id,
-                    if c.downloaded { name } else { lang.text(Msg::NotDownloaded) }
+                    if c.downloaded { name } else { lang.texts().not_downloaded }
                 );
                 if c.downloaded {
-                    println!("  {}: {}", lang.text(Msg::State), c.state);
+                    println!("  {}: {}", lang.texts().state, c.state);
                 }
                 for h in &c.hamlets {
                     match h.expected_voters {
@@ -420,14 +438,14 @@ fn run(cli: Cli) -> Result<(), Failure> {
                 if json {
                     print_json(&collector.response(&id)?)?;
                 } else {
-                    println!("{}: {id}", lang.text(Msg::Recorded));
+                    println!("{}: {id}", lang.texts().response_recorded);
                 }
                 let mut failure = Failure::from(e);
                 failure.message = format!(
                     "{}: {}. {} {id}",
-                    lang.text(Msg::NotSubmitted),
+                    lang.texts().response_not_submitted,
                     failure.message,
-                    lang.text(Msg::DraftKept)
+                    lang.texts().kept_as_draft
                 );
                 return Err(failure);
             }
@@ -435,7 +453,7 @@ fn run(cli: Cli) -> Result<(), Failure> {
             if json {
                 return print_json(&item);
             }
-            println!("{}: {id}", lang.text(if submit { Msg::Submitted } else { Msg::Recorded }));
+            println!("{}: {id}", if submit { lang.texts().response_submitted } else { lang.texts().response_recorded });
         }
         Command::List { campaign, hamlet, status, day, all } => {
             let day = match day.as_deref() {
@@ -448,7 +466,7 @@ fn run(cli: Cli) -> Result<(), Failure> {
                 return print_json(&items);
             }
             if items.is_empty() {
-                println!("{}", lang.text(Msg::NoResponses));
+                println!("{}", lang.texts().no_responses);
             }
             for r in &items {
                 let ack = if r.acknowledged { "✓" } else { "…" };
@@ -467,13 +485,16 @@ fn run(cli: Cli) -> Result<(), Failure> {
             if json {
                 return print_json(&collector.response(&id)?);
             }
-            println!("{}: {id}", lang.text(if flagged { Msg::EditedFlagged } else { Msg::Edited }));
+            println!(
+                "{}: {id}",
+                if flagged { lang.texts().submitted_response_edited } else { lang.texts().response_edited }
+            );
         }
         Command::Submit { ids } => {
             for id in &ids {
                 collector.submit(id)?;
                 if !json {
-                    println!("{}: {id}", lang.text(Msg::Submitted));
+                    println!("{}: {id}", lang.texts().response_submitted);
                 }
             }
             if json {
@@ -485,7 +506,7 @@ fn run(cli: Cli) -> Result<(), Failure> {
             if json {
                 return print_json(&collector.response(&id)?);
             }
-            println!("{}: {id}", lang.text(Msg::Voided));
+            println!("{}: {id}", lang.texts().response_voided);
         }
         Command::Tally { campaign, hamlet, id, issued, returned, valid, invalid: invalid_ballots, counts } => {
             let campaign = pick_campaign(&collector, campaign)?;
@@ -501,7 +522,7 @@ fn run(cli: Cli) -> Result<(), Failure> {
             if json {
                 return print_json(&serde_json::json!({ "tally": id }));
             }
-            println!("{}: {id}", lang.text(Msg::TallyRecorded));
+            println!("{}: {id}", lang.texts().tally_recorded);
         }
         Command::Status => {
             let counts = collector.counts()?;
@@ -509,13 +530,13 @@ fn run(cli: Cli) -> Result<(), Failure> {
                 return print_json(&serde_json::json!({ "enrollment": collector.enrollment(), "counts": counts }));
             }
             if let Some(e) = collector.enrollment() {
-                println!("{}: {}   {}: {}", lang.text(Msg::Collector), e.collector, lang.text(Msg::Server), e.server);
+                println!("{}: {}   {}: {}", lang.texts().collector, e.collector, lang.texts().server, e.server);
             }
-            println!("{:<36} {}", lang.text(Msg::RecordedToday), counts.recorded_today);
-            println!("{:<36} {}", lang.text(Msg::Drafts), counts.drafts);
-            println!("{:<36} {}", lang.text(Msg::Pending), counts.pending);
-            println!("{:<36} {}", lang.text(Msg::Acknowledged), counts.acknowledged);
-            println!("{:<36} {}", lang.text(Msg::VoidedCount), counts.voided);
+            println!("{:<36} {}", lang.texts().recorded_today, counts.recorded_today);
+            println!("{:<36} {}", lang.texts().draft_responses, counts.drafts);
+            println!("{:<36} {}", lang.texts().not_acknowledged, counts.pending);
+            println!("{:<36} {}", lang.texts().acknowledged, counts.acknowledged);
+            println!("{:<36} {}", lang.texts().voided, counts.voided);
         }
         Command::Sync { server, timeout, attempts } => {
             let options =
@@ -534,16 +555,16 @@ fn run(cli: Cli) -> Result<(), Failure> {
                     kind: "incomplete",
                     message: format!(
                         "{pending} {}, {refused} {}, {unavailable} {}",
-                        lang.text(Msg::Pending),
-                        lang.text(Msg::Refused),
-                        lang.text(Msg::Unavailable)
+                        lang.texts().not_acknowledged,
+                        lang.texts().changes_refused,
+                        lang.texts().not_on_server
                     ),
                 });
             }
         }
         Command::ExportBundle { path } => {
             let bar = spinner(json);
-            bar.set_message(lang.text(Msg::Exported));
+            bar.set_message(lang.texts().bundle_exported);
             let report = collector.export_bundle(&path, &|done, total| {
                 bar.set_length(u64::from(total));
                 bar.set_position(u64::from(done));
@@ -554,17 +575,17 @@ fn run(cli: Cli) -> Result<(), Failure> {
             }
             println!(
                 "{}: {} ({} {}, {} {})",
-                lang.text(Msg::Exported),
+                lang.texts().bundle_exported,
                 report.path,
                 report.changes,
-                lang.text(Msg::Changes),
+                lang.texts().changes,
                 report.bytes,
-                lang.text(Msg::Bytes)
+                lang.texts().bytes
             );
         }
         Command::ImportBundle { path } => {
             let bar = spinner(json);
-            bar.set_message(lang.text(Msg::Imported));
+            bar.set_message(lang.texts().bundle_imported);
             let report = collector.import_bundle(&path, &|done, total| {
                 bar.set_length(u64::from(total));
                 bar.set_position(u64::from(done));
@@ -573,15 +594,15 @@ fn run(cli: Cli) -> Result<(), Failure> {
             if json {
                 return print_json(&report);
             }
-            println!("{}: {} ({} {})", lang.text(Msg::Imported), report.path, report.changes, lang.text(Msg::Changes));
+            println!("{}: {} ({} {})", lang.texts().bundle_imported, report.path, report.changes, lang.texts().changes);
             for d in &report.skipped {
-                println!("  {}: {d}", lang.text(Msg::Skipped));
+                println!("  {}: {d}", lang.texts().not_assigned_here);
             }
             for d in &report.incomplete {
-                println!("  {}: {d}", lang.text(Msg::Incomplete));
+                println!("  {}: {d}", lang.texts().bundle_incomplete);
             }
             for d in &report.refused {
-                println!("  {}: {d}", lang.text(Msg::Refused));
+                println!("  {}: {d}", lang.texts().changes_refused);
             }
         }
     }
@@ -636,15 +657,15 @@ fn sync(
     json: bool,
 ) -> Result<SyncReport, Failure> {
     let bar = spinner(json);
-    bar.set_message(lang.text(Msg::Syncing));
+    bar.set_message(lang.texts().syncing);
     let report = collector.sync(server, &options, &|event| match event {
-        SyncEvent::Connecting { .. } => bar.set_message(lang.text(Msg::Syncing)),
+        SyncEvent::Connecting { .. } => bar.set_message(lang.texts().syncing),
         SyncEvent::Progress { done, total } => {
             bar.set_length(u64::from(total));
             bar.set_position(u64::from(done));
         }
         SyncEvent::Retrying { after_ms, reason, .. } => {
-            bar.set_message(format!("{} {:.1} s ({reason})", lang.text(Msg::Retrying), after_ms as f64 / 1000.0));
+            bar.set_message(format!("{} {:.1} s ({reason})", lang.texts().retrying, after_ms as f64 / 1000.0));
         }
     });
     bar.finish_and_clear();
@@ -652,36 +673,36 @@ fn sync(
 }
 
 fn print_report(report: &SyncReport, lang: Lang) {
-    println!("{} ({} ms)", lang.text(Msg::SyncDone), report.duration_ms);
+    println!("{} ({} ms)", lang.texts().sync_done, report.duration_ms);
     println!(
         "  {}: {} {}, {} {}",
-        lang.text(Msg::Sent),
+        lang.texts().sent,
         report.changes_sent,
-        lang.text(Msg::Changes),
+        lang.texts().changes,
         report.bytes_sent,
-        lang.text(Msg::Bytes)
+        lang.texts().bytes
     );
     println!(
         "  {}: {} {}, {} {}",
-        lang.text(Msg::Received),
+        lang.texts().received,
         report.changes_received,
-        lang.text(Msg::Changes),
+        lang.texts().changes,
         report.bytes_received,
-        lang.text(Msg::Bytes)
+        lang.texts().bytes
     );
     println!(
         "  {}: {}   {}: {}",
-        lang.text(Msg::RoundTrips),
+        lang.texts().round_trips,
         report.round_trips,
-        lang.text(Msg::Attempts),
+        lang.texts().connections,
         report.attempts
     );
-    println!("  {}: {}", lang.text(Msg::NewlyAcknowledged), report.newly_acknowledged);
-    println!("  {}: {}", lang.text(Msg::Pending), report.counts.pending);
+    println!("  {}: {}", lang.texts().newly_acknowledged, report.newly_acknowledged);
+    println!("  {}: {}", lang.texts().not_acknowledged, report.counts.pending);
     for d in &report.unavailable {
-        println!("  {}: {d}", lang.text(Msg::Unavailable));
+        println!("  {}: {d}", lang.texts().not_on_server);
     }
     for r in &report.refused {
-        println!("  {}: {} — {}", lang.text(Msg::Refused), r.document, r.reason);
+        println!("  {}: {} — {}", lang.texts().changes_refused, r.document, r.reason);
     }
 }

@@ -4,7 +4,7 @@ use std::io::{self, BufRead, IsTerminal, Write};
 
 use hamlet_mobile::views::AnswerSlot;
 
-use crate::i18n::{Lang, Msg};
+use hamlet_sync_core::texts::Lang;
 
 /// Asks every slot on the terminal, asking again while `check` refuses an answer; returns the
 /// answers given and whether to submit at once. Fails when standard input is not a terminal
@@ -24,27 +24,27 @@ pub fn answers(
     for slot in slots {
         let label = lang.pick(&slot.label_vi, &slot.label_en);
         let subject = slot.subject_name.as_deref().map(|s| format!(" — {s}")).unwrap_or_default();
-        let required = if slot.required { format!(" ({})", lang.text(Msg::Required)) } else { String::new() };
+        let required = if slot.required { format!(" ({})", lang.texts().required) } else { String::new() };
         writeln!(stdout, "\n{label}{subject}{required}")?;
         match slot.kind.as_str() {
             "rating" => {
                 for (i, c) in slot.choices.iter().enumerate() {
                     writeln!(stdout, "  {}. {}", i + 1, lang.pick(&c.label_vi, &c.label_en))?;
                 }
-                write!(stdout, "{} 1-{}", lang.text(Msg::Choices), slot.choices.len())?;
+                write!(stdout, "{} 1-{}", lang.texts().choose, slot.choices.len())?;
             }
-            "yes_no" => write!(stdout, "{}", lang.pick("có / không", "yes / no"))?,
+            "yes_no" => write!(stdout, "{}", lang.texts().yes_or_no)?,
             "number" => write!(
                 stdout,
                 "{} {} – {}",
-                lang.text(Msg::Range),
+                lang.texts().range_from,
                 slot.min.unwrap_or_default(),
                 slot.max.unwrap_or_default()
             )?,
-            _ => write!(stdout, "{}", lang.text(Msg::Answer))?,
+            _ => write!(stdout, "{}", lang.texts().answer)?,
         }
         loop {
-            write!(stdout, " [{}]: ", lang.text(Msg::SkipHint))?;
+            write!(stdout, " [{}]: ", lang.texts().enter_to_skip)?;
             stdout.flush()?;
             let Some(line) = lines.next() else { break };
             let line = line?;
@@ -57,11 +57,11 @@ pub fn answers(
                     out.push((slot.key.clone(), text.to_owned()));
                     break;
                 }
-                Err(message) => write!(stdout, "{}: {message}\n{}", lang.text(Msg::Error), lang.text(Msg::Answer))?,
+                Err(message) => write!(stdout, "{}: {message}\n{}", lang.texts().error, lang.texts().answer)?,
             }
         }
     }
-    write!(stdout, "\n{} ", lang.text(Msg::SubmitNow))?;
+    write!(stdout, "\n{} ", lang.texts().submit_now)?;
     stdout.flush()?;
     let submit = match lines.next() {
         Some(Ok(line)) => matches!(line.trim().to_lowercase().as_str(), "c" | "có" | "co" | "y" | "yes"),

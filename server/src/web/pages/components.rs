@@ -4,7 +4,7 @@
 use maud::{Markup, html};
 
 use crate::district::DistrictError;
-use crate::web::i18n::{Lang, Texts};
+use hamlet_sync_core::texts::{Lang, Texts};
 
 /// A column of a [`data_table`]: its heading, and whether it holds numbers (right-aligned).
 #[derive(Debug, Clone)]

@@ -8,7 +8,7 @@
 use maud::{DOCTYPE, Markup, PreEscaped, html};
 
 use super::href;
-use crate::web::i18n::{Lang, Texts};
+use hamlet_sync_core::texts::{Lang, Texts};
 
 /// The one stylesheet, inline in every page.
 pub(super) const STYLE: &str = "\

@@ -27,7 +27,8 @@ use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 pub use layout::{Chrome, Menu, Page, Section, Tab};
 
 use crate::web::auth::Principal;
-use crate::web::i18n::Lang;
+use crate::web::i18n;
+use hamlet_sync_core::texts::Lang;
 
 /// What a URL part keeps as it is: letters, digits and `-_.~`; everything else is `%XX`.
 const URL_PART: &AsciiSet = &NON_ALPHANUMERIC.remove(b'-').remove(b'_').remove(b'.').remove(b'~');
@@ -58,7 +59,7 @@ impl<S: Send + Sync> FromRequestParts<S> for RequestChrome {
     type Rejection = std::convert::Infallible;
 
     async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
-        let (lang, set_cookie) = Lang::of(parts);
+        let (lang, set_cookie) = i18n::lang_of(parts);
         let uri = parts.extensions.get::<OriginalUri>().map_or_else(|| parts.uri.clone(), |u| u.0.clone());
         let path = uri.path_and_query().map_or_else(|| "/".to_owned(), |p| p.as_str().to_owned());
         let (menu, csrf) = match parts.extensions.get::<Principal>() {

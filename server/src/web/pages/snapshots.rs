@@ -16,7 +16,7 @@ use crate::district::catalog::CampaignSummary;
 use crate::district::progress::{Alert, CommuneProgress, Counts, DeviceRow, HamletProgress, Progress};
 use crate::district::results::{Batched, Depth, LevelInfo, ResultRow, Results, SubjectResult, ThresholdInfo, UnitRow};
 use crate::district::review::{Comment, Comments, ConflictValue, ReviewItem, Reviewed};
-use crate::web::i18n::Lang;
+use hamlet_sync_core::texts::Lang;
 
 /// 2025-06-10 09:00 in Vietnam.
 const NOW: i64 = 1_749_520_800_000;

@@ -58,7 +58,7 @@ use crate::district::{District, DistrictError, campaigns, fold_search};
 use crate::web::AppState;
 use crate::web::api::district as api;
 use crate::web::error::district_status;
-use crate::web::i18n::{Lang, Texts};
+use hamlet_sync_core::texts::{Lang, Texts};
 
 /// Comments per page.
 const COMMENTS_PAGE: i64 = 50;
