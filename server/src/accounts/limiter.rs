@@ -1,4 +1,9 @@
 //! Slowing down guessing: at most N failures per window for an account or an address.
+//!
+//! Written here rather than taken from a rate-limiting crate (tower's, governor): those count
+//! requests, and a person who signs in correctly a hundred times must never be locked out. This
+//! counts only failures, recorded after the answer is known (a wrong password, a used code), and
+//! keyed by account as well as by address.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Mutex;

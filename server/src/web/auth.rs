@@ -10,6 +10,7 @@ use axum::extract::{ConnectInfo, Form, Path, Query, Request, State};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Redirect, Response};
+use cookie::{Cookie, SameSite};
 use hamlet_sync_core::CampaignId;
 use hamlet_sync_core::enrollment::EnrollmentLink;
 use serde::{Deserialize, Serialize};
@@ -116,16 +117,16 @@ fn query_token(request: &Request) -> Option<String> {
         .map(|(_, v)| v)
 }
 
-/// The value of cookie `name`.
+/// The value of cookie `name` (the first of that name, as browsers send the most specific first).
 pub fn cookie(headers: &HeaderMap, name: &str) -> Option<String> {
     headers
         .get_all(header::COOKIE)
         .iter()
         .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .filter_map(|pair| pair.trim().split_once('='))
-        .find(|(k, _)| *k == name)
-        .map(|(_, v)| v.to_owned())
+        .flat_map(Cookie::split_parse)
+        .filter_map(Result::ok)
+        .find(|c| c.name() == name)
+        .map(|c| c.value().to_owned())
 }
 
 /// Middleware: sets the client's address (the peer, or what a trusted proxy says, see
@@ -359,14 +360,19 @@ pub async fn limit_failures_by_address(State(state): State<AppState>, request: R
 }
 
 fn urlencode(s: &str) -> String {
-    serde_urlencoded::to_string([("x", s)]).map(|e| e[2..].to_owned()).unwrap_or_default()
+    form_urlencoded::byte_serialize(s.as_bytes()).collect()
 }
 
 fn session_cookie(state: &AppState, token: &str, max_age: Duration) -> HeaderValue {
-    let secure = if state.security.secure_cookies { "; Secure" } else { "" };
-    let value =
-        format!("{SESSION_COOKIE}={token}; HttpOnly; SameSite=Strict; Path=/; Max-Age={}{secure}", max_age.as_secs());
-    HeaderValue::from_str(&value).unwrap_or_else(|_| HeaderValue::from_static("hamlet_session=; Max-Age=0"))
+    let max_age = cookie::time::Duration::seconds(i64::try_from(max_age.as_secs()).unwrap_or(i64::MAX));
+    let cookie = Cookie::build((SESSION_COOKIE, token))
+        .http_only(true)
+        .same_site(SameSite::Strict)
+        .path("/")
+        .max_age(max_age)
+        .secure(state.security.secure_cookies);
+    HeaderValue::from_str(&cookie.to_string())
+        .unwrap_or_else(|_| HeaderValue::from_static("hamlet_session=; Max-Age=0"))
 }
 
 pub(crate) async fn audit(state: &AppState, actor: &str, action: &str, target: &str, detail: &str) {

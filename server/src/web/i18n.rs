@@ -7,6 +7,7 @@
 
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, header};
+use cookie::Cookie;
 use hamlet_sync_core::texts::Lang;
 
 /// The language a request asks for (see the module docs), and whether it was asked by
@@ -17,8 +18,9 @@ pub fn lang_of(parts: &Parts) -> (Lang, bool) {
 
 /// [`lang_of`] from a request's query and headers.
 pub fn lang_of_request(query: Option<&str>, headers: &HeaderMap) -> (Lang, bool) {
-    let query = query.unwrap_or("");
-    let asked = query.split('&').filter_map(|kv| kv.strip_prefix("lang=")).find_map(Lang::from_code);
+    let asked = form_urlencoded::parse(query.unwrap_or("").as_bytes())
+        .filter(|(name, _)| name == "lang")
+        .find_map(|(_, code)| Lang::from_code(&code));
     if let Some(lang) = asked {
         return (lang, true);
     }
@@ -26,9 +28,10 @@ pub fn lang_of_request(query: Option<&str>, headers: &HeaderMap) -> (Lang, bool)
         .get_all(header::COOKIE)
         .iter()
         .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .filter_map(|c| c.trim().strip_prefix("lang="))
-        .find_map(Lang::from_code);
+        .flat_map(Cookie::split_parse)
+        .filter_map(Result::ok)
+        .filter(|c| c.name() == "lang")
+        .find_map(|c| Lang::from_code(c.value()));
     if let Some(lang) = cookie {
         return (lang, false);
     }
@@ -44,6 +47,15 @@ pub fn lang_of_request(query: Option<&str>, headers: &HeaderMap) -> (Lang, bool)
         }
     }
     (best.map_or(Lang::Vi, |(_, l)| l), false)
+}
+
+/// The `Set-Cookie` value that remembers `lang` for a year (asked for by `?lang=`).
+pub fn lang_cookie(lang: Lang) -> String {
+    Cookie::build(("lang", lang.code()))
+        .path("/")
+        .max_age(cookie::time::Duration::seconds(31_536_000))
+        .same_site(cookie::SameSite::Lax)
+        .to_string()
 }
 
 #[cfg(test)]
@@ -65,7 +77,14 @@ mod tests {
         assert_eq!(lang("/", &[]), (Lang::Vi, false));
         assert_eq!(lang("/?lang=en", &[("cookie", "lang=vi")]), (Lang::En, true));
         assert_eq!(lang("/", &[("cookie", "a=b; lang=en")]), (Lang::En, false));
+        assert_eq!(lang("/?a=1&lang=xx&lang=en", &[]), (Lang::En, true));
+        assert_eq!(lang("/?lang=fr", &[("cookie", "lang=fr; lang=en")]), (Lang::En, false));
         assert_eq!(lang("/", &[("accept-language", "fr-FR, en-US;q=0.8, vi;q=0.9")]), (Lang::Vi, false));
         assert_eq!(lang("/", &[("accept-language", "en-GB,en;q=0.9")]), (Lang::En, false));
+    }
+
+    #[test]
+    fn the_lang_cookie_lasts_a_year_on_every_path() {
+        assert_eq!(lang_cookie(Lang::En), "lang=en; SameSite=Lax; Path=/; Max-Age=31536000");
     }
 }

@@ -89,11 +89,8 @@ pub fn html_response(lang: Lang, set_cookie: bool, status: StatusCode, body: Mar
     headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/html; charset=utf-8"));
     headers.insert(header::CONTENT_LANGUAGE, HeaderValue::from_static(lang.code()));
     headers.insert(header::VARY, HeaderValue::from_static("Accept-Language, Cookie"));
-    if set_cookie {
-        let cookie = format!("lang={}; Path=/; Max-Age=31536000; SameSite=Lax", lang.code());
-        if let Ok(value) = HeaderValue::from_str(&cookie) {
-            headers.insert(header::SET_COOKIE, value);
-        }
+    if set_cookie && let Ok(value) = HeaderValue::from_str(&i18n::lang_cookie(lang)) {
+        headers.insert(header::SET_COOKIE, value);
     }
     response
 }
