@@ -130,7 +130,7 @@ pub fn cookie(headers: &HeaderMap, name: &str) -> Option<String> {
 }
 
 /// Middleware: sets the client's address (the peer, or what a trusted proxy says, see
-/// [`super::proxy`]) and resolves the principal from `Authorization: Bearer`, `?token=` (on
+/// `super::proxy`) and resolves the principal from `Authorization: Bearer`, `?token=` (on
 /// the sync endpoint, for browsers' WebSocket API, which cannot set headers; proxies log URLs,
 /// so programs should prefer the header) or the session cookie. A token that is given but not
 /// valid is refused with 401; no credentials at all leave the request anonymous for the route

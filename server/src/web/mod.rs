@@ -1,31 +1,35 @@
 //! HTTP: the routes, authentication, the JSON API, the pages and the sync endpoint — the only
 //! layer that names axum. It drives the layers below and turns their errors into responses.
 //!
-//! - [`state`]: what the handlers share ([`AppState`]); [`error`]: the one error type.
+//! - `state`: what the handlers share ([`AppState`]); `error`: the one error type.
 //! - [`auth`]: who is asking, role guards, CSRF, sign-in, the people, device and token
-//!   handlers, enrollment; [`proxy`]: the client's address behind trusted proxies.
-//! - [`api`]: the district's JSON API and its OpenAPI document.
-//! - [`pages`]: the dashboard and account pages (Vietnamese by default, English on request,
-//!   no JavaScript); [`i18n`]: which language a request asks for (the words are
+//!   handlers, enrollment; `proxy`: the client's address behind trusted proxies.
+//! - `api`: the district's JSON API and its OpenAPI document.
+//! - `pages`: the dashboard and account pages (Vietnamese by default, English on request,
+//!   no JavaScript); `i18n`: which language a request asks for (the words are
 //!   `hamlet_sync_core::texts`, shared with the collector command).
-//! - [`export`]: CSV and XLSX downloads, streamed; [`sync`]: `/sync`, `/readyz`, `/metrics`.
-//! - [`tls`]: TLS terminated by the server itself, reloaded when its files change; HSTS; the
+//! - [`export`]: CSV and XLSX downloads, streamed; `sync`: `/sync`, `/readyz`, `/metrics`.
+//! - `tls`: TLS terminated by the server itself, reloaded when its files change; HSTS; the
 //!   certificate fingerprint enrollment codes carry.
+//!
+//! Only `auth`, `export` and the router are public (the integration tests sign in, read QR
+//! codes and exports through them); the other modules are private to the crate, so their items
+//! are documented where a comment says something, not because a lint asks.
 //!
 //! District routes come in two groups, [`viewer_routes`] and [`admin_routes`], so that access
 //! control can be layered on each. Handlers take the acting person as an
 //! [`Actor`] from the request's extensions ("anonymous" when none was set).
 
-pub mod api;
+pub(crate) mod api;
 pub mod auth;
-pub mod error;
+pub(crate) mod error;
 pub mod export;
-pub mod i18n;
-pub mod pages;
-pub mod proxy;
-pub mod state;
-pub mod sync;
-pub mod tls;
+pub(crate) mod i18n;
+pub(crate) mod pages;
+pub(crate) mod proxy;
+pub(crate) mod state;
+pub(crate) mod sync;
+pub(crate) mod tls;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;

@@ -24,7 +24,7 @@ use axum::response::{IntoResponse, Response};
 use maud::Markup;
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 
-pub use layout::{Chrome, Menu, Page, Section, Tab};
+pub use layout::{Chrome, Menu};
 
 use crate::web::auth::Principal;
 use crate::web::i18n;
