@@ -439,11 +439,6 @@ impl Accounts {
         Ok(done > 0)
     }
 
-    /// The person behind a live API token.
-    pub async fn api_token(&self, token: &str) -> Result<Option<Person>, AccountError> {
-        Ok(self.api_token_used(token, None).await?.map(|(p, _, _)| p))
-    }
-
     /// The person behind a live API token, and the token's id; with `day` (days since the
     /// epoch), also whether this is the token's first use that day, recorded so that it is
     /// first only once.

@@ -451,13 +451,6 @@ impl Catalog {
         })?;
         Ok(())
     }
-
-    /// When a campaign was created and last changed, if it exists.
-    pub async fn times(&self, id: &str) -> Result<Option<(i64, i64)>, StoreError> {
-        const SQL: &str = "SELECT created_at, updated_at FROM campaigns WHERE id = $1";
-        on_pool!(self.store, pool => sqlx::query_as(SQL).bind(id).fetch_optional(pool).await)
-            .map_err(query_failed("reading a campaign's times"))
-    }
 }
 
 /// Units as a CSV file in the import format ([`UNITS_HEADER`]).

@@ -91,11 +91,6 @@ pub fn router(state: AppState) -> Router {
         .with_state(state)
 }
 
-/// Every district route: [`viewer_routes`] and [`admin_routes`].
-pub fn district_routes() -> Router<AppState> {
-    viewer_routes().merge(admin_routes())
-}
-
 /// Routes for staff who read: the dashboard, results, progress, review, exports, and the API
 /// that serves them. (Marking a conflict or flag as reviewed is here too: it is the working
 /// groups' job, not an administrator's.)
