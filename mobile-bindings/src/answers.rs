@@ -2,7 +2,7 @@
 //! campaign's form, with errors that name the question.
 
 use hamlet_sync_core::ledger::Scalar;
-use hamlet_sync_core::{AnswerKey, AnswerValue, Campaign, Level, QuestionKind};
+use hamlet_sync_core::{AnswerKey, AnswerValue, Campaign, Level, QuestionKind, SubjectId, UnitId};
 
 use crate::views::{AnswerSlot, ChoiceView};
 
@@ -16,13 +16,20 @@ pub struct AnswerInputError {
     pub message: String,
 }
 
-/// Reads `text` as the answer to `key`. Ratings take a level code, its position (1 = best) or
+/// Reads `text` as the answer to `key`, in `hamlet`: a question about a subject is taken only
+/// for a subject of the hamlet's ballot. Ratings take a level code, its position (1 = best) or
 /// its label; yes/no questions `có/không`, `yes/no`, `y/n`, `true/false`, `1/0`; numbers an
 /// integer; comments any text.
-pub fn parse(campaign: &Campaign, key: &str, text: &str) -> Result<(AnswerKey, AnswerValue), AnswerInputError> {
+pub fn parse(
+    campaign: &Campaign,
+    hamlet: &UnitId,
+    key: &str,
+    text: &str,
+) -> Result<(AnswerKey, AnswerValue), AnswerInputError> {
     let error = |message: String| AnswerInputError { key: key.to_owned(), message };
     let parsed: AnswerKey = key.parse().map_err(|e: hamlet_sync_core::ids::IdError| error(e.to_string()))?;
-    let question = campaign.form.check_key(&campaign.subject_ids(), &parsed).map_err(|e| error(e.to_string()))?;
+    let subjects = ballot(campaign, hamlet, &parsed).map_err(error)?;
+    let question = campaign.form.check_key(&subjects, &parsed).map_err(|e| error(e.to_string()))?;
     let text = text.trim();
     let value = match &question.kind {
         QuestionKind::Rating { levels } => {
@@ -57,8 +64,25 @@ pub fn parse(campaign: &Campaign, key: &str, text: &str) -> Result<(AnswerKey, A
         }
         QuestionKind::Comment { .. } => AnswerValue::Comment(text.to_owned()),
     };
-    campaign.form.check_answer(&campaign.subject_ids(), &parsed, &value).map_err(|e| error(e.to_string()))?;
+    campaign.form.check_answer(&subjects, &parsed, &value).map_err(|e| error(e.to_string()))?;
     Ok((parsed, value))
+}
+
+/// The subjects `hamlet` evaluates; for a key about a subject of the campaign who is not on the
+/// hamlet's ballot, the message that says so.
+pub fn ballot(campaign: &Campaign, hamlet: &UnitId, key: &AnswerKey) -> Result<Vec<SubjectId>, String> {
+    let subjects = campaign.ballot(hamlet);
+    match &key.subject {
+        Some(s) if !subjects.contains(s) && campaign.subjects.iter().any(|x| &x.id == s) => Err(format!(
+            "{s} is not evaluated in hamlet {hamlet}: its ballot holds {}",
+            if subjects.is_empty() {
+                "no subject".to_owned()
+            } else {
+                subjects.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ")
+            }
+        )),
+        _ => Ok(subjects),
+    }
 }
 
 /// An answer as text, the way [`parse`] reads it back.
@@ -85,9 +109,10 @@ fn choices(levels: &[Level]) -> Vec<ChoiceView> {
         .collect()
 }
 
-/// Every answer a response to `campaign` can hold, in the order of the form, each question
-/// asked per subject once for every subject.
-pub fn slots(campaign: &Campaign) -> Vec<AnswerSlot> {
+/// Every answer a response to `campaign` in `hamlet` can hold, in the order of the form, each
+/// question asked per subject once for every subject of the hamlet's ballot.
+pub fn slots(campaign: &Campaign, hamlet: &UnitId) -> Vec<AnswerSlot> {
+    let ballot = campaign.ballot(hamlet);
     let mut out = Vec::new();
     for q in &campaign.form.questions {
         let (kind, choices, min, max, max_chars) = match &q.kind {
@@ -111,7 +136,7 @@ pub fn slots(campaign: &Campaign) -> Vec<AnswerSlot> {
             max_chars,
         };
         if q.kind.per_subject() {
-            for s in &campaign.subjects {
+            for s in campaign.subjects.iter().filter(|s| ballot.contains(&s.id)) {
                 let name = format!("{} ({})", s.name, s.position);
                 out.push(slot(AnswerKey::for_subject(q.id.clone(), s.id.clone()), Some(name)));
             }
@@ -130,7 +155,7 @@ mod tests {
 
     fn check(key: &str, text: &str, expected: Result<AnswerValue, &str>) {
         let campaign = fixtures::open_campaign();
-        match (parse(&campaign, key, text), expected) {
+        match (parse(&campaign, &fixtures::hamlet("thon-dong"), key, text), expected) {
             (Ok((_, got)), Ok(want)) => assert_eq!(got, want, "{key}={text}"),
             (Err(e), Err(fragment)) => {
                 assert_eq!(e.key, key);
@@ -168,9 +193,22 @@ mod tests {
     #[test]
     fn every_slot_of_the_form() {
         let campaign = fixtures::open_campaign();
-        let keys: Vec<String> = slots(&campaign).into_iter().map(|s| s.key).collect();
-        assert_eq!(keys.len(), 3 + 3 + 1 + 1);
+        let keys: Vec<String> = slots(&campaign, &fixtures::hamlet("to-1")).into_iter().map(|s| s.key).collect();
+        assert_eq!(keys.len(), 3 + 3 + 1 + 1, "schema version 1: every subject everywhere");
         assert_eq!(keys[0], "tin-nhiem/ong-an");
         assert!(keys.contains(&"so-nguoi".to_owned()));
+    }
+
+    #[test]
+    fn a_hamlet_is_asked_only_about_its_ballot() {
+        let campaign = fixtures::scoped_campaign();
+        let keys: Vec<String> = slots(&campaign, &fixtures::hamlet("thon-dong")).into_iter().map(|s| s.key).collect();
+        assert_eq!(
+            keys,
+            ["tin-nhiem/ong-an", "tin-nhiem/ba-binh", "y-kien/ong-an", "y-kien/ba-binh", "du-hop", "so-nguoi"]
+        );
+        let err = parse(&campaign, &fixtures::hamlet("thon-dong"), "tin-nhiem/ong-cuong", "1").expect_err("outside");
+        assert_eq!(err.message, "ong-cuong is not evaluated in hamlet thon-dong: its ballot holds ong-an, ba-binh");
+        assert!(parse(&campaign, &fixtures::hamlet("thon-tay"), "tin-nhiem/ong-cuong", "1").is_ok());
     }
 }

@@ -891,6 +891,10 @@ impl Collector {
                             expected_voters: campaign.and_then(|c| {
                                 c.hamlets.iter().find(|h| h.hamlet.as_str() == a.hamlet).map(|h| h.expected_voters)
                             }),
+                            ballot: campaign
+                                .zip(UnitId::new(a.hamlet.as_str()).ok())
+                                .map(|(c, h)| c.ballot(&h).iter().map(ToString::to_string).collect())
+                                .unwrap_or_default(),
                             document: match (CampaignId::new(id), UnitId::new(a.hamlet.as_str())) {
                                 (Ok(c), Ok(h)) => DocumentId::for_ledger(&c, &h).url(),
                                 _ => String::new(),
@@ -923,23 +927,27 @@ impl Collector {
         })
     }
 
-    /// Every answer a response to `campaign` can hold, in the order of the form.
-    pub fn answer_slots(&self, campaign: &str) -> Result<Vec<AnswerSlot>, CollectorError> {
+    /// Every answer a response to `campaign` in `hamlet` can hold, in the order of the form:
+    /// questions about subjects only for the subjects of the hamlet's ballot.
+    pub fn answer_slots(&self, campaign: &str, hamlet: &str) -> Result<Vec<AnswerSlot>, CollectorError> {
         let id = CampaignId::new(campaign)?;
+        let hamlet = UnitId::new(hamlet)?;
         self.block(async {
             let mut inner = self.shared.inner.lock().await;
             self.shared.ensure_for(&mut inner, &id, &[]).await?;
-            Ok(answers::slots(inner.campaign(&id)?))
+            Ok(answers::slots(inner.campaign(&id)?, &hamlet))
         })
     }
 
-    /// Checks one answer, as typed, against the form (before recording, to ask again at once).
-    pub fn check_answer(&self, campaign: &str, key: &str, text: &str) -> Result<(), CollectorError> {
+    /// Checks one answer, as typed, against the form and `hamlet`'s ballot (before recording,
+    /// to ask again at once).
+    pub fn check_answer(&self, campaign: &str, hamlet: &str, key: &str, text: &str) -> Result<(), CollectorError> {
         let id = CampaignId::new(campaign)?;
+        let hamlet = UnitId::new(hamlet)?;
         self.block(async {
             let mut inner = self.shared.inner.lock().await;
             self.shared.ensure_for(&mut inner, &id, &[]).await?;
-            answers::parse(inner.campaign(&id)?, key, text)?;
+            answers::parse(inner.campaign(&id)?, &hamlet, key, text)?;
             Ok(())
         })
     }
@@ -957,7 +965,7 @@ impl Collector {
             let form = inner.campaign(&campaign_id)?.clone();
             let mut parsed = BTreeMap::new();
             for (key, text) in answers.iter().filter(|(_, t)| !t.trim().is_empty()) {
-                let (key, value) = answers::parse(&form, key, text)?;
+                let (key, value) = answers::parse(&form, &hamlet_id, key, text)?;
                 parsed.insert(key, value);
             }
             let id = ResponseId::new(uuid::Uuid::new_v4().to_string())?;
@@ -1015,18 +1023,24 @@ impl Collector {
             let mut inner = self.shared.inner.lock().await;
             let (rid, doc_id, campaign_id) = self.locate(&mut inner, id).await?;
             let form = inner.campaign(&campaign_id)?.clone();
+            let hamlet = inner
+                .ledger(&doc_id)
+                .map(|l| l.hamlet().clone())
+                .ok_or_else(|| CollectorError::NotFound { kind: "response", id: id.into() })?;
             let mut parsed = Vec::new();
             for (key, text) in changes {
                 if text.trim().is_empty() {
                     let k = key
                         .parse()
                         .map_err(|e: IdError| AnswerInputError { key: key.clone(), message: e.to_string() })?;
+                    let subjects = answers::ballot(&form, &hamlet, &k)
+                        .map_err(|message| AnswerInputError { key: key.clone(), message })?;
                     form.form
-                        .check_key(&form.subject_ids(), &k)
+                        .check_key(&subjects, &k)
                         .map_err(|e| AnswerInputError { key: key.clone(), message: e.to_string() })?;
                     parsed.push((k, None));
                 } else {
-                    let (k, v) = answers::parse(&form, key, text)?;
+                    let (k, v) = answers::parse(&form, &hamlet, key, text)?;
                     parsed.push((k, Some(v)));
                 }
             }

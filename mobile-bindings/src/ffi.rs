@@ -160,14 +160,14 @@ impl HamletCollector {
         self.inner.campaigns()
     }
 
-    /// The answers a response to `campaign` can hold, in the order of the form.
-    pub fn answer_slots(&self, campaign: String) -> Result<Vec<AnswerSlot>, HamletError> {
-        Ok(self.inner.answer_slots(&campaign)?)
+    /// The answers a response to `campaign` in `hamlet` can hold (its ballot), in form order.
+    pub fn answer_slots(&self, campaign: String, hamlet: String) -> Result<Vec<AnswerSlot>, HamletError> {
+        Ok(self.inner.answer_slots(&campaign, &hamlet)?)
     }
 
-    /// Checks one answer, as typed, against the form: an error names the question.
-    pub fn check_answer(&self, campaign: String, key: String, text: String) -> Result<(), HamletError> {
-        Ok(self.inner.check_answer(&campaign, &key, &text)?)
+    /// Checks one answer, as typed, against the form and the hamlet's ballot.
+    pub fn check_answer(&self, campaign: String, hamlet: String, key: String, text: String) -> Result<(), HamletError> {
+        Ok(self.inner.check_answer(&campaign, &hamlet, &key, &text)?)
     }
 
     /// Records a draft response; answers by key, as text. Returns its id.

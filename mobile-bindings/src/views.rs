@@ -35,6 +35,9 @@ pub struct HamletView {
     pub id: String,
     /// Voters expected, once the campaign is known.
     pub expected_voters: Option<u32>,
+    /// The subjects its residents evaluate (its ballot), once the campaign is known: every
+    /// subject under a schema version 1 campaign; none for a hamlet not in the campaign.
+    pub ballot: Vec<String>,
     /// The ledger's document URL.
     pub document: String,
 }

@@ -124,6 +124,42 @@ fn answers_are_checked_against_the_form_with_the_question_named() {
     assert!(phone.void(&id, "   ").is_err(), "a void needs a reason");
 }
 
+/// Schema version 2: a hamlet's residents rate only the subjects whose scope holds it.
+#[test]
+fn the_phone_shows_and_accepts_only_its_hamlets_ballot() {
+    let mut scoped = fixtures::scoped_campaign();
+    scoped.transition(hamlet_sync_core::CampaignState::Open, Some(&fixtures::unit_tree())).expect("opens");
+    let dir = tempfile::tempdir().unwrap();
+    let district = District::start(dir.path(), &scoped);
+    let phone = open_phone(dir.path(), "collector-a", &district, &district.address(), &["thon-dong", "thon-tay"]);
+    phone.sync(None, &quick(), &|_| ()).expect("sync");
+
+    let ratings = |hamlet: &str| -> Vec<String> {
+        let slots = phone.answer_slots(CAMPAIGN, hamlet).expect("slots");
+        slots.into_iter().filter(|s| s.kind == "rating").map(|s| s.key).collect()
+    };
+    assert_eq!(ratings("thon-dong"), ["tin-nhiem/ong-an", "tin-nhiem/ba-binh"]);
+    assert_eq!(ratings("thon-tay"), ["tin-nhiem/ong-an", "tin-nhiem/ong-cuong", "tin-nhiem/ba-dung"]);
+    let view = phone.campaigns().remove(0);
+    let ballots: Vec<(String, Vec<String>)> = view.hamlets.into_iter().map(|h| (h.id, h.ballot)).collect();
+    assert_eq!(ballots[0], ("thon-dong".to_owned(), vec!["ong-an".to_owned(), "ba-binh".to_owned()]));
+
+    // An answer about a cadre who lives elsewhere is refused, saying why.
+    let outside = [("tin-nhiem/ong-cuong".to_owned(), "tin_nhiem".to_owned())];
+    let err = phone.record(CAMPAIGN, "thon-dong", &outside).expect_err("not on the ballot");
+    assert!(err.to_string().contains("ong-cuong is not evaluated in hamlet thon-dong"), "{err}");
+    let err = phone.check_answer(CAMPAIGN, "thon-dong", "tin-nhiem/ong-cuong", "1").expect_err("checked too");
+    assert!(matches!(err, CollectorError::Answer(_)), "{err}");
+    phone.record(CAMPAIGN, "thon-tay", &outside).expect("thon-tay evaluates ong-cuong");
+
+    // The hamlet's own ballot is a complete answer sheet.
+    let own = [("tin-nhiem/ong-an".to_owned(), "1".to_owned()), ("tin-nhiem/ba-binh".to_owned(), "2".to_owned())];
+    let id = phone.record(CAMPAIGN, "thon-dong", &own).expect("recorded");
+    phone.submit(&id).expect("submitted");
+    let err = phone.edit(&id, &outside).expect_err("an edit is checked against the ballot too");
+    assert!(err.to_string().contains("not evaluated"), "{err}");
+}
+
 #[test]
 fn two_collectors_in_one_hamlet_sync_in_any_order_with_cuts_and_every_response_counts_once() {
     let dir = tempfile::tempdir().unwrap();

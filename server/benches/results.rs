@@ -95,6 +95,8 @@ async fn setup(url: &str, hamlets: usize) -> Campaign {
     let actor = Actor { name: "bench".into(), role: "admin".into() };
     campaigns::import_units_text(&d, &actor, &csv).await.expect("units");
     let campaign = Campaign {
+        // Every hamlet rates every subject, as the load this measures was made.
+        schema_version: 1,
         id: CAMPAIGN.parse().unwrap(),
         name: Label::new("Đợt thử tải một triệu phiếu", "Load test, one million responses"),
         form: fixtures::form(),
@@ -105,10 +107,13 @@ async fn setup(url: &str, hamlets: usize) -> Campaign {
                 position: "Chủ tịch UBND xã".into(),
                 commune: "xa-000".parse().unwrap(),
                 home_hamlet: hamlet_id(i % hamlets).parse().unwrap(),
+                category: None,
+                post: None,
+                scope: Default::default(),
             })
             .collect(),
         hamlets: (0..hamlets)
-            .map(|h| HamletScope { hamlet: hamlet_id(h).parse().unwrap(), expected_voters: 600 })
+            .map(|h| HamletScope { hamlet: hamlet_id(h).parse().unwrap(), expected_voters: 600, ballot: vec![] })
             .collect(),
         schedule: Schedule { opens_on: "2026-11-01".parse().unwrap(), closes_on: "2026-11-30".parse().unwrap() },
         thresholds: Threshold::defaults(),

@@ -296,3 +296,103 @@ async fn known_inputs_give_exact_results() {
         assert_eq!(log[0].action, "review.mark", "{}: audited", db.name);
     }
 }
+
+/// Writes a submitted response as another client could (the library itself refuses an answer
+/// outside the hamlet's ballot): answers and seal alike.
+fn write_sealed(l: &mut hamlet_sync_core::Ledger, id: &str, answers: &[(&str, Level)]) {
+    use hamlet_sync_core::automerge::transaction::Transactable;
+    use hamlet_sync_core::automerge::{AutomergeError, ObjType, ROOT, ReadDoc, ScalarValue};
+    let responses = l.doc().get(ROOT, "responses").unwrap().unwrap().1;
+    l.doc_mut()
+        .transact_with::<_, _, AutomergeError, _>(
+            |_| hamlet_sync_core::automerge::transaction::CommitOptions::default().with_time(day().unix_seconds()),
+            |tx| {
+                let r = tx.put_object(&responses, id, ObjType::Map)?;
+                tx.put(&r, "form_version", 1)?;
+                tx.put(&r, "recorded_on", day().to_string())?;
+                tx.put(&r, "collector", "thu-ky")?;
+                let a = tx.put_object(&r, "answers", ObjType::Map)?;
+                let seal = tx.put_object(&r, "seal", ObjType::Map)?;
+                tx.put(&seal, "on", day().to_string())?;
+                tx.put(&seal, "by", "thu-ky")?;
+                let sealed = tx.put_object(&seal, "answers", ObjType::Map)?;
+                for (subject, level) in answers {
+                    let key = format!("tin-nhiem/{subject}");
+                    tx.put(&a, key.as_str(), ScalarValue::Str(level.code().into()))?;
+                    tx.put(&sealed, key.as_str(), ScalarValue::Str(level.code().into()))?;
+                }
+                Ok(())
+            },
+        )
+        .unwrap();
+}
+
+/// Schema version 2: each subject's results and participation come from their scope only; an
+/// answer about a subject outside the hamlet's ballot is flagged and never counted.
+#[tokio::test]
+async fn results_per_subject_come_only_from_its_scope() {
+    for db in support::databases().await {
+        let h = harness(db.url()).await;
+        let campaign = h.open(&fixtures::scoped_campaign()).await;
+        // thon-dong rates ong-an and ba-binh; a careless client also rates ong-cuong there.
+        let mut dong = ledger(&campaign, "thon-dong", 31);
+        for i in 0..6 {
+            write_sealed(&mut dong, &format!("dong-{i}"), &[("ong-an", LOW), ("ba-binh", MID), ("ong-cuong", LOW)]);
+        }
+        h.sync(&mut h.phone(31), &mut dong).await;
+        // thon-tay rates ong-an, ong-cuong and ba-dung.
+        let mut tay = ledger(&campaign, "thon-tay", 32);
+        for i in 0..5 {
+            write_sealed(&mut tay, &format!("tay-{i}"), &[("ong-an", HIGH), ("ong-cuong", HIGH), ("ba-dung", MID)]);
+        }
+        h.sync(&mut h.phone(32), &mut tay).await;
+        let campaign = hamlet_server::district::campaigns::transition(
+            &h.district,
+            &district::admin(),
+            campaign.id.as_str(),
+            hamlet_sync_core::CampaignState::Closed,
+        )
+        .await
+        .unwrap();
+
+        let r = results::load(&h.district, &campaign, results::Depth::Hamlet, None).await.unwrap();
+        let subject = |id: &str| r.subjects.iter().find(|s| s.subject == id).unwrap_or_else(|| panic!("{id}"));
+        let overall = |id: &str| subject(id).overall().unwrap().clone();
+        assert_eq!(overall("ong-cuong").total, 5, "{}: thon-dong's answers about ong-cuong are not counted", db.name);
+        assert_eq!(overall("ong-cuong").counts, Some(vec![5, 0, 0]), "{}", db.name);
+        assert_eq!(overall("ong-an").total, 11, "{}: the whole commune rates ong-an", db.name);
+        assert_eq!(overall("ba-binh").total, 6, "{}", db.name);
+        assert_eq!(subject("ong-an").scope, ["thon-dong", "thon-tay"], "{}", db.name);
+        assert_eq!(subject("ong-em").scope, ["to-1"], "{}", db.name);
+        // Participation per subject, against the expected voters of the scope: thon-dong 320,
+        // thon-tay 275, to-1 180.
+        assert_eq!(
+            (overall("ong-cuong").expected_voters, overall("ong-cuong").participation_percent),
+            (275, Some(1.8))
+        );
+        assert_eq!((overall("ong-an").expected_voters, overall("ong-an").participation_percent), (595, Some(1.8)));
+        assert_eq!((overall("ba-binh").expected_voters, overall("ba-binh").participation_percent), (320, Some(1.9)));
+        assert_eq!((overall("ong-em").expected_voters, overall("ong-em").participation_percent), (180, Some(0.0)));
+        let row = |id: &str, unit: &str| subject(id).rows.iter().find(|x| x.unit == unit).unwrap().clone();
+        assert_eq!(row("ong-cuong", "thon-dong").expected_voters, 0, "{}: outside the scope", db.name);
+        assert_eq!(row("ong-cuong", "thon-dong").participation_percent, None, "{}", db.name);
+        assert_eq!(row("ong-cuong", "thon-dong").total, 0, "{}", db.name);
+
+        // The projection flagged each answer outside the ballot.
+        const FLAGGED: &str = "SELECT COUNT(*) FROM flags WHERE kind = 'outside_ballot'";
+        let flagged: i64 = match h.store.pool() {
+            hamlet_server::store::PoolRef::Sqlite(pool) => sqlx::query_scalar(FLAGGED).fetch_one(pool).await,
+            hamlet_server::store::PoolRef::Postgres(pool) => sqlx::query_scalar(FLAGGED).fetch_one(pool).await,
+        }
+        .unwrap();
+        assert_eq!(flagged, 6, "{}", db.name);
+
+        // Progress shows what each hamlet evaluates.
+        let p = progress::load(&h.district, &campaign).await.unwrap();
+        let ballot = |hamlet: &str| -> Vec<String> {
+            p.hamlets.iter().find(|x| x.id == hamlet).unwrap().ballot.iter().map(|s| s.id.clone()).collect()
+        };
+        assert_eq!(ballot("thon-dong"), ["ong-an", "ba-binh"], "{}", db.name);
+        assert_eq!(ballot("to-1"), ["ong-em"], "{}", db.name);
+    }
+}

@@ -64,7 +64,7 @@ async fn draft(h: &district::Harness, units: &[Unit], extra: &[&str], id: &str) 
     campaign.id = id.parse().unwrap();
     campaign.state = CampaignState::Draft;
     for id in extra {
-        campaign.hamlets.push(HamletScope { hamlet: id.parse().unwrap(), expected_voters: 40 });
+        campaign.hamlets.push(HamletScope { hamlet: id.parse().unwrap(), expected_voters: 40, ballot: vec![] });
     }
     campaigns::create(&h.district, &admin(), campaign.clone()).await.unwrap();
     campaign

@@ -50,6 +50,129 @@ pub struct Subject {
     pub commune: UnitId,
     /// The hamlet or residential group where the cadre lives.
     pub home_hamlet: UnitId,
+    /// Which kind of post: cán bộ, công chức or người hoạt động không chuyên trách.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub category: Option<SubjectCategory>,
+    /// The post, as one of those the rules name (`position` says it in full).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub post: Option<Post>,
+    /// Where residents evaluate the cadre (schema version 2; version 1 ignores it).
+    #[serde(default, skip_serializing_if = "EvaluationScope::is_home")]
+    pub scope: EvaluationScope,
+}
+
+/// The kind of post a cadre holds, as the rules on commune staff name them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub enum SubjectCategory {
+    /// Cán bộ: elected or appointed to a political post (party, council, committee, front).
+    CanBo,
+    /// Công chức: a civil servant of the commune.
+    CongChuc,
+    /// Người hoạt động không chuyên trách: a non-specialised worker.
+    KhongChuyenTrach,
+}
+
+impl SubjectCategory {
+    /// Every category, in the order of the rules.
+    pub const ALL: [SubjectCategory; 3] =
+        [SubjectCategory::CanBo, SubjectCategory::CongChuc, SubjectCategory::KhongChuyenTrach];
+
+    /// The code written in documents and CSV files.
+    pub fn code(self) -> &'static str {
+        match self {
+            SubjectCategory::CanBo => "can_bo",
+            SubjectCategory::CongChuc => "cong_chuc",
+            SubjectCategory::KhongChuyenTrach => "khong_chuyen_trach",
+        }
+    }
+
+    /// The category from its code.
+    pub fn from_code(code: &str) -> Option<SubjectCategory> {
+        SubjectCategory::ALL.into_iter().find(|c| c.code() == code)
+    }
+}
+
+/// A post the rules name (who evaluates a cadre, later, depends on it).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub enum Post {
+    /// Bí thư Đảng ủy: the party committee's secretary.
+    BiThu,
+    /// Phó Bí thư Đảng ủy: a deputy secretary.
+    PhoBiThu,
+    /// Chủ tịch HĐND: chair of the People's Council.
+    ChuTichHdnd,
+    /// Phó Chủ tịch HĐND: vice-chair of the People's Council.
+    PhoChuTichHdnd,
+    /// Chủ tịch UBND: chair of the People's Committee.
+    ChuTichUbnd,
+    /// Phó Chủ tịch UBND: vice-chair of the People's Committee.
+    PhoChuTichUbnd,
+    /// Chủ tịch Ủy ban MTTQ: chair of the Fatherland Front committee.
+    ChuTichMttq,
+    /// Head of a mass organisation (women's union, farmers', veterans', youth union).
+    TruongDoanThe,
+    /// Another post: `position` says which.
+    Other,
+}
+
+impl Post {
+    /// Every post, in the order of the rules.
+    pub const ALL: [Post; 9] = [
+        Post::BiThu,
+        Post::PhoBiThu,
+        Post::ChuTichHdnd,
+        Post::PhoChuTichHdnd,
+        Post::ChuTichUbnd,
+        Post::PhoChuTichUbnd,
+        Post::ChuTichMttq,
+        Post::TruongDoanThe,
+        Post::Other,
+    ];
+
+    /// The code written in documents and CSV files.
+    pub fn code(self) -> &'static str {
+        match self {
+            Post::BiThu => "bi_thu",
+            Post::PhoBiThu => "pho_bi_thu",
+            Post::ChuTichHdnd => "chu_tich_hdnd",
+            Post::PhoChuTichHdnd => "pho_chu_tich_hdnd",
+            Post::ChuTichUbnd => "chu_tich_ubnd",
+            Post::PhoChuTichUbnd => "pho_chu_tich_ubnd",
+            Post::ChuTichMttq => "chu_tich_mttq",
+            Post::TruongDoanThe => "truong_doan_the",
+            Post::Other => "other",
+        }
+    }
+
+    /// The post from its code.
+    pub fn from_code(code: &str) -> Option<Post> {
+        Post::ALL.into_iter().find(|p| p.code() == code)
+    }
+}
+
+/// Where residents evaluate a subject: the hamlets whose ballots carry them.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub enum EvaluationScope {
+    /// The subject's home hamlet only: the rule ("nơi cán bộ sinh sống").
+    #[default]
+    Home,
+    /// Every hamlet of the subject's commune (in the campaign).
+    Commune,
+    /// The home hamlet and these hamlets.
+    Hamlets(Vec<UnitId>),
+}
+
+impl EvaluationScope {
+    /// Whether this is the default scope.
+    pub fn is_home(&self) -> bool {
+        *self == EvaluationScope::Home
+    }
 }
 
 /// A hamlet in scope, with the number of voters expected to take part.
@@ -60,6 +183,11 @@ pub struct HamletScope {
     pub hamlet: UnitId,
     /// Voters expected, for participation.
     pub expected_voters: u32,
+    /// Schema version 2: the subjects this hamlet's residents evaluate, in the campaign's
+    /// order, as [`Campaign::resolve_ballots`] made them from the subjects' scopes. Empty: the
+    /// hamlet is not in the campaign. Version 1 has no ballot: every hamlet rates every subject.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ballot: Vec<SubjectId>,
 }
 
 /// When collection runs, inclusive.
@@ -130,10 +258,22 @@ fn default_max_responses_per_day() -> u32 {
     DEFAULT_MAX_RESPONSES_PER_DAY
 }
 
+/// The campaign schema version this library writes: per-subject evaluation scopes and
+/// per-hamlet ballots. Version 1 (every hamlet rates every subject) is still read.
+pub const CAMPAIGN_VERSION: u32 = 2;
+
+fn legacy_version() -> u32 {
+    1
+}
+
 /// A campaign.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Campaign {
+    /// Schema version: 1 (absent) — every hamlet in `hamlets` rates every subject; 2 — each
+    /// hamlet rates the subjects of its `ballot`.
+    #[serde(default = "legacy_version")]
+    pub schema_version: u32,
     /// Identifier.
     pub id: CampaignId,
     /// Name, for display.
@@ -230,6 +370,23 @@ pub enum CampaignError {
         /// Its denominator.
         denominator: u32,
     },
+    /// A schema version this library does not know.
+    #[error("campaign schema version {0} is not 1 or 2")]
+    Version(u32),
+    /// A subject whose scope holds no hamlet of the campaign: nobody would evaluate them.
+    #[error("subject {0} is evaluated in no hamlet of the campaign")]
+    EvaluatedNowhere(SubjectId),
+    /// A hamlet a subject's scope names is not among the campaign's hamlets (no voters known).
+    #[error("hamlet {hamlet} in the scope of subject {subject} is not among the campaign's hamlets")]
+    ScopeOutsideCampaign {
+        /// The subject.
+        subject: SubjectId,
+        /// The hamlet.
+        hamlet: UnitId,
+    },
+    /// A hamlet's ballot is not what the subjects' scopes give.
+    #[error("the ballot of hamlet {0} does not follow the subjects' scopes")]
+    Ballot(UnitId),
     /// A daily limit of responses per collector of zero.
     #[error("the most responses a collector may record in a day must be at least 1")]
     DailyLimit,
@@ -260,9 +417,80 @@ impl Campaign {
         self.subjects.iter().map(|s| s.id.clone()).collect()
     }
 
-    /// Whether `hamlet` is in scope.
+    /// Whether the campaign follows schema version 2: each hamlet rates its own ballot.
+    pub fn is_scoped(&self) -> bool {
+        self.schema_version >= 2
+    }
+
+    /// Whether `hamlet` is in the campaign: listed, and (version 2) with a subject to evaluate.
     pub fn has_hamlet(&self, hamlet: &UnitId) -> bool {
-        self.hamlets.iter().any(|h| &h.hamlet == hamlet)
+        self.hamlet(hamlet).is_some()
+    }
+
+    /// The hamlet, if it is in the campaign.
+    pub fn hamlet(&self, hamlet: &UnitId) -> Option<&HamletScope> {
+        self.in_campaign().find(|h| &h.hamlet == hamlet)
+    }
+
+    /// The hamlets in the campaign: every listed one (version 1), those with a ballot (version 2).
+    pub fn in_campaign(&self) -> impl Iterator<Item = &HamletScope> + '_ {
+        self.hamlets.iter().filter(|h| !self.is_scoped() || !h.ballot.is_empty())
+    }
+
+    /// The subjects `hamlet`'s residents evaluate, in the campaign's order: empty for a hamlet
+    /// not in the campaign.
+    pub fn ballot(&self, hamlet: &UnitId) -> Vec<SubjectId> {
+        match self.hamlet(hamlet) {
+            None => Vec::new(),
+            Some(_) if !self.is_scoped() => self.subject_ids(),
+            Some(h) => h.ballot.clone(),
+        }
+    }
+
+    /// Whether `hamlet`'s residents evaluate `subject`.
+    pub fn evaluates(&self, hamlet: &UnitId, subject: &SubjectId) -> bool {
+        self.hamlet(hamlet).is_some_and(|h| !self.is_scoped() || h.ballot.contains(subject))
+    }
+
+    /// The hamlets whose residents evaluate `subject`: its scope, as the ballots say.
+    pub fn scope_of<'a>(&'a self, subject: &SubjectId) -> impl Iterator<Item = &'a HamletScope> + use<'a> {
+        let subject = subject.clone();
+        self.in_campaign().filter(move |h| !self.is_scoped() || h.ballot.contains(&subject))
+    }
+
+    /// The ballots the subjects' scopes give, hamlet by hamlet of `hamlets` (in the
+    /// campaign's order of subjects): a subject's home hamlet, the hamlets its scope lists, or
+    /// every hamlet of the campaign in its commune.
+    pub fn ballots_from_scopes(&self, units: &UnitTree) -> Vec<Vec<SubjectId>> {
+        self.hamlets
+            .iter()
+            .map(|h| {
+                let commune = units.ancestor_at(&h.hamlet, UnitLevel::Commune).map(|u| &u.id);
+                self.subjects
+                    .iter()
+                    .filter(|s| {
+                        s.home_hamlet == h.hamlet
+                            || match &s.scope {
+                                EvaluationScope::Home => false,
+                                EvaluationScope::Commune => commune == Some(&s.commune),
+                                EvaluationScope::Hamlets(list) => list.contains(&h.hamlet),
+                            }
+                    })
+                    .map(|s| s.id.clone())
+                    .collect()
+            })
+            .collect()
+    }
+
+    /// Writes each hamlet's ballot from the subjects' scopes (schema version 2; version 1
+    /// keeps no ballot). The server does it on every change of a draft and when it opens; from
+    /// then on the ballots are frozen with the rest of the campaign.
+    pub fn resolve_ballots(&mut self, units: &UnitTree) {
+        let ballots =
+            if self.is_scoped() { self.ballots_from_scopes(units) } else { vec![Vec::new(); self.hamlets.len()] };
+        for (h, ballot) in self.hamlets.iter_mut().zip(ballots) {
+            h.ballot = ballot;
+        }
     }
 
     /// Checks the campaign; with a unit tree, also that every unit it names exists at the right
@@ -272,10 +500,13 @@ impl Campaign {
             return Err(CampaignError::NoName);
         }
         self.form.validate()?;
+        if !(1..=CAMPAIGN_VERSION).contains(&self.schema_version) {
+            return Err(CampaignError::Version(self.schema_version));
+        }
         if self.subjects.is_empty() {
             return Err(CampaignError::NoSubject);
         }
-        if self.hamlets.is_empty() {
+        if self.in_campaign().next().is_none() {
             return Err(CampaignError::NoHamlet);
         }
         let mut seen = BTreeSet::new();
@@ -294,6 +525,25 @@ impl Campaign {
             }
             if h.expected_voters == 0 {
                 return Err(CampaignError::NoVoters(h.hamlet.clone()));
+            }
+        }
+        if self.is_scoped() {
+            for s in &self.subjects {
+                let listed = match &s.scope {
+                    EvaluationScope::Hamlets(list) => list.as_slice(),
+                    EvaluationScope::Home | EvaluationScope::Commune => &[],
+                };
+                for hamlet in std::iter::once(&s.home_hamlet).chain(listed) {
+                    if !seen.contains(hamlet) {
+                        return Err(CampaignError::ScopeOutsideCampaign {
+                            subject: s.id.clone(),
+                            hamlet: hamlet.clone(),
+                        });
+                    }
+                }
+                if self.scope_of(&s.id).next().is_none() {
+                    return Err(CampaignError::EvaluatedNowhere(s.id.clone()));
+                }
             }
         }
         if self.schedule.closes_on < self.schedule.opens_on {
@@ -341,6 +591,13 @@ impl Campaign {
             for s in &self.subjects {
                 expect(format!("commune of subject {}", s.id), &s.commune, UnitLevel::Commune)?;
                 expect(format!("home hamlet of subject {}", s.id), &s.home_hamlet, UnitLevel::Hamlet)?;
+            }
+            if self.is_scoped() {
+                for (h, ballot) in self.hamlets.iter().zip(self.ballots_from_scopes(tree)) {
+                    if h.ballot != ballot {
+                        return Err(CampaignError::Ballot(h.hamlet.clone()));
+                    }
+                }
             }
         }
         Ok(())

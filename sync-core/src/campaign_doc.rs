@@ -1,13 +1,16 @@
 //! The campaign document: a campaign's definition as devices read it. Written by the district
 //! server only (devices never write to it), so it has a single writer and no conflicts.
 //!
-//! # Schema (`hamlet-campaign/1`)
+//! # Schema (`hamlet-campaign/2`, and `hamlet-campaign/1` read)
 //!
 //! ```text
 //! ROOT
-//! ├─ schema:   "hamlet-campaign/1"
+//! ├─ schema:   "hamlet-campaign/<the campaign's schema_version>"
 //! └─ campaign: the campaign, as maps and lists shaped like its JSON form (see docs/schema.md)
 //! ```
+//!
+//! A version 1 document (no `schema_version` in the campaign, no ballots) reads as a campaign
+//! where every hamlet rates every subject.
 
 use automerge::transaction::{CommitOptions, Transactable, Transaction};
 use automerge::{ActorId, Automerge, AutomergeError, ObjId, ObjType, Prop, ROOT, ReadDoc, ScalarValue, Value};
@@ -15,8 +18,15 @@ use automerge::{ActorId, Automerge, AutomergeError, ObjId, ObjType, Prop, ROOT, 
 use crate::campaign::Campaign;
 use crate::day::Day;
 
-/// The value of the campaign document's `schema` key.
-pub const CAMPAIGN_SCHEMA: &str = "hamlet-campaign/1";
+/// The value of the campaign document's `schema` key for the current version.
+pub const CAMPAIGN_SCHEMA: &str = "hamlet-campaign/2";
+/// The value of the `schema` key for version 1, still read.
+pub const CAMPAIGN_SCHEMA_V1: &str = "hamlet-campaign/1";
+
+/// The `schema` key a campaign of this version is written under.
+fn schema_of(campaign: &Campaign) -> &'static str {
+    if campaign.is_scoped() { CAMPAIGN_SCHEMA } else { CAMPAIGN_SCHEMA_V1 }
+}
 
 /// Why a campaign document could not be written or read.
 #[derive(Debug, thiserror::Error)]
@@ -45,7 +55,7 @@ pub fn write_campaign(doc: &mut Automerge, campaign: &Campaign, today: Day) -> R
     doc.transact_with::<_, _, AutomergeError, _>(
         |_| CommitOptions::default().with_time(today.unix_seconds()),
         |tx| {
-            tx.put(ROOT, "schema", CAMPAIGN_SCHEMA)?;
+            tx.put(ROOT, "schema", schema_of(campaign))?;
             put_json(tx, &ROOT, Prop::Map("campaign".into()), &json, false)
         },
     )
@@ -55,15 +65,27 @@ pub fn write_campaign(doc: &mut Automerge, campaign: &Campaign, today: Day) -> R
 
 /// Reads the campaign held by a campaign document.
 pub fn read_campaign(doc: &Automerge) -> Result<Campaign, CampaignDocError> {
-    match doc.get(ROOT, "schema")? {
-        Some((Value::Scalar(s), _)) if s.as_str() == Some(CAMPAIGN_SCHEMA) => {}
-        _ => return Err(CampaignDocError::NotACampaign(format!("schema is not {CAMPAIGN_SCHEMA:?}"))),
-    }
+    let version = match doc.get(ROOT, "schema")? {
+        Some((Value::Scalar(s), _)) if s.as_str() == Some(CAMPAIGN_SCHEMA) => 2,
+        Some((Value::Scalar(s), _)) if s.as_str() == Some(CAMPAIGN_SCHEMA_V1) => 1,
+        _ => {
+            return Err(CampaignDocError::NotACampaign(format!(
+                "schema is neither {CAMPAIGN_SCHEMA:?} nor {CAMPAIGN_SCHEMA_V1:?}"
+            )));
+        }
+    };
     let json = match doc.get(ROOT, "campaign")? {
         Some((Value::Object(_), obj)) => to_json(doc, &obj)?,
         _ => return Err(CampaignDocError::NotACampaign("no campaign object".into())),
     };
-    Ok(serde_json::from_value(json)?)
+    let campaign: Campaign = serde_json::from_value(json)?;
+    if campaign.schema_version != version {
+        return Err(CampaignDocError::NotACampaign(format!(
+            "the document is version {version}, its campaign version {}",
+            campaign.schema_version
+        )));
+    }
+    Ok(campaign)
 }
 
 fn put_json(

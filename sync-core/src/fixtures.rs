@@ -2,7 +2,10 @@
 //! that hang straight under the province as after the 2025 reform. Used by tests, benchmarks and
 //! the server's demo.
 
-use crate::campaign::{Campaign, CampaignState, HamletScope, Schedule, Subject, Threshold};
+use crate::campaign::{
+    CAMPAIGN_VERSION, Campaign, CampaignState, EvaluationScope, HamletScope, Post, Schedule, Subject, SubjectCategory,
+    Threshold,
+};
 use crate::day::Day;
 use crate::form::{Form, Label, LevelSet, Question, QuestionKind};
 use crate::ids::{CampaignId, QuestionId, SubjectId, UnitId};
@@ -85,11 +88,13 @@ pub fn form() -> Form {
     }
 }
 
-/// The example campaign, a draft with `n` subjects (cadres of `xa-a`) over the three hamlets.
+/// The example campaign, a draft with `n` subjects (cadres of `xa-a`) over the three hamlets,
+/// made under schema version 1: every hamlet rates every subject.
 pub fn campaign_with_subjects(n: usize) -> Campaign {
     let positions = ["Chủ tịch UBND xã", "Phó Chủ tịch UBND xã", "Bí thư Đảng ủy", "Công chức Tư pháp - Hộ tịch"];
     let hamlets = ["thon-dong", "thon-tay"];
     Campaign {
+        schema_version: 1,
         id: id::<CampaignId>("tin-nhiem-2025"),
         name: Label::new("Lấy ý kiến tín nhiệm cán bộ xã năm 2025", "2025 confidence survey of commune cadres"),
         form: form(),
@@ -100,12 +105,15 @@ pub fn campaign_with_subjects(n: usize) -> Campaign {
                 position: positions[i % positions.len()].to_owned(),
                 commune: id("xa-a"),
                 home_hamlet: id(hamlets[i % hamlets.len()]),
+                category: None,
+                post: None,
+                scope: EvaluationScope::Home,
             })
             .collect(),
         hamlets: vec![
-            HamletScope { hamlet: id("thon-dong"), expected_voters: 320 },
-            HamletScope { hamlet: id("thon-tay"), expected_voters: 275 },
-            HamletScope { hamlet: id("to-1"), expected_voters: 180 },
+            HamletScope { hamlet: id("thon-dong"), expected_voters: 320, ballot: vec![] },
+            HamletScope { hamlet: id("thon-tay"), expected_voters: 275, ballot: vec![] },
+            HamletScope { hamlet: id("to-1"), expected_voters: 180, ballot: vec![] },
         ],
         schedule: Schedule { opens_on: day("2025-06-01"), closes_on: day("2025-06-20") },
         thresholds: Threshold::defaults(),
@@ -131,6 +139,69 @@ pub fn open_campaign() -> Campaign {
     open_campaign_with_subjects(3)
 }
 
+/// The example campaign under schema version 2, a draft: four cadres of `xa-a` and one of
+/// `xa-b`, each evaluated where they live, but `ong-an` (chairman of `xa-a`'s People's
+/// Committee), whom the whole commune evaluates. Ballots: `thon-dong` rates `ong-an` and
+/// `ba-binh`, `thon-tay` rates `ong-an`, `ong-cuong` and `ba-dung`, `to-1` rates `ong-em`.
+pub fn scoped_campaign() -> Campaign {
+    let subject = |code: &str, name: &str, position: &str, commune: &str, home: &str, category, post| Subject {
+        id: id(code),
+        name: name.to_owned(),
+        position: position.to_owned(),
+        commune: id(commune),
+        home_hamlet: id(home),
+        category: Some(category),
+        post: Some(post),
+        scope: EvaluationScope::Home,
+    };
+    let mut c = campaign_with_subjects(0);
+    c.schema_version = CAMPAIGN_VERSION;
+    c.subjects = vec![
+        Subject {
+            scope: EvaluationScope::Commune,
+            ..subject(
+                "ong-an",
+                "Nguyễn Văn An",
+                "Chủ tịch UBND xã",
+                "xa-a",
+                "thon-tay",
+                SubjectCategory::CanBo,
+                Post::ChuTichUbnd,
+            )
+        },
+        subject("ba-binh", "Trần Thị Bình", "Bí thư Đảng ủy", "xa-a", "thon-dong", SubjectCategory::CanBo, Post::BiThu),
+        subject(
+            "ong-cuong",
+            "Lê Văn Cường",
+            "Công chức Tư pháp - Hộ tịch",
+            "xa-a",
+            "thon-tay",
+            SubjectCategory::CongChuc,
+            Post::Other,
+        ),
+        subject(
+            "ba-dung",
+            "Phạm Thị Dung",
+            "Phó Chủ tịch Hội Nông dân",
+            "xa-a",
+            "thon-tay",
+            SubjectCategory::KhongChuyenTrach,
+            Post::Other,
+        ),
+        subject(
+            "ong-em",
+            "Hoàng Văn Em",
+            "Chủ tịch Ủy ban MTTQ phường",
+            "xa-b",
+            "to-1",
+            SubjectCategory::CanBo,
+            Post::ChuTichMttq,
+        ),
+    ];
+    c.resolve_ballots(&unit_tree());
+    c
+}
+
 /// A question id of the example form.
 pub fn question(name: &str) -> QuestionId {
     id(name)
@@ -153,5 +224,6 @@ mod tests {
         let tree = super::unit_tree();
         assert_eq!(super::campaign().validate(Some(&tree)), Ok(()));
         assert_eq!(super::campaign_with_subjects(20).validate(Some(&tree)), Ok(()));
+        assert_eq!(super::scoped_campaign().validate(Some(&tree)), Ok(()));
     }
 }

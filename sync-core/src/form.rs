@@ -453,8 +453,9 @@ pub enum AnswerError {
         /// The subject given.
         subject: SubjectId,
     },
-    /// The subject is not evaluated in this campaign.
-    #[error("question {question}: subject {subject} is not evaluated in this campaign")]
+    /// The subject is not on the ballot: not in the campaign, or (schema version 2) not
+    /// evaluated in this hamlet.
+    #[error("question {question}: subject {subject} is not on this hamlet's ballot")]
     UnknownSubject {
         /// The question.
         question: QuestionId,

@@ -186,14 +186,20 @@ pub struct Tally {
 }
 
 impl Tally {
-    /// Checks the tally against itself and the campaign's form.
-    pub fn validate(&self, campaign: &Campaign) -> Result<(), TallyError> {
-        check_tally(campaign, &self.ballots, &self.counts)
+    /// Checks the tally against itself, the campaign's form and `hamlet`'s ballot.
+    pub fn validate(&self, campaign: &Campaign, hamlet: &UnitId) -> Result<(), TallyError> {
+        check_tally(campaign, hamlet, &self.ballots, &self.counts)
     }
 }
 
-/// Checks ballot figures and counts against each other and the campaign's form.
-pub fn check_tally(campaign: &Campaign, ballots: &Ballots, counts: &BTreeMap<CountKey, u32>) -> Result<(), TallyError> {
+/// Checks ballot figures and counts against each other, the campaign's form and the ballot of
+/// `hamlet` (a count for a subject the hamlet does not evaluate does not fit).
+pub fn check_tally(
+    campaign: &Campaign,
+    hamlet: &UnitId,
+    ballots: &Ballots,
+    counts: &BTreeMap<CountKey, u32>,
+) -> Result<(), TallyError> {
     let b = *ballots;
     if b.returned > b.issued {
         return Err(TallyError::ReturnedOverIssued { issued: b.issued, returned: b.returned });
@@ -201,7 +207,7 @@ pub fn check_tally(campaign: &Campaign, ballots: &Ballots, counts: &BTreeMap<Cou
     if u64::from(b.valid) + u64::from(b.invalid) != u64::from(b.returned) {
         return Err(TallyError::Unbalanced { returned: b.returned, valid: b.valid, invalid: b.invalid });
     }
-    let subjects = campaign.subject_ids();
+    let subjects = campaign.ballot(hamlet);
     let mut sums: BTreeMap<(&QuestionId, &SubjectId), u64> = BTreeMap::new();
     for (key, count) in counts {
         let bad = |reason: String| TallyError::BadCount { key: key.encode(), reason };
@@ -212,7 +218,7 @@ pub fn check_tally(campaign: &Campaign, ballots: &Ballots, counts: &BTreeMap<Cou
             None => return Err(bad("question is not on the form".into())),
         }
         if !subjects.contains(&key.subject) {
-            return Err(bad("subject is not evaluated in this campaign".into()));
+            return Err(bad("subject is not on this hamlet's ballot".into()));
         }
         *sums.entry((&key.question, &key.subject)).or_default() += u64::from(*count);
     }
@@ -610,7 +616,7 @@ impl Ledger {
         if self.doc.get(&self.responses, response.id.as_str())?.is_some() {
             return Err(LedgerError::DuplicateResponse(response.id.clone()));
         }
-        let subjects = campaign.subject_ids();
+        let subjects = campaign.ballot(&self.hamlet);
         for (key, value) in &response.answers {
             campaign.form.check_answer(&subjects, key, value)?;
         }
@@ -642,7 +648,7 @@ impl Ledger {
         if self.doc.get(&obj, "void")?.is_some() {
             return Err(LedgerError::Voided(id.clone()));
         }
-        let subjects = campaign.subject_ids();
+        let subjects = campaign.ballot(&self.hamlet);
         for (key, value) in changes {
             match value {
                 Some(value) => campaign.form.check_answer(&subjects, key, value)?,
@@ -686,7 +692,7 @@ impl Ledger {
             Status::Submitted => return Err(LedgerError::AlreadySubmitted(id.clone())),
             Status::Draft => {}
         }
-        for key in campaign.form.required_keys(&campaign.subject_ids()) {
+        for key in campaign.form.required_keys(&campaign.ballot(&self.hamlet)) {
             if !view.answers.contains_key(&key.to_string()) {
                 return Err(AnswerError::Missing(key).into());
             }
@@ -735,7 +741,7 @@ impl Ledger {
     /// fields that differ are written, and counts left out are removed.
     pub fn record_tally(&mut self, campaign: &Campaign, tally: &Tally, today: Day) -> Result<(), LedgerError> {
         self.check_campaign(campaign, false)?;
-        tally.validate(campaign)?;
+        tally.validate(campaign, &self.hamlet)?;
         let existing = self.tally(&tally.id)?;
         let tallies = self.tallies.clone();
         let old_obj = match self.doc.get(&tallies, tally.id.as_str())? {

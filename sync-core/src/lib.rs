@@ -75,7 +75,8 @@ pub mod unit;
 pub mod wire;
 
 pub use campaign::{
-    Campaign, CampaignError, CampaignState, DEFAULT_MAX_RESPONSES_PER_DAY, HamletScope, Schedule, Subject, Threshold,
+    CAMPAIGN_VERSION, Campaign, CampaignError, CampaignState, DEFAULT_MAX_RESPONSES_PER_DAY, EvaluationScope,
+    HamletScope, Post, Schedule, Subject, SubjectCategory, Threshold,
 };
 pub use day::Day;
 pub use docid::DocumentId;

@@ -29,7 +29,9 @@
 //! never counted. A response the owner voided keeps its rows, all with `counted = false`. Values
 //! that do not fit the form are not listed as answers but flagged.
 //!
-//! Only what the campaign's rules allow counts; the rest is kept and flagged: a response on
+//! Only what the campaign's rules allow counts; the rest is kept and flagged: an answer or a
+//! tally's count about a subject not on the hamlet's ballot ([`FlagKind::OutsideBallot`]) is
+//! never counted (the response's other answers are); a response on
 //! another form version ([`FlagKind::FormVersion`]), or recorded before the schedule opens or
 //! submitted after it closes ([`FlagKind::OutsideSchedule`]), has no counted answer. A tally is
 //! counted (`TallyRow::counted`) only when nothing is flagged on it: figures that do not add up,
@@ -226,6 +228,14 @@ pub enum FlagKind {
     TallyDuplicate {
         /// The tally it repeats (the smaller id, which counts).
         of: TallyId,
+    },
+    /// An answer (or a tally's count) about a subject who is in the campaign but not on this
+    /// hamlet's ballot (schema version 2): kept, never counted.
+    OutsideBallot {
+        /// The answer or count key.
+        key: String,
+        /// The subject.
+        subject: SubjectId,
     },
     /// A response or tally key that is not a valid id.
     MalformedKey {
@@ -444,13 +454,14 @@ fn response_rows(
                 Ok((k, value))
             });
         match read {
-            Ok((k, value)) => rows.answers.push(AnswerRow {
-                response: id.clone(),
-                question: k.question,
-                subject: k.subject,
-                value,
-                counted,
-            }),
+            Ok((k, value)) => match k.subject {
+                Some(subject) if !campaign.evaluates(ledger.hamlet(), &subject) => {
+                    rows.flags.push(flag(FlagKind::OutsideBallot { key: key.clone(), subject }));
+                }
+                subject => {
+                    rows.answers.push(AnswerRow { response: id.clone(), question: k.question, subject, value, counted })
+                }
+            },
             Err(reason) => rows.flags.push(flag(FlagKind::InvalidAnswer { key: key.clone(), reason })),
         }
     }
@@ -725,6 +736,15 @@ fn tally_rows(
             _ => None,
         };
         match (CountKey::decode(key), count) {
+            (Some(k), Some(_))
+                if campaign.subjects.iter().any(|s| s.id == k.subject)
+                    && !campaign.evaluates(ledger.hamlet(), &k.subject) =>
+            {
+                rows.flags.push(FlagRow {
+                    entity: entity.clone(),
+                    kind: FlagKind::OutsideBallot { key: key.clone(), subject: k.subject },
+                });
+            }
             (Some(k), Some(n)) => {
                 counts.insert(k, n);
             }
@@ -738,10 +758,10 @@ fn tally_rows(
         }
     }
     let flags_before = rows.flags.len();
-    if let Err(e) = crate::ledger::check_tally(campaign, &view.ballots, &counts) {
+    if let Err(e) = crate::ledger::check_tally(campaign, ledger.hamlet(), &view.ballots, &counts) {
         rows.flags
             .push(FlagRow { entity: entity.clone(), kind: FlagKind::TallyInconsistent { reason: e.to_string() } });
-    } else if let Some(scope) = campaign.hamlets.iter().find(|h| &h.hamlet == ledger.hamlet())
+    } else if let Some(scope) = campaign.hamlet(ledger.hamlet())
         && view.ballots.returned > scope.expected_voters
     {
         let reason = format!(

@@ -195,6 +195,13 @@ texts! {
     results_title: "Kết quả theo cán bộ", "Results per cadre";
     subject: "Cán bộ", "Cadre";
     position: "Chức vụ", "Position";
+    category: "Loại", "Category";
+    post: "Chức danh", "Post";
+    home_hamlet: "Nơi cư trú", "Lives in";
+    evaluated_in: "Lấy ý kiến tại", "Evaluated in";
+    evaluates: "Lấy ý kiến về", "Evaluates";
+    scope_home: "Thôn, tổ dân phố nơi cư trú", "Their own hamlet";
+    scope_commune: "Toàn xã", "The whole commune";
     total: "Tổng số ý kiến", "Answers";
     thresholds: "Ngưỡng", "Thresholds";
     crossed: "Vượt ngưỡng", "Crossed";
@@ -277,7 +284,7 @@ texts! {
     save: "Lưu", "Save";
     edit_campaign: "Sửa đợt", "Edit campaign";
     only_draft: "Chỉ sửa được khi đợt đang soạn.", "Only a draft can be edited.";
-    subjects_import: "Danh sách cán bộ (CSV: id,name,position,commune,home_hamlet)", "Cadres (CSV: id,name,position,commune,home_hamlet)";
+    subjects_import: "Danh sách cán bộ (CSV: id,name,position,commune,home_hamlet; có thể thêm category,post,scope)", "Cadres (CSV: id,name,position,commune,home_hamlet; optionally category,post,scope)";
     hamlets_import: "Thôn trong phạm vi (CSV: hamlet,expected_voters)", "Hamlets in scope (CSV: hamlet,expected_voters)";
     units_import: "Nhập đơn vị (CSV: id,name,level,parent,valid_from,valid_until,merged_from,merged_into)", "Import units (CSV: id,name,level,parent,valid_from,valid_until,merged_from,merged_into)";
     csv_text: "Nội dung tệp CSV (mở tệp bằng Notepad, chọn tất cả, sao chép rồi dán vào đây)", "The CSV file's content (open it in a text editor, select all, copy and paste it here)";
@@ -390,6 +397,44 @@ texts! {
 }
 
 impl Lang {
+    /// A subject's category.
+    pub fn category(self, category: crate::SubjectCategory) -> &'static str {
+        use crate::SubjectCategory as C;
+        match (self, category) {
+            (Lang::Vi, C::CanBo) => "Cán bộ",
+            (Lang::En, C::CanBo) => "Cadre (elected or appointed)",
+            (Lang::Vi, C::CongChuc) => "Công chức",
+            (Lang::En, C::CongChuc) => "Civil servant",
+            (Lang::Vi, C::KhongChuyenTrach) => "Người hoạt động không chuyên trách",
+            (Lang::En, C::KhongChuyenTrach) => "Non-specialised worker",
+        }
+    }
+
+    /// A subject's post.
+    pub fn post(self, post: crate::Post) -> &'static str {
+        use crate::Post as P;
+        match (self, post) {
+            (Lang::Vi, P::BiThu) => "Bí thư Đảng ủy",
+            (Lang::En, P::BiThu) => "Party committee secretary",
+            (Lang::Vi, P::PhoBiThu) => "Phó Bí thư Đảng ủy",
+            (Lang::En, P::PhoBiThu) => "Deputy party secretary",
+            (Lang::Vi, P::ChuTichHdnd) => "Chủ tịch HĐND",
+            (Lang::En, P::ChuTichHdnd) => "Chair of the People's Council",
+            (Lang::Vi, P::PhoChuTichHdnd) => "Phó Chủ tịch HĐND",
+            (Lang::En, P::PhoChuTichHdnd) => "Vice-chair of the People's Council",
+            (Lang::Vi, P::ChuTichUbnd) => "Chủ tịch UBND",
+            (Lang::En, P::ChuTichUbnd) => "Chair of the People's Committee",
+            (Lang::Vi, P::PhoChuTichUbnd) => "Phó Chủ tịch UBND",
+            (Lang::En, P::PhoChuTichUbnd) => "Vice-chair of the People's Committee",
+            (Lang::Vi, P::ChuTichMttq) => "Chủ tịch Ủy ban MTTQ",
+            (Lang::En, P::ChuTichMttq) => "Chair of the Fatherland Front committee",
+            (Lang::Vi, P::TruongDoanThe) => "Người đứng đầu đoàn thể",
+            (Lang::En, P::TruongDoanThe) => "Head of a mass organisation",
+            (Lang::Vi, P::Other) => "Chức danh khác",
+            (Lang::En, P::Other) => "Another post",
+        }
+    }
+
     /// The note under the devices tables.
     pub fn silent_note(self, days: u32) -> String {
         match self {

@@ -169,7 +169,7 @@ fn tallies_that_do_not_add_up_are_refused() {
     let k = count("tin-nhiem", "ong-an", Level::HoanThanh);
     check(tally(10, 10, 10, 0, &[(k.clone(), 1)]), bad(k, "level is not on the question's scale"));
     let k = count("tin-nhiem", "ba-khac", Level::TinNhiem);
-    check(tally(10, 10, 10, 0, &[(k.clone(), 1)]), bad(k, "subject is not evaluated in this campaign"));
+    check(tally(10, 10, 10, 0, &[(k.clone(), 1)]), bad(k, "subject is not on this hamlet's ballot"));
     check(
         tally(
             10,

@@ -51,7 +51,7 @@ def main():
     campaigns = phone.campaigns()
     check(campaigns[0].downloaded and campaigns[0].state == "open", "the campaign arrived")
 
-    slots = phone.answer_slots(CAMPAIGN)
+    slots = phone.answer_slots(CAMPAIGN, HAMLETS[0])
     ratings = [s for s in slots if s.kind == "rating"]
     check(len(ratings) == 3 and all(s.required for s in ratings), "three required ratings")
     check(ratings[0].choices[0].label_vi == "Tín nhiệm cao", "Vietnamese labels come through")

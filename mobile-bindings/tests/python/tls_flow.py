@@ -40,7 +40,7 @@ def main():
     check(enrolled.certificate_pin is not None and len(enrolled.certificate_pin) == 95, "the pin is kept")
     first = phone.sync(None)
     check(first.server.startswith("wss://"), "synced over wss: %s" % first.server)
-    ratings = [s for s in phone.answer_slots(CAMPAIGN) if s.kind == "rating"]
+    ratings = [s for s in phone.answer_slots(CAMPAIGN, HAMLET) if s.kind == "rating"]
     ids = []
     for i in range(3):
         answers = {s.key: LEVELS[(i + n) % 3] for n, s in enumerate(ratings)}

@@ -43,7 +43,8 @@ pub fn demo_ledgers(
 ) -> Result<Vec<Ledger>, LedgerError> {
     let mut rng = DemoRng::new(2025);
     let mut out = Vec::new();
-    for (h, scope) in campaign.hamlets.iter().enumerate() {
+    for (h, scope) in campaign.in_campaign().enumerate() {
+        let ballot = campaign.ballot(&scope.hamlet);
         let mut devices: Vec<Ledger> = (0..phones)
             .map(|p| Ledger::create(&campaign.id, &scope.hamlet, ActorId::from([h as u8 + 1, p + 1, 0x48, 0x4c])))
             .collect();
@@ -52,8 +53,7 @@ pub fn demo_ledgers(
             for n in 0..per_phone {
                 let day = first_day.plus_days((n / 10) as i32);
                 let id = format!("{}-{p}-{n:04}", scope.hamlet).parse().map_err(|_| unreachable_id())?;
-                let answers = campaign
-                    .subjects
+                let answers = ballot
                     .iter()
                     .map(|s| {
                         // Mostly confidence, some low: a plausible district.
@@ -62,10 +62,7 @@ pub fn demo_ledgers(
                             10..=16 => Level::TinNhiem,
                             _ => Level::TinNhiemThap,
                         };
-                        (
-                            AnswerKey::for_subject(fixtures::question("tin-nhiem"), s.id.clone()),
-                            AnswerValue::Level(level),
-                        )
+                        (AnswerKey::for_subject(fixtures::question("tin-nhiem"), s.clone()), AnswerValue::Level(level))
                     })
                     .collect::<BTreeMap<_, _>>();
                 let response = NewResponse { id, collector: collector.clone(), answers };

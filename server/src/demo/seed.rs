@@ -22,8 +22,9 @@ use hamlet_sync_core::ledger::{Ballots, CountKey};
 use hamlet_sync_core::session::{Peer, decode_heads};
 use hamlet_sync_core::wire::{self, DocMessage, Message};
 use hamlet_sync_core::{
-    AnswerKey, AnswerValue, Campaign, CampaignId, CampaignState, Day, DocumentId, HamletScope, Label, Ledger,
-    LedgerError, Level, NewResponse, PersonId, ResponseId, Schedule, Subject, Tally, Threshold, UnitId, fixtures,
+    AnswerKey, AnswerValue, Campaign, CampaignId, CampaignState, Day, DocumentId, EvaluationScope, HamletScope, Label,
+    Ledger, LedgerError, Level, NewResponse, PersonId, Post, ResponseId, Schedule, Subject, SubjectCategory, Tally,
+    Threshold, UnitId, fixtures,
 };
 
 use super::DemoRng;
@@ -278,8 +279,42 @@ const HAMLET_NAMES: [&str; 10] = [
 const FAMILY: [&str; 10] = ["Nguyễn", "Trần", "Lê", "Phạm", "Hoàng", "Vũ", "Đặng", "Bùi", "Đỗ", "Ngô"];
 const MIDDLE: [&str; 6] = ["Văn", "Thị", "Đức", "Minh", "Thanh", "Hữu"];
 const GIVEN: [&str; 12] = ["An", "Bình", "Cường", "Dung", "Giang", "Hà", "Hùng", "Lan", "Long", "Mai", "Nam", "Thảo"];
-const POSITIONS: [&str; 5] =
-    ["Bí thư Đảng ủy xã", "Chủ tịch UBND xã", "Phó Chủ tịch UBND xã", "Chủ tịch HĐND xã", "Chủ tịch Ủy ban MTTQ xã"];
+/// The posts the demo evaluates, by commune (index into [`COMMUNES`]): a party secretary in
+/// every commune, chairs and vice-chairs of some People's Committees, a council chair, a front
+/// chair, and a few civil servants and non-specialised workers. The chair of the second commune
+/// is evaluated by the whole commune; everyone else where they live.
+fn demo_posts() -> Vec<(usize, Post, SubjectCategory, &'static str)> {
+    let mut posts = Vec::new();
+    for c in 0..COMMUNES.len() {
+        posts.push((c, Post::BiThu, SubjectCategory::CanBo, "Bí thư Đảng ủy"));
+        match c % 3 {
+            1 => posts.push((c, Post::ChuTichUbnd, SubjectCategory::CanBo, "Chủ tịch UBND")),
+            2 if c < 12 => posts.push((c, Post::PhoChuTichUbnd, SubjectCategory::CanBo, "Phó Chủ tịch UBND")),
+            _ => {}
+        }
+        match c {
+            0 => posts.push((c, Post::Other, SubjectCategory::CongChuc, "Công chức Tư pháp - Hộ tịch")),
+            3 => posts.push((c, Post::ChuTichHdnd, SubjectCategory::CanBo, "Chủ tịch HĐND")),
+            6 => posts.push((c, Post::ChuTichMttq, SubjectCategory::CanBo, "Chủ tịch Ủy ban MTTQ")),
+            9 => posts.push((c, Post::Other, SubjectCategory::CongChuc, "Công chức Địa chính - Xây dựng")),
+            12 => posts.push((c, Post::Other, SubjectCategory::KhongChuyenTrach, "Phó Chủ tịch Hội Nông dân")),
+            14 => posts.push((c, Post::Other, SubjectCategory::KhongChuyenTrach, "Phó Bí thư Đoàn Thanh niên")),
+            _ => {}
+        }
+    }
+    posts
+}
+
+/// "xã An Phú", "thị trấn Thanh Bình": a commune's name as it follows a post.
+fn after_post(commune: &str) -> String {
+    match commune.split_once(' ') {
+        Some(("Xã", rest)) => format!("xã {rest}"),
+        Some(("Thị", rest)) => format!("thị {rest}"),
+        Some(("Phường", rest)) => format!("phường {rest}"),
+        _ => commune.to_owned(),
+    }
+}
+
 const COMMENTS: [&str; 8] = [
     "Cán bộ gần dân, giải quyết công việc nhanh.",
     "Cần sâu sát cơ sở hơn.",
@@ -323,26 +358,34 @@ pub fn units_csv(today: Day, rng: &mut DemoRng) -> (String, Vec<(String, String,
     (csv, hamlets)
 }
 
-/// The demo campaign, open, over `hamlets`.
+/// The demo campaign, a draft (scoped: schema version 2), over `hamlets`: each cadre lives in a
+/// hamlet of their commune and is evaluated there, but the chair of the second commune, whom
+/// every hamlet of that commune evaluates.
 pub fn campaign(today: Day, hamlets: &[(String, String, usize)], rng: &mut DemoRng) -> Result<Campaign, DemoError> {
     let mut subjects = Vec::new();
-    for i in 0..20 {
-        let c = (i * 3) % 15;
+    for (i, (c, post, category, title)) in demo_posts().into_iter().enumerate() {
         let commune = format!("xa-{:02}", c + 1);
-        let home = hamlets.iter().find(|(_, hc, _)| *hc == commune).map(|(h, _, _)| h.clone()).unwrap_or_default();
+        let homes: Vec<&String> = hamlets.iter().filter(|(_, hc, _)| *hc == commune).map(|(h, _, _)| h).collect();
+        let home = homes.get(rng.below(homes.len() as u64) as usize).map_or_else(String::new, |h| (*h).clone());
         subjects.push(Subject {
             id: id(&format!("can-bo-{:02}", i + 1))?,
             name: person(rng),
-            position: format!("{} {}", POSITIONS[i % POSITIONS.len()], COMMUNES[c].trim_start_matches("Xã ")),
+            position: format!("{title} {}", after_post(COMMUNES[c])),
             commune: id(&commune)?,
             home_hamlet: id(&home)?,
+            category: Some(category),
+            post: Some(post),
+            scope: if c == 1 && post == Post::ChuTichUbnd { EvaluationScope::Commune } else { EvaluationScope::Home },
         });
     }
     let scope = hamlets
         .iter()
-        .map(|(h, _, _)| Ok(HamletScope { hamlet: id(h)?, expected_voters: 150 + rng.below(300) as u32 }))
+        .map(|(h, _, _)| {
+            Ok(HamletScope { hamlet: id(h)?, expected_voters: 150 + rng.below(300) as u32, ballot: Vec::new() })
+        })
         .collect::<Result<Vec<_>, DemoError>>()?;
     Ok(Campaign {
+        schema_version: hamlet_sync_core::CAMPAIGN_VERSION,
         id: id(DEMO_CAMPAIGN)?,
         name: Label::new(
             "Lấy ý kiến tín nhiệm cán bộ chủ chốt cấp xã năm 2026",
@@ -412,12 +455,17 @@ async fn simulate_phones(
     let comment = fixtures::question("y-kien");
     let day_ms = 86_400_000;
     let mut phone_no = 0u64;
-    for (n, (hamlet, _, commune_no)) in hamlets.iter().enumerate() {
+    // Only the hamlets in the campaign: those where someone on the list is evaluated.
+    let in_campaign = hamlets.iter().filter(|(h, _, _)| h.parse().is_ok_and(|h| campaign.has_hamlet(&h)));
+    for (n, (hamlet, _, commune_no)) in in_campaign.enumerate() {
         // About one hamlet in nine has nothing yet.
         if rng.below(9) == 0 {
             continue;
         }
         let hamlet_id: UnitId = id(hamlet)?;
+        let ballot: Vec<(usize, &Subject)> =
+            campaign.subjects.iter().enumerate().filter(|(_, s)| campaign.evaluates(&hamlet_id, &s.id)).collect();
+        let Some(&(_, first)) = ballot.first() else { continue };
         let phones = if rng.below(4) == 0 { 2 } else { 1 };
         let mut ledgers: Vec<(Ledger, PersonId, Phone, i64)> = Vec::new();
         for _ in 0..phones {
@@ -438,7 +486,7 @@ async fn simulate_phones(
             let days_back = rng.below(10) as i32;
             let day = Day::from_unix_seconds(*last_sync / 1000).plus_days(-days_back).max(campaign.schedule.opens_on);
             let mut answers = BTreeMap::new();
-            for (s, subject) in campaign.subjects.iter().enumerate() {
+            for &(s, subject) in &ballot {
                 answers.insert(
                     AnswerKey::for_subject(question.clone(), subject.id.clone()),
                     AnswerValue::Level(leaning(s, rng)),
@@ -462,7 +510,7 @@ async fn simulate_phones(
                 ledger.submit(campaign, &response_id, collector, day)?;
                 if roll < 2 {
                     // Edited after submission: kept, flagged, not counted.
-                    let key = AnswerKey::for_subject(question.clone(), campaign.subjects[0].id.clone());
+                    let key = AnswerKey::for_subject(question.clone(), first.id.clone());
                     ledger.edit(
                         campaign,
                         &response_id,
@@ -481,7 +529,7 @@ async fn simulate_phones(
             let invalid = rng.below(3) as u32;
             let valid = returned - invalid;
             let mut counts = BTreeMap::new();
-            for (s, subject) in campaign.subjects.iter().enumerate() {
+            for &(s, subject) in &ballot {
                 let mut left = valid;
                 for level in [Level::TinNhiemThap, Level::TinNhiem] {
                     let share = if level == Level::TinNhiemThap { low_share(s) } else { (20 - low_share(s)) / 2 };
@@ -516,7 +564,7 @@ async fn simulate_phones(
             let day = Day::from_unix_seconds(*last_sync / 1000);
             let draft: ResponseId = id(&format!("{hamlet}-nhap"))?;
             let answers = BTreeMap::from([(
-                AnswerKey::for_subject(question.clone(), campaign.subjects[1].id.clone()),
+                AnswerKey::for_subject(question.clone(), first.id.clone()),
                 AnswerValue::Level(Level::TinNhiem),
             )]);
             ledger.record(campaign, &NewResponse { id: draft.clone(), collector: collector.clone(), answers }, day)?;
@@ -531,12 +579,9 @@ async fn simulate_phones(
                 let (ledger, _, _, last_sync) = &mut ledgers[i];
                 let day = Day::from_unix_seconds(*last_sync / 1000);
                 let changes = [
+                    (AnswerKey::for_subject(question.clone(), first.id.clone()), Some(AnswerValue::Level(level))),
                     (
-                        AnswerKey::for_subject(question.clone(), campaign.subjects[1].id.clone()),
-                        Some(AnswerValue::Level(level)),
-                    ),
-                    (
-                        AnswerKey::for_subject(comment.clone(), campaign.subjects[1].id.clone()),
+                        AnswerKey::for_subject(comment.clone(), first.id.clone()),
                         Some(AnswerValue::Comment(text.to_owned())),
                     ),
                 ];

@@ -4,14 +4,14 @@
 //! change: a change the log cannot show is not made. The JSON API, the pages and the demo all
 //! call these.
 
-use hamlet_sync_core::{Campaign, CampaignState, UnitTree};
+use hamlet_sync_core::{CAMPAIGN_VERSION, Campaign, CampaignState, UnitTree};
 
 use super::catalog::{self, require_draft};
 use super::{Actor, District, DistrictError, results};
 use crate::audit::Entry;
 
 /// Creates a draft campaign; audited.
-pub async fn create(district: &District, actor: &Actor, campaign: Campaign) -> Result<(), DistrictError> {
+pub async fn create(district: &District, actor: &Actor, mut campaign: Campaign) -> Result<(), DistrictError> {
     if campaign.state != CampaignState::Draft {
         return Err(DistrictError::invalid("not_draft", "a new campaign must be a draft"));
     }
@@ -19,6 +19,13 @@ pub async fn create(district: &District, actor: &Actor, campaign: Campaign) -> R
         return Err(DistrictError::invalid("invalid_campaign", "the campaign needs a Vietnamese name"));
     }
     campaign.form.validate().map_err(|e| DistrictError::invalid("invalid_form", e.to_string()))?;
+    if !(1..=CAMPAIGN_VERSION).contains(&campaign.schema_version) {
+        return Err(DistrictError::invalid(
+            "invalid_campaign",
+            format!("schema_version {} is not 1 or {CAMPAIGN_VERSION}", campaign.schema_version),
+        ));
+    }
+    campaign.resolve_ballots(&*district.catalog().units().await?);
     if district.catalog().campaign(&campaign.id).await?.is_some() {
         return Err(DistrictError::conflict("campaign_exists", format!("campaign {} already exists", campaign.id)));
     }
@@ -47,6 +54,13 @@ pub async fn update(district: &District, actor: &Actor, id: &str, mut campaign: 
     if campaign.form.questions != current.form.questions && campaign.form.version <= current.form.version {
         campaign.form.version = current.form.version + 1;
     }
+    if !(1..=CAMPAIGN_VERSION).contains(&campaign.schema_version) {
+        return Err(DistrictError::invalid(
+            "invalid_campaign",
+            format!("schema_version {} is not 1 or {CAMPAIGN_VERSION}", campaign.schema_version),
+        ));
+    }
+    campaign.resolve_ballots(&*district.catalog().units().await?);
     let entry = Entry::new(&actor.name, "campaign.update", id, &campaign.name.vi);
     district.catalog().save(&district.hub, &campaign, Some(&current), &entry).await?;
     Ok(())
@@ -63,6 +77,10 @@ pub async fn transition(
     let current = district.catalog().require(id).await?;
     let mut campaign = (*current).clone();
     let tree = district.catalog().units().await?;
+    if to == CampaignState::Open {
+        // The scopes freeze with the rest: the ballots as the unit tree gives them today.
+        campaign.resolve_ballots(&tree);
+    }
     campaign.transition(to, Some(&tree)).map_err(|e| match e {
         hamlet_sync_core::CampaignError::Transition { .. } => {
             DistrictError::conflict("invalid_transition", e.to_string())
@@ -129,6 +147,7 @@ async fn edit_draft<T>(
     let mut campaign = (*current).clone();
     let tree = district.catalog().units().await?;
     let (value, detail) = change(&mut campaign, &tree)?;
+    campaign.resolve_ballots(&tree);
     district
         .catalog()
         .save(&district.hub, &campaign, Some(&current), &Entry::new(&actor.name, action, id, &detail))

@@ -10,7 +10,8 @@ use std::time::{Duration, Instant};
 
 use hamlet_sync_core::campaign_doc::write_campaign;
 use hamlet_sync_core::{
-    Campaign, CampaignId, CampaignState, Day, DocumentId, HamletScope, Subject, Unit, UnitId, UnitLevel, UnitTree,
+    Campaign, CampaignId, CampaignState, Day, DocumentId, EvaluationScope, HamletScope, Post, Subject, SubjectCategory,
+    Unit, UnitId, UnitLevel, UnitTree,
 };
 use serde::Serialize;
 
@@ -25,6 +26,12 @@ pub const UNITS_HEADER: [&str; 8] =
     ["id", "name", "level", "parent", "valid_from", "valid_until", "merged_from", "merged_into"];
 /// The header of a subjects file.
 pub const SUBJECTS_HEADER: [&str; 5] = ["id", "name", "position", "commune", "home_hamlet"];
+/// Optional columns of a subjects file, after [`SUBJECTS_HEADER`], in any order: the category
+/// (`can_bo`, `cong_chuc`, `khong_chuyen_trach`, or their Vietnamese names), the post (a
+/// [`Post`] code or its Vietnamese name) and the evaluation scope (empty or `home`: the home
+/// hamlet; `commune`: every hamlet of the commune; or hamlet ids separated by spaces, evaluated
+/// besides the home hamlet).
+pub const SUBJECTS_OPTIONAL: [&str; 3] = ["category", "post", "scope"];
 /// The header of a file of hamlets in scope.
 pub const HAMLETS_HEADER: [&str; 2] = ["hamlet", "expected_voters"];
 
@@ -433,7 +440,8 @@ impl Catalog {
                 .await
                 .map_err(query_failed("storing a subject"))?;
             }
-            for h in &campaign.hamlets {
+            // Only the hamlets in the campaign: one with no subject to evaluate has no ledger.
+            for h in campaign.in_campaign() {
                 sqlx::query(
                     "INSERT INTO campaign_hamlets (campaign_id, hamlet_id, expected_voters, document_id) \
                      VALUES ($1, $2, $3, $4)",
@@ -540,17 +548,41 @@ pub fn unit_from(r: &Record) -> Result<Unit, CsvError> {
 /// Reads subjects from CSV (header [`SUBJECTS_HEADER`]), checking that each names a commune and
 /// a hamlet of `tree`.
 pub fn subjects_from_csv(text: &str, tree: &UnitTree) -> Result<Vec<Subject>, DistrictError> {
-    let records = csv::with_header(csv::parse(text).map_err(csv_error)?, &SUBJECTS_HEADER).map_err(csv_error)?;
+    let all = csv::parse(text).map_err(csv_error)?;
+    let header: Vec<String> =
+        all.first().map(|h| h.fields.iter().map(|f| f.trim().to_lowercase()).collect()).unwrap_or_default();
+    let column = |name: &str| header.iter().skip(SUBJECTS_HEADER.len()).position(|h| h == name).map(|i| i + 5);
+    let [category_at, post_at, scope_at] = SUBJECTS_OPTIONAL.map(column);
+    let records = csv::with_header(all, &SUBJECTS_HEADER).map_err(csv_error)?;
     let mut errors = Vec::new();
     let mut subjects: Vec<Subject> = Vec::new();
     for r in &records {
         let subject = (|| {
+            let optional = |at: Option<usize>| at.map(|i| r.get(i).trim()).filter(|v| !v.is_empty());
+            let bad = |message: String| CsvError { line: r.line, message };
+            let category = optional(category_at)
+                .map(|v| {
+                    parse_category(v).ok_or_else(|| {
+                        bad(format!("category {v:?} is not one of can_bo, cong_chuc, khong_chuyen_trach"))
+                    })
+                })
+                .transpose()?;
+            let post = optional(post_at)
+                .map(|v| parse_post(v).ok_or_else(|| bad(format!("post {v:?} is not a known post"))))
+                .transpose()?;
+            let scope = match optional(scope_at) {
+                None => EvaluationScope::Home,
+                Some(v) => parse_scope(v, tree).map_err(bad)?,
+            };
             let s = Subject {
                 id: parse_field(r, 0, "id")?,
                 name: r.get(1).to_owned(),
                 position: r.get(2).to_owned(),
                 commune: parse_field(r, 3, "commune")?,
                 home_hamlet: parse_field(r, 4, "home_hamlet")?,
+                category,
+                post,
+                scope,
             };
             if s.name.is_empty() || s.position.is_empty() {
                 return Err(CsvError { line: r.line, message: "a subject needs a name and a position".into() });
@@ -581,6 +613,60 @@ pub fn subjects_from_csv(text: &str, tree: &UnitTree) -> Result<Vec<Subject>, Di
     Ok(subjects)
 }
 
+/// A category from its code or its Vietnamese name (accents and case aside).
+pub fn parse_category(text: &str) -> Option<SubjectCategory> {
+    SubjectCategory::from_code(text.trim()).or_else(|| match super::fold_search(text.trim()).as_str() {
+        "can bo" => Some(SubjectCategory::CanBo),
+        "cong chuc" => Some(SubjectCategory::CongChuc),
+        "nguoi hoat dong khong chuyen trach" | "khong chuyen trach" => Some(SubjectCategory::KhongChuyenTrach),
+        _ => None,
+    })
+}
+
+/// A post from its code or its Vietnamese name (accents and case aside; "Đảng ủy", "xã" and
+/// "phường" may follow).
+pub fn parse_post(text: &str) -> Option<Post> {
+    if let Some(post) = Post::from_code(text.trim()) {
+        return Some(post);
+    }
+    let folded = super::fold_search(text.trim());
+    let name = ["xa", "phuong", "thi tran", "dang uy"]
+        .iter()
+        .fold(folded.as_str(), |n, tail| n.strip_suffix(tail).map_or(n, str::trim_end));
+    Some(match name {
+        "bi thu" => Post::BiThu,
+        "pho bi thu" => Post::PhoBiThu,
+        "chu tich hdnd" | "chu tich hoi dong nhan dan" => Post::ChuTichHdnd,
+        "pho chu tich hdnd" | "pho chu tich hoi dong nhan dan" => Post::PhoChuTichHdnd,
+        "chu tich ubnd" | "chu tich uy ban nhan dan" => Post::ChuTichUbnd,
+        "pho chu tich ubnd" | "pho chu tich uy ban nhan dan" => Post::PhoChuTichUbnd,
+        "chu tich mttq" | "chu tich uy ban mttq" | "chu tich uy ban mat tran to quoc" => Post::ChuTichMttq,
+        "truong doan the" => Post::TruongDoanThe,
+        "khac" => Post::Other,
+        _ => return None,
+    })
+}
+
+/// An evaluation scope as a subjects file writes it (see [`SUBJECTS_OPTIONAL`]).
+fn parse_scope(text: &str, tree: &UnitTree) -> Result<EvaluationScope, String> {
+    match super::fold_search(text.trim()).as_str() {
+        "home" | "nha" | "noi cu tru" => return Ok(EvaluationScope::Home),
+        "commune" | "xa" | "toan xa" => return Ok(EvaluationScope::Commune),
+        _ => {}
+    }
+    let mut hamlets: Vec<UnitId> = Vec::new();
+    for part in text.split([' ', ',', ';', '\t']).filter(|p| !p.is_empty()) {
+        let id: UnitId = part.parse().map_err(|_| format!("scope: {part:?} is not a hamlet id"))?;
+        if tree.get(&id).map(|u| u.level) != Some(UnitLevel::Hamlet) {
+            return Err(format!("scope: {id} is not a known hamlet"));
+        }
+        if !hamlets.contains(&id) {
+            hamlets.push(id);
+        }
+    }
+    Ok(EvaluationScope::Hamlets(hamlets))
+}
+
 /// Reads the hamlets in scope from CSV (header [`HAMLETS_HEADER`]).
 pub fn hamlets_from_csv(text: &str, tree: &UnitTree) -> Result<Vec<HamletScope>, DistrictError> {
     let records = csv::with_header(csv::parse(text).map_err(csv_error)?, &HAMLETS_HEADER).map_err(csv_error)?;
@@ -591,6 +677,7 @@ pub fn hamlets_from_csv(text: &str, tree: &UnitTree) -> Result<Vec<HamletScope>,
             let h = HamletScope {
                 hamlet: parse_field(r, 0, "hamlet")?,
                 expected_voters: parse_field(r, 1, "expected_voters")?,
+                ballot: Vec::new(),
             };
             if tree.get(&h.hamlet).map(|u| u.level) != Some(UnitLevel::Hamlet) {
                 return Err(CsvError { line: r.line, message: format!("{} is not a known hamlet", h.hamlet) });

@@ -80,6 +80,17 @@ impl Counts {
     }
 }
 
+/// A subject on a hamlet's ballot.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct BallotSubject {
+    /// Subject id.
+    pub id: String,
+    /// Name.
+    pub name: String,
+    /// Position.
+    pub position: String,
+}
+
 /// One hamlet's progress.
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct HamletProgress {
@@ -91,6 +102,8 @@ pub struct HamletProgress {
     pub commune: String,
     /// Its commune's name.
     pub commune_name: String,
+    /// The subjects its residents evaluate (its ballot), in the campaign's order.
+    pub ballot: Vec<BallotSubject>,
     /// Counts.
     #[serde(flatten)]
     pub counts: Counts,
@@ -260,7 +273,7 @@ pub async fn load(district: &District, campaign: &Campaign) -> Result<Progress, 
     let mut alerts: Vec<Alert> = Vec::new();
     let u = |n: i64| n.max(0) as u64;
     let mut hamlets = Vec::new();
-    for scope in &campaign.hamlets {
+    for scope in campaign.in_campaign() {
         let unit = tree.get(&scope.hamlet);
         let commune_unit = tree.ancestor_at(&scope.hamlet, UnitLevel::Commune);
         let commune = commune_unit.map_or_else(String::new, |c| c.id.to_string());
@@ -293,6 +306,12 @@ pub async fn load(district: &District, campaign: &Campaign) -> Result<Progress, 
             name: unit.map_or_else(|| scope.hamlet.to_string(), |u| u.name.clone()),
             commune,
             commune_name,
+            ballot: campaign
+                .subjects
+                .iter()
+                .filter(|s| campaign.evaluates(&scope.hamlet, &s.id))
+                .map(|s| BallotSubject { id: s.id.to_string(), name: s.name.clone(), position: s.position.clone() })
+                .collect(),
             nothing_yet: c.recorded == 0 && c.tallies == 0,
             last_sync_at: devices.iter().map(|d| d.last_sync_at).max(),
             silent_devices: devices.iter().filter(|d| d.silent).count(),

@@ -623,6 +623,7 @@ fn flag_kind(kind: &FlagKind) -> &'static str {
         FlagKind::OutsideSchedule { .. } => "outside_schedule",
         FlagKind::TallyDuplicate { .. } => "tally_duplicate",
         FlagKind::MalformedKey { .. } => "malformed_key",
+        FlagKind::OutsideBallot { .. } => "outside_ballot",
     }
 }
 

@@ -129,6 +129,12 @@ pub struct ResultRow {
     pub shares: Option<Vec<f64>>,
     /// For each campaign threshold, whether the low level crosses it (`None` when suppressed).
     pub crossed: Option<Vec<bool>>,
+    /// Voters expected in the hamlets below that evaluate the subject (its scope): the base
+    /// of the subject's participation here. 0 outside the scope.
+    pub expected_voters: u64,
+    /// Responses submitted and ballots returned in those hamlets, in percent of their
+    /// expected voters (one decimal); `None` outside the scope.
+    pub participation_percent: Option<f64>,
 }
 
 /// The results of one rating question for one subject.
@@ -144,6 +150,12 @@ pub struct SubjectResult {
     pub name: String,
     /// The subject's position.
     pub position: String,
+    /// The subject's category, if known.
+    pub category: Option<hamlet_sync_core::SubjectCategory>,
+    /// The subject's post, if known.
+    pub post: Option<hamlet_sync_core::Post>,
+    /// The hamlets that evaluate the subject (its scope), by id.
+    pub scope: Vec<String>,
     /// The scale's levels, in order.
     pub levels: Vec<LevelInfo>,
     /// One row per unit, in the order of [`Results::units`].
@@ -545,8 +557,10 @@ pub fn compute(
         children: Vec::new(),
     }];
     let mut index: HashMap<String, usize> = HashMap::new();
-    // Each hamlet in scope, with its chain of ancestors from the top down.
-    for scope in &campaign.hamlets {
+    // Each hamlet in the campaign, with its chain of ancestors from the top down; and the
+    // nodes each hamlet's participation goes to (the deepest shown and every one above).
+    let mut hamlet_nodes: Vec<(&hamlet_sync_core::HamletScope, HamletTotals, Vec<usize>)> = Vec::new();
+    for scope in campaign.in_campaign() {
         let mut chain: Vec<(String, String, &'static str, Option<String>)> = Vec::new();
         if let Some(unit) = tree.get(&scope.hamlet) {
             for u in tree.ancestors(&scope.hamlet).into_iter().rev().chain(std::iter::once(unit)) {
@@ -591,13 +605,16 @@ pub fn compute(
         }
         // Participation goes to the deepest node shown and every node above it.
         let mut at = Some(parent);
+        let mut above = Vec::new();
         while let Some(i) = at {
             let row = &mut nodes[i].row;
             row.expected_voters += u64::from(scope.expected_voters);
             row.submitted += totals.submitted;
             row.ballots_returned += totals.ballots_returned;
+            above.push(i);
             at = nodes[i].parent;
         }
+        hamlet_nodes.push((scope, totals, above));
     }
     for node in &mut nodes {
         let r = &mut node.row;
@@ -636,7 +653,23 @@ pub fn compute(
             let key = (question.id.to_string(), subject.id.to_string());
             let empty = HashMap::new();
             let by_unit = counts.get(&key).unwrap_or(&empty);
-            subjects.push(subject_result(campaign, &nodes, &order, scale, by_unit, question, subject));
+            // The subject's own base: the expected voters and answers of the hamlets of its scope.
+            let mut base = vec![(0u64, 0u64); nodes.len()];
+            let mut scope = Vec::new();
+            for (h, totals, above) in hamlet_nodes.iter().filter(|(h, ..)| campaign.evaluates(&h.hamlet, &subject.id)) {
+                scope.push(h.hamlet.to_string());
+                for &i in above {
+                    base[i].0 += u64::from(h.expected_voters);
+                    base[i].1 += totals.submitted + totals.ballots_returned;
+                }
+            }
+            let mut result = subject_result(campaign, &nodes, &order, scale, by_unit, question, subject);
+            for (row, &i) in result.rows.iter_mut().zip(&order) {
+                row.expected_voters = base[i].0;
+                row.participation_percent = percent(base[i].1, base[i].0);
+            }
+            result.scope = scope;
+            subjects.push(result);
         }
     }
     Results {
@@ -700,6 +733,8 @@ fn subject_result(
                 counts: (!hidden).then(|| counts.clone()),
                 shares: (!hidden).then(|| counts.iter().map(|c| percent(*c, total).unwrap_or(0.0)).collect()),
                 crossed: (!hidden).then(|| campaign.thresholds.iter().map(|t| t.crossed(counts[low], total)).collect()),
+                expected_voters: 0,
+                participation_percent: None,
             }
         })
         .collect();
@@ -709,6 +744,9 @@ fn subject_result(
         subject: subject.id.to_string(),
         name: subject.name.clone(),
         position: subject.position.clone(),
+        category: subject.category,
+        post: subject.post,
+        scope: Vec::new(),
         levels: levels.iter().map(|l| LevelInfo { code: l.code(), label: l.label(), low: *l == scale.low() }).collect(),
         rows,
     }
@@ -810,9 +848,11 @@ mod tests {
         units.push(bac);
         let tree = UnitTree::new(units).expect("tree");
         let mut campaign = fixtures::open_campaign();
-        campaign
-            .hamlets
-            .push(hamlet_sync_core::HamletScope { hamlet: "thon-bac".parse().expect("id"), expected_voters: 50 });
+        campaign.hamlets.push(hamlet_sync_core::HamletScope {
+            hamlet: "thon-bac".parse().expect("id"),
+            expected_voters: 50,
+            ballot: vec![],
+        });
         (campaign, tree)
     }
 

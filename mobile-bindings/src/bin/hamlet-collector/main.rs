@@ -380,8 +380,15 @@ fn run(cli: Cli) -> Result<(), Failure> {
                 let detailed: Vec<serde_json::Value> = campaigns
                     .iter()
                     .map(|c| {
-                        let slots = collector.answer_slots(&c.id).unwrap_or_default();
-                        serde_json::json!({ "campaign": c, "questions": slots })
+                        let ballots: serde_json::Map<String, serde_json::Value> = c
+                            .hamlets
+                            .iter()
+                            .map(|h| {
+                                let slots = collector.answer_slots(&c.id, &h.id).unwrap_or_default();
+                                (h.id.clone(), serde_json::json!(slots))
+                            })
+                            .collect();
+                        serde_json::json!({ "campaign": c, "questions": ballots })
                     })
                     .collect();
                 return print_json(&detailed);
@@ -402,15 +409,16 @@ fn run(cli: Cli) -> Result<(), Failure> {
                         Some(n) => println!("  - {} ({n})", h.id),
                         None => println!("  - {}", h.id),
                     }
-                }
-                for slot in collector.answer_slots(&c.id).unwrap_or_default() {
-                    let subject = slot.subject_name.as_deref().map(|s| format!(" — {s}")).unwrap_or_default();
-                    println!(
-                        "    {} : {}{subject} [{}]",
-                        slot.key,
-                        lang.pick(&slot.label_vi, &slot.label_en),
-                        slot.kind
-                    );
+                    // Each hamlet's own ballot: only the subjects its residents evaluate.
+                    for slot in collector.answer_slots(&c.id, &h.id).unwrap_or_default() {
+                        let subject = slot.subject_name.as_deref().map(|s| format!(" — {s}")).unwrap_or_default();
+                        println!(
+                            "    {} : {}{subject} [{}]",
+                            slot.key,
+                            lang.pick(&slot.label_vi, &slot.label_en),
+                            slot.kind
+                        );
+                    }
                 }
             }
         }
@@ -423,9 +431,10 @@ fn run(cli: Cli) -> Result<(), Failure> {
             }
             let mut submit = submit;
             if given.is_empty() {
-                let slots = collector.answer_slots(&campaign)?;
-                let check =
-                    |key: &str, text: &str| collector.check_answer(&campaign, key, text).map_err(|e| e.to_string());
+                let slots = collector.answer_slots(&campaign, &hamlet)?;
+                let check = |key: &str, text: &str| {
+                    collector.check_answer(&campaign, &hamlet, key, text).map_err(|e| e.to_string())
+                };
                 let (prompted, submit_now) = prompt::answers(&slots, lang, check)
                     .map_err(|e| invalid(format!("no answers given, and none could be asked for: {e}")))?;
                 given = prompted;

@@ -84,6 +84,11 @@ fn hamlet(id: &str, name: &str, counts: Counts, devices: Vec<DeviceRow>) -> Haml
         name: name.into(),
         commune: "xa-a".into(),
         commune_name: "Xã An Phú".into(),
+        ballot: vec![crate::district::progress::BallotSubject {
+            id: "ong-an".into(),
+            name: "Nguyễn Văn An".into(),
+            position: "Chủ tịch UBND xã".into(),
+        }],
         last_sync_at: devices.iter().map(|d| d.last_sync_at).max(),
         nothing_yet: counts.recorded == 0,
         counts,
@@ -166,7 +171,16 @@ fn unit(id: &str, name: &str, level: &'static str, parent: Option<&str>, depth: 
 fn row(unit: &str, counts: Option<Vec<u64>>, crossed: Option<Vec<bool>>) -> ResultRow {
     let total = counts.as_ref().map_or(3, |c| c.iter().sum());
     let shares = counts.as_ref().map(|c| c.iter().map(|n| *n as f64 * 100.0 / total as f64).collect());
-    ResultRow { unit: unit.into(), total, suppressed: counts.is_none(), counts, shares, crossed }
+    ResultRow {
+        unit: unit.into(),
+        total,
+        suppressed: counts.is_none(),
+        counts,
+        shares,
+        crossed,
+        expected_voters: 320,
+        participation_percent: Some(34.4),
+    }
 }
 
 /// Results to hamlets for the campaign's first two subjects: one crosses a threshold, one
@@ -188,6 +202,9 @@ fn results(open: bool) -> Results {
             subject: s.id.to_string(),
             name: s.name.clone(),
             position: s.position.clone(),
+            category: s.category,
+            post: s.post,
+            scope: vec!["thon-dong".into(), "thon-tay".into()],
             levels: levels(),
             rows: vec![
                 row("", Some(if i == 0 { vec![60, 30, 20] } else { vec![10, 20, 80] }), Some(vec![i == 1, false])),
@@ -440,14 +457,14 @@ fn admin_pages() {
     check!("manage-refused", "/admin/campaigns", Menu::Admin, |c| {
         d::render_manage(&c, &summaries, today, Some(&refused))
     });
-    let draft = fixtures::campaign();
+    let tree = fixtures::unit_tree();
+    let draft = fixtures::scoped_campaign();
     check!("campaign-admin-draft", "/admin/campaigns/tin-nhiem-2025?done=1", Menu::Admin, |c| {
-        d::render_campaign_admin(&c, &draft, None, true)
+        d::render_campaign_admin(&c, &draft, &tree, None, true)
     });
     let open = fixtures::open_campaign();
     check!("campaign-admin-open", "/admin/campaigns/tin-nhiem-2025", Menu::Admin, |c| {
-        d::render_campaign_admin(&c, &open, None, false)
+        d::render_campaign_admin(&c, &open, &tree, None, false)
     });
-    let tree = fixtures::unit_tree();
     check!("units", "/admin/units", Menu::Admin, |c| d::render_units(&c, &tree, None, false, 1));
 }

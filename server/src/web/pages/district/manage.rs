@@ -71,6 +71,7 @@ pub(super) async fn create_post(ctx: PageCtx, body: Bytes) -> Response {
         let f: CampaignForm = form(&body)?;
         let id = f.id.trim();
         let campaign = Campaign {
+            schema_version: hamlet_sync_core::CAMPAIGN_VERSION,
             id: id
                 .parse()
                 .map_err(|_| DistrictError::invalid("invalid_id", format!("{id:?} is not a valid campaign id")))?,
@@ -112,6 +113,7 @@ pub(super) fn form_failure(ctx: &PageCtx, page: Result<Markup, DistrictError>, e
 pub fn render_campaign_admin(
     chrome: &Chrome,
     campaign: &Campaign,
+    tree: &hamlet_sync_core::UnitTree,
     error: Option<&DistrictError>,
     done: bool,
 ) -> Markup {
@@ -161,14 +163,55 @@ pub fn render_campaign_admin(
         } @else {
             p.muted { (t.only_draft) }
         }
-        (data_table(Some(t.subject), &[col(t.name), col(t.position), col(t.commune)], html! {
-            @for s in &campaign.subjects {
-                tr { td { (s.name) } td { (s.position) } td { (s.commune.as_str()) } }
-            }
-        }))
+        (data_table(
+            Some(t.subject),
+            &[col(t.name), col(t.position), col(t.category), col(t.post), col(t.commune), col(t.home_hamlet), col(t.evaluated_in)],
+            html! {
+                @for s in &campaign.subjects {
+                    tr {
+                        td { (s.name) }
+                        td { (s.position) }
+                        td { (s.category.map_or("", |c| lang.category(c))) }
+                        td { (s.post.map_or("", |p| lang.post(p))) }
+                        td { (unit_name(tree, &s.commune)) }
+                        td { (unit_name(tree, &s.home_hamlet)) }
+                        td { (evaluated_in(t, tree, campaign, s)) }
+                    }
+                }
+            },
+        ))
     };
     let title = format!("{} — {}", t.edit_campaign, campaign.name.vi);
     layout(chrome, &Page::new(title, Section::Manage), body)
+}
+
+/// A unit's name, or its id when the tree does not know it.
+fn unit_name(tree: &hamlet_sync_core::UnitTree, id: &hamlet_sync_core::UnitId) -> String {
+    tree.get(id).map_or_else(|| id.to_string(), |u| u.name.clone())
+}
+
+/// Where a subject is evaluated: their scope as set, and (schema version 2) the hamlets that
+/// evaluate them, by name.
+fn evaluated_in(
+    t: &Texts,
+    tree: &hamlet_sync_core::UnitTree,
+    campaign: &Campaign,
+    s: &hamlet_sync_core::Subject,
+) -> String {
+    if !campaign.is_scoped() {
+        return String::new();
+    }
+    let kind = match &s.scope {
+        hamlet_sync_core::EvaluationScope::Home => t.scope_home,
+        hamlet_sync_core::EvaluationScope::Commune => t.scope_commune,
+        hamlet_sync_core::EvaluationScope::Hamlets(_) => "",
+    };
+    let hamlets: Vec<String> = campaign.scope_of(&s.id).map(|h| unit_name(tree, &h.hamlet)).collect();
+    match (kind.is_empty(), hamlets.is_empty()) {
+        (true, _) => hamlets.join(", "),
+        (false, true) => kind.to_owned(),
+        (false, false) => format!("{kind}: {}", hamlets.join(", ")),
+    }
 }
 
 /// A form into which an administrator pastes a CSV file.
@@ -193,7 +236,8 @@ pub(super) async fn campaign_admin(
     done: bool,
 ) -> Result<Markup, DistrictError> {
     let campaign = ctx.district.catalog().require(id).await?;
-    Ok(render_campaign_admin(ctx.chrome(), &campaign, error, done))
+    let tree = ctx.district.catalog().units().await?;
+    Ok(render_campaign_admin(ctx.chrome(), &campaign, &tree, error, done))
 }
 
 pub(super) async fn campaign_admin_page(ctx: PageCtx, Path(id): Path<String>, Query(q): Query<DoneQuery>) -> Response {

@@ -32,6 +32,16 @@ pub(super) fn hamlet_rows(
                         @if with_commune { span.muted { ", " (h.commune_name) } }
                         @if h.nothing_yet { " " span.badge.x { (t.nothing_yet) } }
                     }
+                    @if !h.ballot.is_empty() {
+                        br;
+                        span.muted {
+                            (t.evaluates) ": "
+                            @for (i, s) in h.ballot.iter().enumerate() {
+                                @if i > 0 { ", " }
+                                span title=(s.position) { (s.name) }
+                            }
+                        }
+                    }
                 }
                 td.n { (lang.int(c.expected_voters)) }
                 td.n { (lang.int(c.recorded)) }
