@@ -25,7 +25,9 @@ const option = (name, fallback) => {
 };
 const account = { name: option('name', 'demo-admin'), password: option('password', 'demo-admin-2025') };
 const campaign = option('campaign', 'tin-nhiem-2026');
-const subject = option('subject', 'can-bo-07');
+// The demo's chair of the second commune's People's Committee (xa-02), whom the whole commune
+// evaluates: the subject with the most answers (the others are evaluated where they live).
+const subject = option('subject', 'can-bo-04');
 const MAX_BYTES = 200 * 1024;
 
 mkdirSync(shots, { recursive: true });
