@@ -18,14 +18,15 @@ use client::{Client, Running, config, secure_config, start};
 use hamlet_server::accounts::{Accounts, Role};
 use hamlet_server::config::Limits;
 use hamlet_server::store::{Committer, Store};
+use hamlet_server::sync::access::SyncAccess;
 use hamlet_server::sync::hub::{Hub, NoObserver, Outbound};
 use hamlet_server::sync::metrics::Metrics;
 use hamlet_server::sync::outbox::outbox;
 use hamlet_sync_core::automerge::sync::{self, SyncDoc};
 use hamlet_sync_core::automerge::transaction::Transactable;
 use hamlet_sync_core::automerge::{ActorId, AutoCommit, Automerge, AutomergeError, ROOT};
-use hamlet_sync_core::session::{Identity, Peer};
-use hamlet_sync_core::wire::Message;
+use hamlet_sync_core::session::Identity;
+use hamlet_sync_core::wire::{self, DocMessage, Message, PeerMetadata};
 use hamlet_sync_core::{AnswerKey, AnswerValue, DocumentId, Ledger, Level, NewResponse, fixtures};
 
 /// Peak resident memory the whole test process may reach (every test of this file together):
@@ -451,13 +452,29 @@ async fn a_malformed_message_in_the_round_of_a_staff_write() {
     );
     let document = DocumentId::from_bytes(rand16());
 
-    let connect = |name: &str| {
-        let (tx, rx) = outbox(1024, 1 << 24);
-        let peer = Peer { peer_id: name.into(), storage_id: None, is_ephemeral: true };
-        (hub.register(&peer, hub.next_connection(), tx, None), rx)
+    // Connections in open mode, joined; the `peer` answers are read off.
+    let connect = async |name: &str| {
+        let (tx, mut rx) = outbox(1024, 1 << 24);
+        let conn = hub.open(Arc::new(SyncAccess::Open), tx);
+        let join = Message::Join {
+            sender_id: name.into(),
+            peer_metadata: Some(PeerMetadata { storage_id: None, is_ephemeral: true }),
+            supported_protocol_versions: Some(vec!["1".into()]),
+        };
+        hub.frame(conn, wire::encode(&join), 0).await;
+        assert!(matches!(rx.try_recv(), Some(Outbound::Frame(_))), "{name} joined");
+        (conn, rx)
     };
-    let (honest, mut honest_rx) = connect("honest");
-    let (hostile, mut hostile_rx) = connect("hostile");
+    let sync_frame = |name: &str, data: Vec<u8>| {
+        wire::encode(&Message::Sync(DocMessage {
+            sender_id: name.into(),
+            target_id: "server".into(),
+            document_id: document.to_string(),
+            data,
+        }))
+    };
+    let (honest, mut honest_rx) = connect("honest").await;
+    let (hostile, mut hostile_rx) = connect("hostile").await;
     let mut doc = AutoCommit::new();
     doc.put(ROOT, "from-honest", 1).unwrap();
     // As if the server had said it holds nothing: the message carries the change.
@@ -468,8 +485,7 @@ async fn a_malformed_message_in_the_round_of_a_staff_write() {
     let message = doc.sync().generate_sync_message(&mut state).unwrap().encode();
 
     // All three are queued before the document's task first runs: one round.
-    hub.sync(document, &honest, 1, message, false, hamlet_server::sync::access::WriteRule::Any, "honest".into(), 0)
-        .unwrap();
+    hub.frame(honest, sync_frame("honest", message), 0).await;
     let write = hub.write(
         document,
         Box::new(|doc: &mut Automerge| {
@@ -479,8 +495,7 @@ async fn a_malformed_message_in_the_round_of_a_staff_write() {
         }),
     );
     let garbage = vec![0x42, 0, 0, 1, 0, 3, 1, 0, 7, 0];
-    hub.sync(document, &hostile, 2, garbage, false, hamlet_server::sync::access::WriteRule::Any, "hostile".into(), 0)
-        .unwrap();
+    hub.frame(hostile, sync_frame("hostile", garbage), 0).await;
     let heads = write.await.expect("the staff write is stored");
 
     // What the write reported is what is stored, and the honest peer's change is in it.

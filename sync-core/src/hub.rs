@@ -22,6 +22,9 @@
 //!   [`HubLimits::max_ephemeral_bytes`], a device over its message rate or its number of
 //!   connections: the connection is closed with a reason. At most
 //!   [`HubLimits::subscriptions_per_peer`] storage ids per peer.
+//! - **Closing.** Whatever closes a connection — the hub itself, a newer socket of its peer, a
+//!   revocation, or the executor ([`HubEvent::Close`]) — closes it once, with an `error` saying
+//!   why; frames that arrive while it closes are not read.
 //! - **Routing.** Each document message becomes an [`ActorCommand`] for that document, in the
 //!   order the connection received it; a closed connection becomes a
 //!   [`Command::PeerGone`] for every document it synced.
@@ -115,6 +118,16 @@ pub enum HubEvent {
     Revoked {
         /// The device.
         device: String,
+    },
+    /// The executor closes `conn` for a reason of its own (the connection does not read what
+    /// it is sent, a document is too busy to queue more, a text frame, the device's
+    /// assignments changed): the peer hears `reason` as an `error`, and nothing it sends
+    /// afterwards is read. A connection already closing is left as it is.
+    Close {
+        /// The connection.
+        conn: ConnId,
+        /// Why.
+        reason: String,
     },
 }
 
@@ -325,6 +338,11 @@ impl<A: Access> Hub<A> {
                 }
                 message.set_target_id(&entry.wire_id);
                 out.push(HubAction::Send { conn: entry.conn, message });
+            }
+            HubEvent::Close { conn, reason } => {
+                if self.conns.get(&conn).is_some_and(|c| !c.closing) {
+                    self.close(conn, &reason, &mut out);
+                }
             }
             HubEvent::Revoked { device } => {
                 let conns: BTreeSet<ConnId> =

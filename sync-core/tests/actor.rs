@@ -289,6 +289,29 @@ fn a_revoked_device_hears_why_before_its_connections_close() {
 }
 
 #[test]
+fn the_executor_closes_a_connection_once_and_nothing_more_is_read_from_it() {
+    let mut hub = Hub::new(identity(), HubLimits::default());
+    let (conn, _) = hub.open(Device("dev-1"), 0);
+    hub.handle(HubEvent::Frame { conn, bytes: join("phone") }, 1);
+    let reason = "the server is busy with this document; reconnect and retry".to_owned();
+    let actions = hub.handle(HubEvent::Close { conn, reason: reason.clone() }, 2);
+    assert!(
+        matches!(&actions[..], [HubAction::Close { conn: c, error: Some(Message::Error { message, .. }), reason: r }]
+            if *c == conn && *r == reason && *message == reason),
+        "{actions:?}"
+    );
+    assert!(hub.handle(HubEvent::Close { conn, reason: "again".into() }, 3).is_empty(), "closed once");
+    let sync = wire::encode(&Message::Sync(DocMessage {
+        sender_id: "phone".into(),
+        target_id: "district".into(),
+        document_id: doc_id().to_string(),
+        data: first_message(),
+    }));
+    assert!(hub.handle(HubEvent::Frame { conn, bytes: sync }, 4).is_empty(), "a closing connection is not read");
+    assert!(hub.handle(HubEvent::Close { conn: 99, reason: "unknown".into() }, 5).is_empty());
+}
+
+#[test]
 fn a_staff_write_is_answered_once_stored_and_a_refused_one_at_once() {
     let (mut actor, _) = actor();
     let write = Command::Write {

@@ -7,8 +7,9 @@
 //!
 //! Nothing is written into the projection's tables directly: the units and the campaign go
 //! through the same functions as the API, and each simulated [`Phone`] builds its ledgers with
-//! sync-core (`Ledger::create` with its own actor id) and syncs them with the hub's document
-//! tasks — storage, projection and all — only the socket is skipped.
+//! sync-core (`Ledger::create` with its own actor id) and syncs them through the hub, frame by
+//! frame as a WebSocket connection would — storage, projection and all — only the socket is
+//! skipped.
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write as _;
@@ -16,10 +17,11 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use hamlet_sync_core::actor::ConnId;
 use hamlet_sync_core::automerge::sync::{self, SyncDoc};
 use hamlet_sync_core::automerge::{ActorId, Automerge, ChangeHash};
 use hamlet_sync_core::ledger::{Ballots, CountKey};
-use hamlet_sync_core::session::{Peer, decode_heads};
+use hamlet_sync_core::session::decode_heads;
 use hamlet_sync_core::wire::{self, DocMessage, Message};
 use hamlet_sync_core::{
     AnswerKey, AnswerValue, Campaign, CampaignId, CampaignState, Day, DocumentId, EvaluationScope, HamletScope, Label,
@@ -29,7 +31,7 @@ use hamlet_sync_core::{
 
 use super::DemoRng;
 use crate::district::{Actor, District, DistrictError, campaigns};
-use crate::sync::access::WriteRule;
+use crate::sync::access::SyncAccess;
 use crate::sync::hub::{Hub, Outbound};
 
 /// The demo campaign's id.
@@ -60,8 +62,9 @@ fn id<T: std::str::FromStr>(text: &str) -> Result<T, DemoError> {
 /// without the socket.
 pub struct Phone {
     hub: Arc<Hub>,
-    peer: Peer,
-    conn: u64,
+    /// The peer id the phone joined with.
+    peer_id: String,
+    conn: ConnId,
     rx: crate::sync::outbox::Inbox,
     states: HashMap<DocumentId, sync::State>,
     /// Messages the server pushed about ledgers other than the one being synced.
@@ -73,7 +76,7 @@ pub struct Phone {
 
 impl std::fmt::Debug for Phone {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Phone").field("peer", &self.peer).finish_non_exhaustive()
+        f.debug_struct("Phone").field("peer", &self.peer_id).finish_non_exhaustive()
     }
 }
 
@@ -83,14 +86,29 @@ const WAIT: Duration = Duration::from_secs(20);
 const QUIET: Duration = Duration::from_millis(250);
 
 impl Phone {
-    /// Connects a phone with this peer id and storage id (its device) to the hub.
+    /// Connects a phone with this peer id and storage id (its device) to the hub, in open
+    /// mode (the demo's phones are not enrolled), and joins.
     pub fn connect(hub: &Arc<Hub>, peer_id: &str, storage_id: &str) -> Phone {
-        let conn = hub.next_connection();
         // A simulated phone reads everything the server sends: its queue needs no bound.
-        let (tx, rx) = crate::sync::outbox::outbox(usize::MAX >> 8, usize::MAX >> 8);
-        let peer = Peer { peer_id: peer_id.to_owned(), storage_id: Some(storage_id.to_owned()), is_ephemeral: false };
-        let peer = hub.register(&peer, conn, tx, None);
-        Phone { hub: hub.clone(), peer, conn, rx, states: HashMap::new(), held: HashMap::new(), at: None }
+        let (tx, mut rx) = crate::sync::outbox::outbox(usize::MAX >> 8, usize::MAX >> 8);
+        let conn = hub.open(Arc::new(SyncAccess::Open), tx);
+        let join = Message::Join {
+            sender_id: peer_id.to_owned(),
+            peer_metadata: Some(wire::PeerMetadata { storage_id: Some(storage_id.to_owned()), is_ephemeral: false }),
+            supported_protocol_versions: Some(vec![wire::PROTOCOL_VERSION.into()]),
+        };
+        hub.frame_now(conn, wire::encode(&join), hub.store().now_ms());
+        // The server's `peer` answer; nothing else can come before it.
+        let _ = rx.try_recv();
+        Phone {
+            hub: hub.clone(),
+            peer_id: peer_id.to_owned(),
+            conn,
+            rx,
+            states: HashMap::new(),
+            held: HashMap::new(),
+            at: None,
+        }
     }
 
     /// Makes the phone's next syncs happen at `at` (unix ms), as if on that day: the district
@@ -142,22 +160,20 @@ impl Phone {
             while let Some(outbound) = self.rx.try_recv() {
                 match outbound {
                     Outbound::Frame(bytes) => self.apply(document, ledger, state, &bytes).map_err(failed)?,
-                    Outbound::Close(reason) => return Err(failed(format!("closed: {reason}"))),
+                    Outbound::Close { reason, .. } => return Err(failed(format!("closed: {reason}"))),
                 }
             }
             if let Some(message) = ledger.generate_sync_message(state) {
                 // A fresh queue per document is never busy at the demo's pace; were it, the
-                // loop below would simply not converge and report it.
-                let _ = self.hub.sync(
-                    document,
-                    &self.peer,
-                    self.conn,
-                    message.encode(),
-                    false,
-                    WriteRule::Any,
-                    self.peer.peer_id.clone(),
-                    self.at.unwrap_or_else(|| self.hub.store().now_ms()),
-                );
+                // connection would close and the loop below report it.
+                let frame = wire::encode(&Message::Sync(DocMessage {
+                    sender_id: self.peer_id.clone(),
+                    target_id: self.hub.identity().peer_id.clone(),
+                    document_id: document.to_string(),
+                    data: message.encode(),
+                }));
+                let at = self.at.unwrap_or_else(|| self.hub.store().now_ms());
+                self.hub.frame(self.conn, frame, at).await;
             }
             let mut ours: Vec<ChangeHash> = ledger.get_heads();
             let mut theirs = state.their_heads.clone().unwrap_or_default();
@@ -204,7 +220,7 @@ impl Phone {
         loop {
             match tokio::time::timeout(QUIET, self.rx.recv()).await {
                 Ok(Some(Outbound::Frame(bytes))) => return Ok(Some(bytes)),
-                Ok(Some(Outbound::Close(reason))) => return Err(format!("closed: {reason}")),
+                Ok(Some(Outbound::Close { reason, .. })) => return Err(format!("closed: {reason}")),
                 Ok(None) => return Err("disconnected".into()),
                 Err(_) => {
                     let stored = self.hub.store().documents().await.map_err(|e| e.to_string())?;
@@ -226,8 +242,7 @@ impl Phone {
 
     /// Leaves, as a closed socket does.
     pub fn disconnect(self) {
-        let documents: Vec<DocumentId> = self.states.keys().copied().collect();
-        self.hub.unregister(&self.peer, self.conn, documents);
+        self.hub.closed(self.conn);
     }
 }
 

@@ -1,6 +1,8 @@
 //! Sync: the automerge-repo protocol served over durable storage.
 //!
-//! - [`hub`]: connected peers, and one task per document in use; reports each stored round to a
+//! - [`hub`]: the executor of sync-core's hub and document actors (which decide what the
+//!   protocol does): connections' frames in, one task per document in use performing its
+//!   actor's storage and access requests; reports each stored round to a
 //!   [`hub::RoundObserver`] (the district's projector).
 //! - [`connection`]: one connection, frames in and out (the web layer hands it the socket).
 //! - [`access`]: what a connection may read and write.

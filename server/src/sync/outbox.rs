@@ -1,9 +1,9 @@
 //! The queue of frames waiting to be sent on one connection, bounded in frames and bytes.
 //!
 //! Document tasks never wait for a slow reader: they push and move on. A connection whose
-//! queue would pass its bound is not given more memory; it is told to close (the client
-//! reconnects and syncs from where its last acknowledged state was), and the reason is kept
-//! apart from the frames so that a full queue cannot hold the close back.
+//! queue would pass its bound is not given more memory: the push fails and the hub closes the
+//! connection (the client reconnects and syncs from where its last acknowledged state was). A
+//! close is kept apart from the frames so that a full queue cannot hold it back.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -15,15 +15,21 @@ use tokio::sync::{Notify, mpsc};
 pub enum Outbound {
     /// Send this encoded message.
     Frame(Vec<u8>),
-    /// Close the connection with this reason.
-    Close(String),
+    /// Send `error` (an encoded `error` message), if any, then close the connection with
+    /// `reason`; without an `error` the connection just ends.
+    Close {
+        /// The encoded `error` message.
+        error: Option<Vec<u8>>,
+        /// The close reason.
+        reason: String,
+    },
 }
 
 #[derive(Debug)]
 struct Shared {
     bytes: AtomicUsize,
     max_bytes: usize,
-    close: Mutex<Option<String>>,
+    close: Mutex<Option<(Option<Vec<u8>>, String)>>,
     notify: Notify,
 }
 
@@ -54,33 +60,30 @@ pub fn outbox(frames: usize, bytes: usize) -> (Outbox, Inbox) {
 }
 
 impl Outbox {
-    /// Queues a frame. Returns `false`, and asks the connection to close, when the queue is
-    /// full; also `false` when the connection is gone.
+    /// Queues a frame. Returns `false` when the queue is full (the caller closes the
+    /// connection) or the connection is gone.
     pub fn push(&self, frame: Vec<u8>) -> bool {
         let len = frame.len();
         let queued = self.shared.bytes.fetch_add(len, Ordering::AcqRel) + len;
         if queued > self.shared.max_bytes {
             self.shared.bytes.fetch_sub(len, Ordering::AcqRel);
-            self.close("the connection is not reading what the server sends; reconnect");
             return false;
         }
         match self.tx.try_send(frame) {
             Ok(()) => true,
-            Err(e) => {
+            Err(_) => {
                 self.shared.bytes.fetch_sub(len, Ordering::AcqRel);
-                if matches!(e, mpsc::error::TrySendError::Full(_)) {
-                    self.close("the connection is not reading what the server sends; reconnect");
-                }
                 false
             }
         }
     }
 
-    /// Asks the connection to close with `reason` (the first reason given is kept).
-    pub fn close(&self, reason: &str) {
+    /// Asks the connection to send `error` (if any) and close with `reason`; the first close
+    /// asked for is kept.
+    pub fn close(&self, error: Option<Vec<u8>>, reason: &str) {
         let mut close = self.shared.close.lock().unwrap_or_else(|p| p.into_inner());
         if close.is_none() {
-            *close = Some(reason.to_owned());
+            *close = Some((error, reason.to_owned()));
         }
         drop(close);
         self.shared.notify.notify_one();
@@ -93,8 +96,9 @@ impl Outbox {
 }
 
 impl Inbox {
-    fn take_close(&self) -> Option<String> {
-        self.shared.close.lock().unwrap_or_else(|p| p.into_inner()).take()
+    fn take_close(&self) -> Option<Outbound> {
+        let close = self.shared.close.lock().unwrap_or_else(|p| p.into_inner()).take();
+        close.map(|(error, reason)| Outbound::Close { error, reason })
     }
 
     fn taken(&self, frame: Vec<u8>) -> Outbound {
@@ -106,8 +110,8 @@ impl Inbox {
     /// sender is gone.
     pub async fn recv(&mut self) -> Option<Outbound> {
         loop {
-            if let Some(reason) = self.take_close() {
-                return Some(Outbound::Close(reason));
+            if let Some(close) = self.take_close() {
+                return Some(close);
             }
             tokio::select! {
                 biased;
@@ -119,8 +123,8 @@ impl Inbox {
 
     /// Like [`recv`](Self::recv), without waiting.
     pub fn try_recv(&mut self) -> Option<Outbound> {
-        if let Some(reason) = self.take_close() {
-            return Some(Outbound::Close(reason));
+        if let Some(close) = self.take_close() {
+            return Some(close);
         }
         self.rx.try_recv().ok().map(|f| self.taken(f))
     }
@@ -131,13 +135,17 @@ mod tests {
     use super::*;
 
     #[tokio::test]
-    async fn a_full_queue_asks_its_connection_to_close_and_keeps_no_more() {
+    async fn a_full_queue_keeps_no_more_and_a_close_comes_before_the_frames() {
         let (out, mut inbox) = outbox(2, 100);
         assert!(out.push(vec![1; 10]));
         assert!(out.push(vec![2; 10]));
         assert!(!out.push(vec![3; 10]), "a third frame is over the frame bound");
-        assert!(matches!(inbox.recv().await, Some(Outbound::Close(_))), "the close comes before the frames");
+        out.close(Some(vec![9]), "full");
+        out.close(None, "a second close is not kept");
+        assert_eq!(inbox.recv().await, Some(Outbound::Close { error: Some(vec![9]), reason: "full".into() }));
         assert_eq!(inbox.recv().await, Some(Outbound::Frame(vec![1; 10])));
+        assert_eq!(inbox.recv().await, Some(Outbound::Frame(vec![2; 10])));
+        assert_eq!(inbox.try_recv(), None);
     }
 
     #[tokio::test]
@@ -145,7 +153,6 @@ mod tests {
         let (out, mut inbox) = outbox(100, 25);
         assert!(out.push(vec![0; 20]));
         assert!(!out.push(vec![0; 10]), "30 bytes are over 25");
-        assert!(matches!(inbox.try_recv(), Some(Outbound::Close(_))));
         assert_eq!(inbox.try_recv(), Some(Outbound::Frame(vec![0; 20])));
         assert!(out.push(vec![0; 25]), "the queue is empty again");
     }
