@@ -85,7 +85,7 @@ pub struct AuditFilter {
 }
 
 /// An entry to append inside a transaction that also makes the change it records (see
-/// [`insert_in`]), so the change and its entry are committed together or not at all. Its texts
+/// `insert_in!`), so the change and its entry are committed together or not at all. Its texts
 /// are bounded in length when it is made.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Entry {

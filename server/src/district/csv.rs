@@ -115,7 +115,7 @@ fn guarded(value: &str) -> std::borrow::Cow<'_, str> {
     if formula_like(value) { format!("'{value}").into() } else { value.into() }
 }
 
-/// One field as [`line`] writes it: guarded against formulas, quoted when it must be.
+/// One field as [`line()`] writes it: guarded against formulas, quoted when it must be.
 pub fn field(value: &str) -> String {
     if value.is_empty() {
         return String::new();
