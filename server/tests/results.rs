@@ -177,14 +177,7 @@ async fn known_inputs_give_exact_results() {
         let campaign = h.open(&fixtures::campaign()).await;
         play(&h, &campaign, &inputs).await;
         // Closed: every counted answer shows (while open, hamlets' figures move in batches).
-        let campaign = hamlet_server::district::campaigns::transition(
-            &h.district,
-            &district::admin(),
-            campaign.id.as_str(),
-            hamlet_sync_core::CampaignState::Closed,
-        )
-        .await
-        .unwrap();
+        let campaign = h.close(&campaign).await;
         let hamlets = results::load(&h.district, &campaign, results::Depth::Hamlet, None).await.unwrap();
         check_rows(
             &hamlets,
@@ -346,14 +339,7 @@ async fn results_per_subject_come_only_from_its_scope() {
             write_sealed(&mut tay, &format!("tay-{i}"), &[("ong-an", HIGH), ("ong-cuong", HIGH), ("ba-dung", MID)]);
         }
         h.sync(&mut h.phone(32), &mut tay).await;
-        let campaign = hamlet_server::district::campaigns::transition(
-            &h.district,
-            &district::admin(),
-            campaign.id.as_str(),
-            hamlet_sync_core::CampaignState::Closed,
-        )
-        .await
-        .unwrap();
+        let campaign = h.close(&campaign).await;
 
         let r = results::load(&h.district, &campaign, results::Depth::Hamlet, None).await.unwrap();
         let subject = |id: &str| r.subjects.iter().find(|s| s.subject == id).unwrap_or_else(|| panic!("{id}"));

@@ -31,6 +31,7 @@ use std::time::{Duration, Instant};
 use hamlet_sync_core::DocumentId;
 use hamlet_sync_core::automerge::sync::{self, SyncDoc};
 use hamlet_sync_core::automerge::{Automerge, ChangeHash, ReadDoc};
+use hamlet_sync_core::sim::Rng;
 use hamlet_sync_core::wire::{DocMessage, Message};
 use serde::Serialize;
 
@@ -155,31 +156,6 @@ pub enum SoakError {
     /// The `after_kill` command failed.
     #[error("after-kill command: {0}")]
     AfterKill(String),
-}
-
-/// A small deterministic generator (splitmix64): the soak needs no more.
-#[derive(Debug, Clone)]
-pub struct Rng(u64);
-
-impl Rng {
-    /// Seeded.
-    pub fn new(seed: u64) -> Rng {
-        Rng(seed)
-    }
-
-    /// The next number.
-    pub fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    /// A number in `0..n` (0 when `n` is 0).
-    pub fn below(&mut self, n: u64) -> u64 {
-        if n == 0 { 0 } else { self.next_u64() % n }
-    }
 }
 
 /// What the server acknowledged in one document.
@@ -455,8 +431,8 @@ pub async fn run(config: SoakConfig, log: File) -> Result<SoakReport, SoakError>
 
     while report.kills < config.kills {
         let mut server = ServerProcess::start(&config, &log)?;
-        if rng.below(100) < config.startup_kill_percent {
-            let at = rng.below(config.startup_window.as_millis() as u64 + 1);
+        if (rng.below(100) as u64) < config.startup_kill_percent {
+            let at = rng.below(config.startup_window.as_millis() as usize + 1) as u64;
             tokio::time::sleep(Duration::from_millis(at)).await;
             server.kill();
             report.kills += 1;
@@ -484,7 +460,7 @@ pub async fn run(config: SoakConfig, log: File) -> Result<SoakReport, SoakError>
                 acknowledged.keys().filter(|d| !written_since_check.contains(d)).copied().collect();
             let mut documents: Vec<DocumentId> = written_since_check.iter().copied().collect();
             for _ in 0..config.sample.min(older.len()) {
-                documents.push(older[rng.below(older.len() as u64) as usize]);
+                documents.push(older[rng.below(older.len())]);
             }
             documents
         };
@@ -502,7 +478,7 @@ pub async fn run(config: SoakConfig, log: File) -> Result<SoakReport, SoakError>
             .drain(..)
             .map(|w| tokio::spawn(write(url.clone(), w, config.changes_per_doc, config.round_timeout)))
             .collect();
-        let at = rng.below(config.max_run.as_millis() as u64 + 1);
+        let at = rng.below(config.max_run.as_millis() as usize + 1) as u64;
         tokio::time::sleep(Duration::from_millis(at)).await;
         server.kill();
         report.kills += 1;
@@ -556,8 +532,8 @@ mod tests {
     #[test]
     fn the_generator_is_seeded_and_bounded() {
         let (mut a, mut b) = (Rng::new(7), Rng::new(7));
-        let xs: Vec<u64> = (0..100).map(|_| a.below(10)).collect();
-        let ys: Vec<u64> = (0..100).map(|_| b.below(10)).collect();
+        let xs: Vec<usize> = (0..100).map(|_| a.below(10)).collect();
+        let ys: Vec<usize> = (0..100).map(|_| b.below(10)).collect();
         assert_eq!(xs, ys);
         assert!(xs.iter().all(|&x| x < 10));
         assert!(xs.iter().collect::<BTreeSet<_>>().len() > 5, "{xs:?}");

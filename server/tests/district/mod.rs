@@ -58,6 +58,13 @@ impl Harness {
         campaigns::transition(&self.district, &admin(), campaign.id.as_str(), CampaignState::Open).await.expect("opens")
     }
 
+    /// Closes `campaign` (open): its figures stop moving.
+    pub async fn close(&self, campaign: &Campaign) -> Campaign {
+        campaigns::transition(&self.district, &admin(), campaign.id.as_str(), CampaignState::Closed)
+            .await
+            .expect("closes")
+    }
+
     pub fn phone(&self, n: u8) -> Phone {
         Phone::connect(&self.hub, &format!("phone-{n}"), &format!("device-{n}"))
     }
