@@ -156,7 +156,8 @@ impl Server {
         }
         if let Some(metrics_addr) = self.config.metrics_listen {
             // Metrics on their own address only: the main one answers 404 for them.
-            let metrics_app = Router::new().route("/metrics", get(crate::web::sync::guarded_metrics)).with_state(state);
+            let metrics_app =
+                Router::new().route("/metrics", get(crate::web::sync::guarded_metrics)).with_state(state.clone());
             let listener = TcpListener::bind(metrics_addr).await?;
             tracing::info!(address = ?listener.local_addr().ok(), "serving metrics");
             let stopped = stop.clone().cancelled_owned();
@@ -179,8 +180,10 @@ impl Server {
             }
             crate::demo::seed::seed_in_background(district.clone(), addr);
         }
-        // The district handle holds the hub; shutdown waits for the hub to go.
+        // The district handle and the state hold the hub, whose committer the writer waits for at
+        // shutdown: only the router's copies may remain, and they go when serving ends.
         drop(district);
+        drop(state);
         let stopping = async move {
             shutdown.await;
             tracing::info!("shutting down");

@@ -427,3 +427,17 @@ async fn subscribers_hear_the_heads_the_server_stored() {
     })
     .await;
 }
+
+/// Stopping waits for what is in flight, not for the deadline: after a sync, a server given ten
+/// minutes to shut down stops as soon as its last commit is done (`Running::stop` allows 15 s).
+#[tokio::test]
+async fn a_server_with_nothing_in_flight_stops_without_waiting_for_its_deadline() {
+    for db in support::databases().await {
+        let server = start(config(db.url(), &["--shutdown-seconds", "600"])).await;
+        let mut c = Client::join(&server.url(), "phone", None).await;
+        let mut doc = doc_with(3);
+        c.sync(id(60), &mut doc, &mut sync::State::new()).await;
+        drop(c);
+        server.stop().await;
+    }
+}

@@ -159,9 +159,6 @@ async fn issued_link(pair: Option<&pki::Pair>, extra: &[&str]) -> String {
     if let Some(pair) = pair {
         flags.extend(tls_flags(&dir.path().join("tls"), pair));
     }
-    // A server that issued a code takes its whole shutdown time to stop (something it started
-    // outlives the requests); one second keeps this test short.
-    flags.extend(["--shutdown-seconds".to_owned(), "1".to_owned()]);
     let server = client::start(client::secure_config(&db, &strs(&flags))).await;
     let path = "/api/people/c1/enrollment-codes";
     let body = match pair {
