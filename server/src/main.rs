@@ -61,6 +61,15 @@ enum AdminAction {
         #[command(flatten)]
         database: DatabaseConfig,
     },
+    /// Give a staff account a new one-time password (to change at the next sign-in) and end
+    /// its sessions: for an administrator who forgot theirs. Run it on the server.
+    ResetPassword {
+        /// Sign-in name.
+        name: String,
+        /// The database.
+        #[command(flatten)]
+        database: DatabaseConfig,
+    },
 }
 
 #[tokio::main]
@@ -119,8 +128,34 @@ async fn admin(action: AdminAction) -> anyhow::Result<()> {
             println!("It must be changed at the first sign-in.");
             store.close().await;
         }
+        AdminAction::ResetPassword { name, database } => {
+            let store = Store::open(&database.url()).await.context("opening the database")?;
+            let reset = reset_password(&store, &name).await;
+            store.close().await;
+            let (password, sessions) = reset?;
+            println!("New one-time password for {name}; {sessions} session(s) ended.");
+            println!("One-time password: {password}");
+            println!("It must be changed at the next sign-in.");
+        }
     }
     Ok(())
+}
+
+/// A new one-time password for staff account `name`, its sessions ended, audited: (password,
+/// sessions ended).
+async fn reset_password(store: &Store, name: &str) -> anyhow::Result<(String, u64)> {
+    let accounts = Accounts::new(store.clone(), std::time::Duration::from_secs(3600));
+    let person = accounts.person(name).await?.with_context(|| format!("there is no account {name:?}"))?;
+    anyhow::ensure!(
+        person.role.is_staff(),
+        "{name} is a {}: only staff accounts sign in with a password (a collector's phone enrolls with a code)",
+        person.role.as_str()
+    );
+    let password = hamlet_server::accounts::secret::random_password()?;
+    accounts.set_password(name, &password, true).await?;
+    let sessions = accounts.end_sessions(name, None).await?;
+    accounts.audit("command-line", "person.reset-password", name, &format!("{sessions} sessions ended")).await?;
+    Ok((password, sessions))
 }
 
 /// Completes on Ctrl-C or SIGTERM.

@@ -322,6 +322,7 @@ async fn the_district_api_from_import_to_export() {
         let xlsx = staff.get(&format!("{path}/export/results.xlsx")).await;
         assert_eq!(xlsx.status, 200, "{name}");
         let mut book: Xlsx<_> = calamine::open_workbook_from_rs(Cursor::new(xlsx.body.clone())).expect("a valid XLSX");
+        assert_eq!(book.sheet_names(), ["Kết quả theo đơn vị"], "{name}: the sheet is named for what it holds");
         let sheet = book.worksheet_range_at(0).unwrap().unwrap();
         let rows: Vec<&[Data]> = sheet.rows().collect();
         let text = |d: &Data| d.to_string();
@@ -352,6 +353,7 @@ async fn the_district_api_from_import_to_export() {
         assert!(records.iter().any(|r| &r[comment] == "Cán bộ tốt, \"gần dân\", ý kiến số 0"), "{name}");
         let xlsx = staff.get(&format!("{path}/export/responses.xlsx")).await;
         let mut book: Xlsx<_> = calamine::open_workbook_from_rs(Cursor::new(xlsx.body)).expect("a valid XLSX");
+        assert_eq!(book.sheet_names(), ["Phiếu"], "{name}: the sheet is named for what it holds");
         assert_eq!(book.worksheet_range_at(0).unwrap().unwrap().height(), 7, "{name}: a header and 6 responses");
         let unknown = staff.get(&format!("{path}/export/everything.zip")).await;
         assert_eq!((unknown.status, unknown.json()["code"].as_str()), (404, Some("not_found")), "{name}");

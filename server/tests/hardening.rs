@@ -556,3 +556,49 @@ async fn healthz_stays_responsive_during_a_sign_in_flood() {
     assert!(worst < Duration::from_millis(1500), "a health check took {worst:?} during the flood");
     world.server.stop().await;
 }
+
+/// An administrator who forgot the password is reset from the command line on the server: a new
+/// one-time password (to change at the next sign-in), every session of the account ended, the
+/// old password refused, audited; a collector (no password) and an unknown name are refused with
+/// a message and a failing exit status.
+#[tokio::test]
+async fn a_forgotten_staff_password_is_reset_from_the_command_line() {
+    for db in support::databases().await {
+        let world = World::new(db.url(), &[]).await;
+        let (cookie, _) = world.session("admin", ADMIN_PASSWORD).await;
+        assert_eq!(world.me(&cookie).await, 200);
+
+        let reset = client::server_command()
+            .args(["admin", "reset-password", "admin", "--database-url", db.url()])
+            .output()
+            .expect("the command runs");
+        let printed = String::from_utf8_lossy(&reset.stdout).into_owned();
+        assert!(reset.status.success(), "{}: {printed}{}", db.name, String::from_utf8_lossy(&reset.stderr));
+        let password = printed
+            .lines()
+            .find_map(|l| l.strip_prefix("One-time password: "))
+            .unwrap_or_else(|| panic!("{}: no password in {printed:?}", db.name))
+            .to_owned();
+        assert_ne!(password, ADMIN_PASSWORD);
+
+        assert_eq!(world.me(&cookie).await, 401, "{}: the session before the reset ended", db.name);
+        let old = serde_json::json!({ "name": "admin", "password": ADMIN_PASSWORD }).to_string();
+        assert_eq!(world.server.request("POST", "/api/session", &[], Some(&old)).await.status, 401, "{}", db.name);
+        let (cookie, _) = world.session("admin", &password).await;
+        let blocked = world.server.request("GET", "/api/people", &[("Cookie", &cookie)], None).await;
+        assert_eq!((blocked.status, blocked.json()["code"].as_str()), (403, Some("password_change_required")));
+        assert_eq!(world.count("person.reset-password").await, 1, "{}", db.name);
+
+        for (name, why) in [("c1", "only staff accounts"), ("nobody", "there is no account")] {
+            let refused = client::server_command()
+                .args(["admin", "reset-password", name, "--database-url", db.url()])
+                .output()
+                .expect("the command runs");
+            let said = String::from_utf8_lossy(&refused.stderr).into_owned();
+            assert!(!refused.status.success(), "{}: {name}", db.name);
+            assert!(said.contains(why), "{}: {name}: {said}", db.name);
+        }
+        assert_eq!(world.count("person.reset-password").await, 1, "{}", db.name);
+        world.server.stop().await;
+    }
+}

@@ -335,6 +335,7 @@ texts! {
     role_collector: "collector (người thu thập)", "collector";
     campaign_code: "Đợt lấy ý kiến (mã)", "Campaign (id)";
     assigned_input: "Thôn, tổ dân phố được giao (mã, cách nhau bởi dấu phẩy)", "Assigned hamlets (ids, comma-separated)";
+    sign_out: "Đăng xuất", "Sign out";
     sign_out_everywhere: "Đăng xuất mọi nơi, thu hồi mọi token", "Sign out everywhere, revoke all tokens";
     issue_code: "Cấp mã đăng ký thiết bị", "Issue a device enrollment code";
     one_time_password: "Mật khẩu dùng một lần", "One-time password";

@@ -92,6 +92,12 @@ try {
       check(body.length < MAX_BYTES, `${lang} ${name}: ${body.length} bytes, under 200 KB`);
       check((await page.getAttribute('html', 'lang')) === lang, `${lang} ${name}: <html lang="${lang}">`);
       check(await page.locator('h1').count() === 1, `${lang} ${name}: one h1`);
+      // Chromium compiles an input's pattern with the v flag and ignores one it cannot compile.
+      const patterns = await page.$$eval('input[pattern]', (inputs) => inputs.map((input) => {
+        const pattern = input.getAttribute('pattern');
+        try { new RegExp(pattern, 'v'); return [pattern, true]; } catch { return [pattern, false]; }
+      }));
+      for (const [pattern, valid] of patterns) check(valid, `${lang} ${name}: the pattern ${pattern} is valid in Chromium`);
       await page.screenshot({ path: join(shots, `${name}-${lang}.png`), fullPage: true });
     }
     // Words of the language, with their diacritics.
@@ -139,6 +145,13 @@ try {
   check((await page.textContent('main')).includes(comment), 'the review and its comment are shown');
   await page.goto(`${base}/admin/audit?action=review&lang=vi`);
   check((await page.textContent('main')).includes('review.mark'), 'the review is in the audit log');
+
+  // Signing out from the header of any page ends the session.
+  await page.goto(`${base}/campaigns/${campaign}/results?lang=vi`);
+  await Promise.all([page.waitForNavigation(), page.click('header form.out button')]);
+  check(page.url().includes('/login'), `signing out leads to the sign-in page (${page.url()})`);
+  await page.goto(`${base}/admin/audit?lang=vi`);
+  check(page.url().includes('/login'), `after signing out, pages ask to sign in again (${page.url()})`);
 } catch (e) {
   check(false, `the browser run threw: ${e.stack || e}`);
 } finally {

@@ -64,6 +64,14 @@ impl Kind {
         matches!(self, Kind::ResultsXlsx | Kind::ResponsesXlsx)
     }
 
+    /// The name of the XLSX file's sheet: what it holds, in Vietnamese (at most 31 characters).
+    pub fn sheet_name(self) -> &'static str {
+        match self {
+            Kind::ResultsCsv | Kind::ResultsXlsx => "Kết quả theo đơn vị",
+            Kind::ResponsesCsv | Kind::ResponsesXlsx => "Phiếu",
+        }
+    }
+
     fn stem(self) -> &'static str {
         match self {
             Kind::ResultsCsv | Kind::ResultsXlsx => "ket-qua",
@@ -160,7 +168,7 @@ pub async fn start(
         }
     });
     let (chunks, content_type) = if kind.is_xlsx() {
-        (xlsx_chunks(rows_rx), "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet")
+        (xlsx_chunks(rows_rx, kind.sheet_name()), "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet")
     } else {
         (csv_chunks(rows_rx), "text/csv; charset=utf-8")
     };
@@ -195,11 +203,11 @@ fn csv_chunks(mut rows: mpsc::Receiver<Batch>) -> Chunks {
     rx
 }
 
-fn xlsx_chunks(rows: mpsc::Receiver<Batch>) -> Chunks {
+fn xlsx_chunks(rows: mpsc::Receiver<Batch>, sheet_name: &'static str) -> Chunks {
     let (tx, rx) = mpsc::channel::<Result<Vec<u8>, std::io::Error>>(4);
     tokio::task::spawn_blocking(move || {
         let io = |e: String| std::io::Error::other(e);
-        let sent = write_xlsx(rows).map_err(io).and_then(|file| {
+        let sent = write_xlsx(rows, sheet_name).map_err(io).and_then(|file| {
             let mut reader = file.reopen()?;
             let mut buffer = vec![0; FILE_CHUNK];
             loop {
@@ -220,12 +228,14 @@ fn xlsx_chunks(rows: mpsc::Receiver<Batch>) -> Chunks {
     rx
 }
 
-/// Writes the rows received into an XLSX file in constant memory; returns the finished file.
-pub fn write_xlsx(mut rows: mpsc::Receiver<Batch>) -> Result<tempfile::NamedTempFile, String> {
+/// Writes the rows received into an XLSX file in constant memory, on one sheet named
+/// `sheet_name`; returns the finished file.
+pub fn write_xlsx(mut rows: mpsc::Receiver<Batch>, sheet_name: &str) -> Result<tempfile::NamedTempFile, String> {
     use rust_xlsxwriter::{Format, Workbook};
     let mut workbook = Workbook::new();
     let bold = Format::new().set_bold();
     let sheet = workbook.add_worksheet_with_constant_memory().map_err(|e| e.to_string())?;
+    sheet.set_name(sheet_name).map_err(|e| e.to_string())?;
     let mut r: u32 = 0;
     let mut widths: Vec<usize> = Vec::new();
     while let Some(batch) = rows.blocking_recv() {

@@ -18,7 +18,7 @@ a{color:#0b4f9c}a:focus,button:focus,input:focus,select:focus,textarea:focus{out
 header{background:#0b3d6b;color:#fff;padding:8px 16px;display:flex;flex-wrap:wrap;gap:8px 24px;align-items:center}\
 header a{color:#fff}header .app{font-weight:700;font-size:17px;text-decoration:none}\
 nav ul{list-style:none;margin:0;padding:0;display:flex;flex-wrap:wrap;gap:4px 16px}\
-header nav a[aria-current]{font-weight:700}\
+header nav a[aria-current]{font-weight:700}header form.out{margin:0}header form.out button{background:none;border-color:#fff}\
 .lang{margin-left:auto}.lang a[aria-current]{font-weight:700;text-decoration:none}\
 main{max-width:1180px;margin:0 auto;padding:12px 16px 40px}h1{font-size:22px;margin:12px 0 4px}h2{font-size:18px;margin:22px 0 8px}\
 .sub{color:#444;margin:0 0 10px}.tabs{display:flex;flex-wrap:wrap;gap:6px;margin:10px 0}\
@@ -182,6 +182,15 @@ pub fn layout(chrome: &Chrome, page: &Page, body: Markup) -> Markup {
                     div.lang role="group" aria-label=(t.language) {
                         (lang_link(chrome, Lang::Vi, "Tiếng Việt")) " · " (lang_link(chrome, Lang::En, "English"))
                     }
+                    // Signed in with a session (an API token has no session to end, nor a CSRF
+                    // token): the own password, and signing out on a shared office computer.
+                    @if chrome.menu != Menu::None && !chrome.csrf.is_empty() {
+                        a href="/password" aria-current=[current(page.section == Section::Account)] { (t.change_password) }
+                        form.out method="post" action="/logout" {
+                            input type="hidden" name="csrf" value=(chrome.csrf);
+                            button type="submit" { (t.sign_out) }
+                        }
+                    }
                 }
                 main #main {
                     @if let (Some((id, name)), Section::Campaign(tab)) = (&page.campaign, page.section) {
@@ -234,5 +243,16 @@ mod tests {
         assert!(!staff.contains("/admin/"), "{staff}");
         let none = layout(&chrome("/login", Menu::None), &Page::new("x", Section::Account), html! {}).into_string();
         assert!(!none.contains("<nav"), "{none}");
+        assert!(!none.contains("/logout"), "nobody to sign out: {none}");
+    }
+
+    #[test]
+    fn a_session_can_sign_out_from_every_page_and_an_api_token_has_nothing_to_end() {
+        let signed_in = Chrome { csrf: "t".into(), ..chrome("/", Menu::Staff) };
+        let html = layout(&signed_in, &Page::new("x", Section::Campaigns), html! {}).into_string();
+        assert!(html.contains("<form class=\"out\" method=\"post\" action=\"/logout\"><input type=\"hidden\" name=\"csrf\" value=\"t\"><button type=\"submit\">Đăng xuất</button></form>"), "{html}");
+        assert!(html.contains("<a href=\"/password\">Đổi mật khẩu</a>"), "{html}");
+        let token = layout(&chrome("/", Menu::Admin), &Page::new("x", Section::Campaigns), html! {}).into_string();
+        assert!(!token.contains("/logout"), "{token}");
     }
 }

@@ -25,7 +25,7 @@ pub fn render_manage(chrome: &Chrome, list: &[CampaignSummary], today: Day, erro
         (post_form("/admin/campaigns", &chrome.csrf, Some("card"), html! {
             h2 { (t.new_campaign) }
             label for="id" { (t.campaign_id) }
-            input type="text" id="id" name="id" required pattern="[A-Za-z0-9._-]{1,64}";
+            input type="text" id="id" name="id" required pattern="[A-Za-z0-9._\\-]{1,64}";
             label for="name_vi" { (t.name_vi) }
             input type="text" id="name_vi" name="name_vi" required size="60";
             label for="name_en" { (t.name_en) }
