@@ -10,7 +10,7 @@ import re
 import sys
 
 # Lowest first. A module may name its own layer and those before it.
-LAYERS = ["clock", "store", "audit", "accounts", "sync", "district", "web", "demo", "config", "app"]
+LAYERS = ["clock", "store", "audit", "accounts", "sync", "district", "web", "relay", "demo", "config", "app"]
 # Crate-root helpers every layer may use (defined in lib.rs).
 ROOT_ITEMS = {"lock"}
 # Below this layer nothing may name axum, tower, hyper or the http crate.

@@ -17,7 +17,9 @@ use tokio_util::task::TaskTracker;
 
 use crate::accounts::Accounts;
 use crate::accounts::limiter::FailureLimiter;
-use crate::config::{Limits, ServeConfig};
+use crate::config::{Limits, RelayConfig, RelayEnrollConfig, ServeConfig};
+use crate::relay::uplink::{Nudge, Uplink};
+use crate::relay::upstream::Upstream;
 use crate::store::{Committer, Store, StoreError};
 use crate::sync::hub::Hub;
 use crate::sync::metrics::Metrics;
@@ -216,4 +218,155 @@ impl Server {
         tracing::info!("stopped");
         Ok(())
     }
+}
+
+/// A commune relay ready to run (`hamlet-server relay`): its store is open and it is enrolled.
+#[derive(Debug)]
+pub struct Relay {
+    store: Store,
+    identity: Identity,
+    enrolled: crate::relay::Identity,
+    config: RelayConfig,
+    tls: Option<Arc<Certificates>>,
+}
+
+impl Relay {
+    /// Opens the relay's database in `config.data_dir`; refuses a relay not enrolled yet, or
+    /// enrolled at another district than `--upstream`.
+    pub async fn open(config: RelayConfig) -> Result<Relay, ServerError> {
+        std::fs::create_dir_all(&config.data_dir)?;
+        let tls = match (&config.tls.tls_cert, &config.tls.tls_key) {
+            (Some(cert), Some(key)) => Some(Certificates::load(cert.clone(), key.clone())?),
+            _ => None,
+        };
+        let store = Store::open(&config.database_url()).await?;
+        let relays = crate::relay::RelayStore::new(store.clone());
+        let Some(enrolled) = relays.identity().await? else {
+            store.close().await;
+            return Err(ServerError::Config(crate::relay::RelayError::NotEnrolled.to_string()));
+        };
+        if let Some(given) = &config.upstream {
+            let given = Upstream::parse(given).map_err(|e| ServerError::Config(e.to_string()))?;
+            if given.base() != enrolled.upstream {
+                store.close().await;
+                let error = crate::relay::RelayError::OtherUpstream {
+                    enrolled: enrolled.upstream,
+                    given: given.base().to_owned(),
+                };
+                return Err(ServerError::Config(error.to_string()));
+            }
+        }
+        let storage_id = store.storage_id().await?;
+        let identity = Identity { peer_id: format!("hamlet-relay-{}", uuid::Uuid::new_v4().simple()), storage_id };
+        Ok(Relay { store, identity, enrolled, config, tls })
+    }
+
+    /// The district this relay is enrolled at.
+    pub fn upstream(&self) -> &str {
+        &self.enrolled.upstream
+    }
+
+    /// The SHA-256 fingerprint of the TLS certificate in use, when the relay terminates TLS.
+    pub fn certificate_fingerprint(&self) -> Option<hamlet_sync_core::enrollment::CertificatePin> {
+        self.tls.as_ref().map(|c| c.fingerprint())
+    }
+
+    /// Serves the office's phones on `listener` and runs the uplink until `shutdown`.
+    pub async fn run(
+        self,
+        listener: TcpListener,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> Result<(), ServerError> {
+        let upstream = Upstream::parse(&self.enrolled.upstream).map_err(|e| ServerError::Config(e.to_string()))?;
+        let (committer, writer) = Committer::spawn(self.store.clone(), 256);
+        let metrics = Arc::new(Metrics::default());
+        let accounts = Accounts::new(self.store.clone(), Duration::from_secs(3600));
+        let nudge = Nudge::new();
+        let hub = Hub::new(
+            self.store.clone(),
+            committer,
+            self.identity,
+            self.config.limits(),
+            metrics,
+            accounts.clone(),
+            nudge.clone(),
+        );
+        // The relay keeps no district tables; its district handle only completes the state the
+        // sync endpoint shares with the district server.
+        let projector =
+            crate::district::new_projector(&self.store, crate::district::Settings { silent_device_days: 3 });
+        let district = crate::district::start(hub.clone(), projector);
+        let stop = CancellationToken::new();
+        let connections = TaskTracker::new();
+        let failure_window = Duration::from_secs(600);
+        let security = auth::Security {
+            enrollment_pin: tls::EnrollmentPin::new(self.config.tls.enrollment_pin, self.tls.clone()),
+            ..auth::Security::new(failure_window)
+        };
+        let state = AppState {
+            hub: hub.clone(),
+            district: district.clone(),
+            shutdown: stop.clone(),
+            connections: connections.clone(),
+            accounts: accounts.clone(),
+            limiter: Arc::new(FailureLimiter::new(10, failure_window)),
+            security: Arc::new(security),
+            enrollment_ttl: Duration::from_secs(3600),
+            open_sync: false,
+        };
+        let uplink = Uplink::new(
+            hub.clone(),
+            accounts,
+            self.enrolled.clone(),
+            upstream,
+            nudge,
+            Duration::from_secs(self.config.uplink_seconds.max(1)),
+        );
+        let uplink = tokio::spawn(uplink.run(stop.clone()));
+        let mut app = crate::relay::router(state);
+        if self.tls.is_some() {
+            app = app.layer(axum::middleware::map_response(tls::hsts));
+        }
+        tracing::info!(address = ?listener.local_addr().ok(), upstream = %self.enrolled.upstream, "relay serving");
+        drop(district);
+        let stopping = async move {
+            shutdown.await;
+            tracing::info!("shutting down");
+            stop.cancel();
+        };
+        let app = app.into_make_service_with_connect_info::<SocketAddr>();
+        match self.tls.clone() {
+            Some(certificates) => {
+                let listener = TlsListener::new(listener, certificates, self.config.tls.reload_every())?;
+                axum::serve(listener.tap_io(|_| ()), app).with_graceful_shutdown(stopping).await?;
+            }
+            None => axum::serve(listener, app).with_graceful_shutdown(stopping).await?,
+        }
+        let deadline = Instant::now() + Duration::from_secs(self.config.shutdown_seconds);
+        connections.close();
+        if tokio::time::timeout_at(deadline.into(), connections.wait()).await.is_err() {
+            tracing::warn!(open = connections.len(), "shutdown timed out with connections open");
+        }
+        let _ = tokio::time::timeout_at(deadline.into(), uplink).await;
+        hub.close_documents();
+        drop(hub);
+        let remaining = deadline.saturating_duration_since(Instant::now());
+        if tokio::time::timeout(remaining, writer).await.is_err() {
+            tracing::warn!("shutdown timed out with writes in flight");
+        }
+        self.store.close().await;
+        tracing::info!("stopped");
+        Ok(())
+    }
+}
+
+/// `hamlet-server relay enroll`: enrolls the relay at the district once, keeping its token in
+/// the relay's database. Returns the relay's person and device ids at the district.
+pub async fn enroll_relay(config: &RelayEnrollConfig) -> Result<crate::relay::Identity, ServerError> {
+    let upstream = Upstream::parse(&config.upstream).map_err(|e| ServerError::Config(e.to_string()))?;
+    std::fs::create_dir_all(&config.data_dir)?;
+    let store = Store::open(&config.database_url()).await?;
+    let result = crate::relay::enroll(&store, &upstream, &config.code, &config.name).await;
+    store.close().await;
+    result.map_err(|e| ServerError::Config(e.to_string()))
 }

@@ -180,3 +180,89 @@ impl ServeConfig {
         }
     }
 }
+
+/// How `hamlet-server relay` runs: a commune-office relay, with SQLite in `--data-dir`.
+#[derive(Args, Debug, Clone)]
+pub struct RelayConfig {
+    /// Address the office's phones reach the relay at (`0.0.0.0:8080` for the office network).
+    #[arg(long, env = "HAMLET_LISTEN", default_value = "127.0.0.1:8080")]
+    pub listen: SocketAddr,
+
+    /// The district server: its base URL (`http://district.example:8080`) or its sync URL
+    /// (`ws://…/sync`). Optional once enrolled; if given, it must be the one enrolled at.
+    #[arg(long, env = "HAMLET_UPSTREAM")]
+    pub upstream: Option<String>,
+
+    /// Folder for the relay's SQLite database, created if missing.
+    #[arg(long, env = "HAMLET_DATA_DIR", default_value = "./relay-data")]
+    pub data_dir: PathBuf,
+
+    /// Seconds between passes of the uplink when no phone brings anything (a phone's changes
+    /// start a pass at once; a failed pass is retried sooner, with back-off).
+    #[arg(long, env = "HAMLET_UPLINK_SECONDS", default_value_t = 30)]
+    pub uplink_seconds: u64,
+
+    /// Largest protocol message accepted, in bytes (from phones and from the district).
+    #[arg(long, env = "HAMLET_MAX_MESSAGE_BYTES", default_value_t = 16 * 1024 * 1024)]
+    pub max_message_bytes: usize,
+
+    /// Largest document accepted (bytes of its stored chunks).
+    #[arg(long, env = "HAMLET_MAX_DOCUMENT_BYTES", default_value_t = 64 * 1024 * 1024)]
+    pub max_document_bytes: usize,
+
+    /// Seconds between WebSocket pings; a phone silent for two intervals is dropped.
+    #[arg(long, env = "HAMLET_PING_SECONDS", default_value_t = 5)]
+    pub ping_seconds: u64,
+
+    /// Seconds to finish in-flight work at shutdown before exiting anyway.
+    #[arg(long, env = "HAMLET_SHUTDOWN_SECONDS", default_value_t = 10)]
+    pub shutdown_seconds: u64,
+
+    /// TLS for the office's phones, terminated by the relay itself.
+    #[command(flatten)]
+    pub tls: Box<crate::web::tls::TlsConfig>,
+}
+
+impl RelayConfig {
+    /// The database URL to open.
+    pub fn database_url(&self) -> String {
+        format!("sqlite:{}", self.data_dir.join("hamlet-relay.db").display())
+    }
+
+    /// The limits the relay's sync endpoint enforces.
+    pub fn limits(&self) -> Limits {
+        Limits {
+            max_message_bytes: self.max_message_bytes,
+            max_document_bytes: self.max_document_bytes,
+            ping_interval: Duration::from_secs(self.ping_seconds.max(1)),
+            ..Limits::default()
+        }
+    }
+}
+
+/// How `hamlet-server relay enroll` runs.
+#[derive(Args, Debug, Clone)]
+pub struct RelayEnrollConfig {
+    /// The district server: its base URL or its sync URL.
+    #[arg(long, env = "HAMLET_UPSTREAM")]
+    pub upstream: String,
+
+    /// The relay enrollment code issued at the district (for a person with the relay role).
+    #[arg(long, env = "HAMLET_ENROLLMENT_CODE")]
+    pub code: String,
+
+    /// Folder for the relay's SQLite database, created if missing.
+    #[arg(long, env = "HAMLET_DATA_DIR", default_value = "./relay-data")]
+    pub data_dir: PathBuf,
+
+    /// The name the district shows for this relay's device.
+    #[arg(long, env = "HAMLET_RELAY_NAME", default_value = "commune relay")]
+    pub name: String,
+}
+
+impl RelayEnrollConfig {
+    /// The database URL to open.
+    pub fn database_url(&self) -> String {
+        format!("sqlite:{}", self.data_dir.join("hamlet-relay.db").display())
+    }
+}

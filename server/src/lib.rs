@@ -11,8 +11,10 @@
 //! - [`district`]: the projection of ledgers into SQL, campaigns and their operations,
 //!   results, progress, review, export rows.
 //! - [`web`]: HTTP — the routes, authentication, the JSON API, the pages, the sync endpoint.
+//! - [`relay`]: the commune-office relay — the same sync endpoint for a commune's phones, the
+//!   uplink to the district, the accounts it is fed, its status page.
 //! - [`demo`]: the example district, through district operations.
-//! - [`config`], [`app`]: flags, and the server built from the layers ([`app::Server`]).
+//! - [`config`], [`app`]: flags, and the server built from the layers ([`app::Server`], [`app::Relay`]).
 //!
 //! Nothing below [`web`] names axum or HTTP.
 
@@ -25,6 +27,7 @@ pub mod clock;
 pub mod config;
 pub mod demo;
 pub mod district;
+pub mod relay;
 pub mod store;
 pub mod sync;
 pub mod web;

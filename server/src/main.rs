@@ -3,8 +3,9 @@
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use hamlet_server::accounts::{Accounts, Role};
+use hamlet_server::app::Relay;
 use hamlet_server::app::Server;
-use hamlet_server::config::{DatabaseConfig, ServeConfig};
+use hamlet_server::config::{DatabaseConfig, RelayConfig, RelayEnrollConfig, ServeConfig};
 use hamlet_server::demo;
 use hamlet_server::store::Store;
 use hamlet_sync_core::{Day, LevelSet, fixtures};
@@ -20,6 +21,17 @@ struct Cli {
 enum Command {
     /// Run the sync server.
     Serve(ServeConfig),
+    /// Run a commune-office relay: the same sync for the office's phones, forwarded to the
+    /// district whenever the uplink is up. Enroll it once first (`relay enroll`).
+    #[command(args_conflicts_with_subcommands = true)]
+    Relay {
+        /// `enroll`, or nothing to run the relay.
+        #[command(subcommand)]
+        action: Option<RelayAction>,
+        /// How the relay runs.
+        #[command(flatten)]
+        config: RelayConfig,
+    },
     /// Manage staff accounts.
     Admin {
         /// What to do.
@@ -43,6 +55,12 @@ enum Command {
         #[arg(long, env = "HAMLET_DEMO_RESPONSES", default_value_t = 40)]
         responses: usize,
     },
+}
+
+#[derive(Subcommand, Debug)]
+enum RelayAction {
+    /// Enroll this relay at the district with a relay enrollment code (once).
+    Enroll(RelayEnrollConfig),
 }
 
 #[derive(Subcommand, Debug)]
@@ -93,6 +111,28 @@ async fn main() -> anyhow::Result<()> {
                 println!("TLS certificate SHA-256 fingerprint: {}", pin.colon_hex());
             }
             server.run(listener, shutdown_signal()).await?;
+            Ok(())
+        }
+        Command::Relay { action: Some(RelayAction::Enroll(config)), .. } => {
+            let identity = hamlet_server::app::enroll_relay(&config).await.context("enrolling the relay")?;
+            println!(
+                "Relay enrolled at {} as {} (device {}).",
+                identity.upstream, identity.person_id, identity.device_id
+            );
+            Ok(())
+        }
+        Command::Relay { action: None, config } => {
+            let listen = config.listen;
+            let relay = Relay::open(config).await.context("opening the relay")?;
+            let listener =
+                tokio::net::TcpListener::bind(listen).await.with_context(|| format!("listening on {listen}"))?;
+            let scheme = if relay.certificate_fingerprint().is_some() { "https" } else { "http" };
+            println!("Hamlet relay listening on {scheme}://{}", listener.local_addr()?);
+            println!("Forwarding to {}", relay.upstream());
+            if let Some(pin) = relay.certificate_fingerprint() {
+                println!("TLS certificate SHA-256 fingerprint: {}", pin.colon_hex());
+            }
+            relay.run(listener, shutdown_signal()).await?;
             Ok(())
         }
         Command::Admin { action } => admin(action).await,

@@ -602,6 +602,8 @@ enum For {
     Admin,
     /// Enrolled devices: collectors and relays.
     Device,
+    /// A relay's device only.
+    Relay,
 }
 
 /// The rule of every route. The test below reads the routes from the server's source, so a
@@ -623,6 +625,7 @@ const RULES: &[(&str, &str, For)] = &[
     ("POST", "/api/device/actors", For::Device),
     ("GET", "/api/device/assignments", For::Device),
     ("POST", "/api/device/token", For::Device),
+    ("GET", "/api/relay/feed", For::Relay),
     ("GET", "/api/people", For::Admin),
     ("POST", "/api/people", For::Admin),
     ("PUT", "/api/people/{id}/assignments", For::Admin),
@@ -789,7 +792,7 @@ async fn every_declared_route_has_a_rule_that_holds_for_every_role() {
         (
             "relay",
             vec![("Authorization".into(), bearer(world.token("relay")))],
-            &[For::Anyone, For::SignedIn, For::Device],
+            &[For::Anyone, For::SignedIn, For::Device, For::Relay],
         ),
     ];
     // Made-up ids: an allowed caller reaches the handler, which finds nothing.

@@ -351,6 +351,23 @@ texts! {
     revoked: "Đã thu hồi", "Revoked";
     revoke: "Thu hồi", "Revoke";
 
+    // The commune relay's status page (`hamlet-server relay`).
+    relay_title: "Trạm chuyển tiếp của xã", "Commune relay";
+    relay_intro: "Máy điện thoại trong văn phòng đồng bộ với trạm này; trạm chuyển dữ liệu lên huyện khi có đường truyền.", "Phones in the office sync with this relay; it forwards to the district whenever its uplink is up.";
+    relay_uplink: "Đường truyền lên huyện", "Uplink to the district";
+    relay_district: "Máy chủ huyện", "District server";
+    relay_up: "Đang thông", "Up";
+    relay_down: "Đang mất", "Down";
+    relay_last_reached: "Lần cuối tới được huyện", "Last reached the district";
+    relay_last_tried: "Lần thử gần nhất", "Last tried";
+    relay_last_error: "Lỗi gần nhất", "Last error";
+    relay_never: "Chưa lần nào", "Never";
+    relay_hamlets: "Việc mỗi thôn còn phải gửi lên huyện", "What each hamlet still has to send";
+    relay_pending: "Thay đổi chưa tới huyện", "Changes not yet at the district";
+    relay_all_sent: "Đã tới huyện hết", "All at the district";
+    relay_nothing_yet: "Chưa có dữ liệu", "Nothing yet";
+    relay_not_enrolled: "Trạm chưa được đăng ký với huyện.", "This relay is not enrolled at the district.";
+
     // The collector command (`hamlet-collector`).
     device_enrolled: "Đã đăng ký thiết bị", "Device enrolled";
     collector: "Người thu thập", "Collector";

@@ -3,7 +3,9 @@
 //!
 //! - [`limiter`]: brute-force limits on sign-in and enrollment.
 //! - [`secret`]: random tokens and codes, token and password hashes.
+//! - [`feed`]: what the district tells a commune relay of its hamlets' collectors and devices.
 
+pub mod feed;
 pub mod limiter;
 pub mod secret;
 

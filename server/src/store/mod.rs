@@ -662,6 +662,12 @@ const MIGRATIONS: &[(i64, &str, &str, &str)] = &[
         include_str!("../../migrations/sqlite/0009_device_clock.sql"),
         include_str!("../../migrations/postgres/0009_device_clock.sql"),
     ),
+    (
+        10,
+        "relay",
+        include_str!("../../migrations/sqlite/0010_relay.sql"),
+        include_str!("../../migrations/postgres/0010_relay.sql"),
+    ),
 ];
 
 fn migrator(backend: Backend) -> Migrator {

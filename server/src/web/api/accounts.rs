@@ -38,6 +38,7 @@ pub fn device_api() -> OpenApiRouter<AppState> {
         .routes(routes!(add_actors))
         .routes(routes!(device_assignments))
         .routes(routes!(rotate_device_token))
+        .routes(routes!(relay_feed))
 }
 
 /// People, codes, devices and tokens: for administrators.
@@ -364,6 +365,20 @@ async fn device_assignments(
 ) -> Result<Json<DeviceAssignments>, ApiError> {
     let collector = principal.person().id.clone();
     Ok(Json(DeviceAssignments { campaigns: campaigns_of(&state, &collector).await?, collector }))
+}
+
+#[utoipa::path(get, path = "/api/relay/feed", tag = "devices", summary = "For a relay's device: its hamlets, their collectors and devices (token hashes, actor ids, revocations), so it can apply the district's rules offline.", responses((status = 200, body = crate::accounts::feed::Feed), Failed))]
+async fn relay_feed(
+    State(state): State<AppState>,
+    axum::Extension(principal): axum::Extension<Principal>,
+) -> Result<Json<crate::accounts::feed::Feed>, ApiError> {
+    let Principal::Device { person, .. } = &principal else {
+        return Err(ApiError::new(StatusCode::FORBIDDEN, "forbidden", "only a relay's device reads the relay feed"));
+    };
+    if person.role != Role::Relay {
+        return Err(ApiError::new(StatusCode::FORBIDDEN, "forbidden", "only a relay's device reads the relay feed"));
+    }
+    Ok(Json(state.accounts.relay_feed(&person.id).await?))
 }
 
 /// More actor ids for the calling device.
