@@ -314,6 +314,7 @@ impl Relay {
             enrollment_ttl: Duration::from_secs(3600),
             open_sync: false,
         };
+        let link = Arc::new(crate::relay::Link { upstream: upstream.clone(), token: self.enrolled.token.clone() });
         let uplink = Uplink::new(
             hub.clone(),
             accounts,
@@ -323,7 +324,7 @@ impl Relay {
             Duration::from_secs(self.config.uplink_seconds.max(1)),
         );
         let uplink = tokio::spawn(uplink.run(stop.clone()));
-        let mut app = crate::relay::router(state);
+        let mut app = crate::relay::router(state, link);
         if self.tls.is_some() {
             app = app.layer(axum::middleware::map_response(tls::hsts));
         }

@@ -165,10 +165,17 @@ async fn phones_sync_to_a_relay_while_the_district_is_down_and_everything_arrive
     let (_, admin) = accounts.create_api_token("admin", "tests").await.unwrap();
     let admin = format!("Bearer {admin}");
     let mut phones = BTreeMap::new();
-    for (person, hamlet) in [("c1", "thon-dong"), ("c2", "thon-tay")] {
+    let mut codes = BTreeMap::new();
+    for (person, hamlet) in [("c1", "thon-dong"), ("c2", "thon-tay"), ("c3", "thon-dong")] {
         accounts.create_person(person, person, Role::Collector).await.unwrap();
         accounts.set_assignments(person, &campaign, &[hamlet.to_owned()]).await.unwrap();
         let (code, _) = accounts.issue_code(person, Duration::from_secs(600)).await.unwrap();
+        if person == "c1" {
+            // c1's phone enrolls through the relay, below.
+            codes.insert("now", code);
+            codes.insert("later", accounts.issue_code(person, Duration::from_secs(600)).await.unwrap().0);
+            continue;
+        }
         let actor = ActorId::random();
         let enrolled = accounts.enroll(&code, &[actor.to_hex_string()], "phone").await.unwrap();
         phones.insert(person, (enrolled.token, enrolled.device_id, actor, hamlet));
@@ -219,8 +226,28 @@ async fn phones_sync_to_a_relay_while_the_district_is_down_and_everything_arrive
     let page = status(&relay_process).await;
     assert!(page.contains("Trạm chuyển tiếp của xã"), "Vietnamese first: {page}");
 
+    // A phone enrolls through the relay while its uplink is up.
+    let enroll_at_relay = |code: &str, actor: &ActorId| {
+        serde_json::json!({ "code": code, "actor_ids": [actor.to_hex_string()], "device_name": "phone" }).to_string()
+    };
+    let json_body = [("Content-Type", "application/json")];
+    let actor = ActorId::random();
+    let reply =
+        http(relay_process.addr, "POST", "/api/enroll", &json_body, Some(&enroll_at_relay(&codes["now"], &actor)))
+            .await;
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    let answer = reply.json();
+    let c1 = (answer["token"].as_str().unwrap().to_owned(), answer["device"].as_str().unwrap().to_owned());
+    phones.insert("c1", (c1.0, c1.1, actor, "thon-dong"));
+
     // The district goes down; two phones sync with the relay, which takes custody.
     up.kill();
+    let actor = ActorId::random();
+    let reply =
+        http(relay_process.addr, "POST", "/api/enroll", &json_body, Some(&enroll_at_relay(&codes["later"], &actor)))
+            .await;
+    assert_eq!(reply.status, 503, "{}", reply.body);
+    assert!(reply.body.contains("needs the district"), "{}", reply.body);
     let mut ledgers = BTreeMap::new();
     for (person, n, level) in [("c1", 3, Level::TinNhiem), ("c2", 2, Level::TinNhiemThap)] {
         let (token, _, actor, hamlet) = &phones[person];
@@ -257,6 +284,27 @@ async fn phones_sync_to_a_relay_while_the_district_is_down_and_everything_arrive
         (page.matches(r#"data-pending="0""#).count() == 2 && page.contains(r#"data-uplink="up""#)).then_some(())
     })
     .await;
+
+    // Other phones' changes come down: c3 syncs with the district itself, and c1's phone at the
+    // relay receives c3's response.
+    let (c3_token, _, c3_actor, _) = &phones["c3"];
+    let mut c3_ledger = Ledger::create(&open_campaign().id, &fixtures::hamlet("thon-dong"), c3_actor.clone());
+    seal_all(&mut c3_ledger, "c3", 1, Level::TinNhiem, "c3");
+    sync_ledger(&up.sync_url(), c3_token, "c3-phone", &mut c3_ledger).await.unwrap();
+    let c1_ledger = &ledgers["c1"];
+    let (c1_token, _, _, _) = &phones["c1"];
+    let relay_url = relay_process.sync_url();
+    until("c3's response reaches c1's phone through the relay", Duration::from_secs(30), || {
+        let mut copy =
+            Ledger::open(c1_ledger.doc().clone(), &open_campaign().id, &fixtures::hamlet("thon-dong")).unwrap();
+        let relay_url = relay_url.clone();
+        async move {
+            sync_ledger(&relay_url, c1_token, "c1-phone", &mut copy).await.ok()?;
+            (copy.responses().unwrap().len() == 4).then_some(())
+        }
+    })
+    .await;
+    assert_eq!(district_counts(&district_db, "thon-dong").await, (4, 4));
 
     // The district's documents come down: the campaign document, fetched by the relay, for a
     // phone at the relay.

@@ -22,9 +22,14 @@ pub mod page;
 pub mod uplink;
 pub mod upstream;
 
-use axum::Router;
+use std::sync::Arc;
+
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::StatusCode;
 use axum::middleware::from_fn_with_state;
-use axum::routing::get;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Extension, Router};
 use hamlet_sync_core::DocumentId;
 use hamlet_sync_core::automerge::{Automerge, ChangeHash};
 use hamlet_sync_core::session::{decode_heads, encode_heads};
@@ -212,14 +217,70 @@ impl RelayStore {
 /// The relay's routes: `/sync` for the phones of its hamlets (their district tokens, checked
 /// against the fed accounts), the status page at `/`, and the probes. Nothing of the district's
 /// staff side is served.
-pub fn router(state: AppState) -> Router {
+pub fn router(state: AppState, link: Arc<Link>) -> Router {
+    // Enrollment goes to the district; failures are slowed per address here as there.
+    let enroll = Router::new()
+        .route("/api/enroll", post(enroll_through))
+        .route_layer(from_fn_with_state(state.clone(), crate::web::auth::limit_failures_by_address))
+        .layer(DefaultBodyLimit::max(MAX_ENROLL_BODY_BYTES));
     Router::new()
+        .merge(enroll)
         .route("/", get(page::status_page))
         .route("/sync", get(crate::web::sync::endpoint))
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(crate::web::sync::ready))
         .layer(from_fn_with_state(state.clone(), crate::web::auth::authenticate))
+        .layer(Extension(link))
         .with_state(state)
+}
+
+/// The largest enrollment request the relay passes on.
+const MAX_ENROLL_BODY_BYTES: usize = 64 * 1024;
+
+/// The relay's way to the district, for the handlers that need it.
+#[derive(Debug)]
+pub struct Link {
+    /// The district.
+    pub upstream: Upstream,
+    /// The relay's token there.
+    pub token: String,
+}
+
+/// `POST /api/enroll` on a relay: a phone enrolls through the relay when its uplink is up. The
+/// code is the district's to spend, so the request goes there as it came; on success the relay
+/// reads the feed before it answers, so that the phone's first sync here is not refused for a
+/// token the relay has not heard of yet. With the district out of reach, the phone hears so.
+async fn enroll_through(
+    State(state): State<AppState>,
+    Extension(link): Extension<Arc<Link>>,
+    body: axum::body::Bytes,
+) -> Response {
+    let unreachable = |e: &dyn std::fmt::Display| {
+        tracing::warn!(error = %e, "a phone's enrollment could not reach the district");
+        crate::web::ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "district_unreachable",
+            "enrolling a phone needs the district, which this relay cannot reach now; try again when its uplink is up",
+        )
+        .into_response()
+    };
+    let (status, answer) = match link.upstream.forward_enroll(body.to_vec()).await {
+        Ok(answer) => answer,
+        Err(e) => return unreachable(&e),
+    };
+    if status == 200 {
+        let fed = match link.upstream.feed(&link.token).await {
+            Ok(feed) => state.accounts.apply_feed(&feed).await.map_err(|e| e.to_string()),
+            Err(e) => Err(e.to_string()),
+        };
+        if let Err(e) = fed {
+            // Enrolled at the district: the answer must reach the phone, which syncs here once
+            // the next pass has brought its token.
+            tracing::warn!(error = %e, "enrolled a phone but could not read the feed; the next pass will");
+        }
+    }
+    let status = StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_GATEWAY);
+    (status, [(axum::http::header::CONTENT_TYPE, "application/json")], answer).into_response()
 }
 
 /// `hamlet-server relay enroll`: exchanges a relay enrollment code for the relay's device token

@@ -196,6 +196,38 @@ impl Upstream {
         }
     }
 
+    /// `POST /api/enroll` with a phone's body, as it came to the relay: the district's status
+    /// and answer, unread.
+    pub async fn forward_enroll(&self, body: Vec<u8>) -> Result<(u16, Bytes), UpstreamError> {
+        let unreachable = |reason: String| UpstreamError::Unreachable { url: self.base.clone(), reason };
+        let exchange = async {
+            let stream = self.connect().await?;
+            let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+                .await
+                .map_err(|e| unreachable(e.to_string()))?;
+            tokio::spawn(async move {
+                let _ = connection.await;
+            });
+            let request = hyper::Request::builder()
+                .method("POST")
+                .uri(format!("{}/api/enroll", self.prefix))
+                .header("host", format!("{}:{}", self.host, self.port))
+                .header("accept", "application/json")
+                .header("content-type", "application/json")
+                .body(Full::new(Bytes::from(body)))
+                .map_err(|e| unreachable(e.to_string()))?;
+            let response = sender.send_request(request).await.map_err(|e| unreachable(e.to_string()))?;
+            let status = response.status().as_u16();
+            let bytes = Limited::new(response.into_body(), MAX_ANSWER_BYTES)
+                .collect()
+                .await
+                .map_err(|e| unreachable(e.to_string()))?
+                .to_bytes();
+            Ok::<_, UpstreamError>((status, bytes))
+        };
+        tokio::time::timeout(CALL_TIMEOUT, exchange).await.map_err(|_| UpstreamError::Timeout)?
+    }
+
     /// `POST /api/enroll` with a relay enrollment code.
     pub async fn enroll(&self, code: &str, actor: &str, name: &str) -> Result<Enrolled, UpstreamError> {
         let body = serde_json::json!({ "code": code.trim(), "actor_ids": [actor], "device_name": name }).to_string();
