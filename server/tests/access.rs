@@ -256,7 +256,8 @@ async fn a_cookie_session_needs_its_csrf_token_to_change_anything() {
         let device = &world.devices["c2"].1;
         let reply = world.post_as(&form, &format!("/admin/devices/{device}/revoke"), "csrf=wrong").await;
         assert_eq!(reply.status, 403);
-        let reply = world.post_as(&form, &format!("/admin/devices/{device}/revoke"), &format!("csrf={csrf}")).await;
+        let reply =
+            world.post_as(&form, &format!("/admin/devices/{device}/revoke"), &format!("csrf={csrf}&confirm=yes")).await;
         assert_eq!(reply.status, 303, "{reply:?}");
         // The people page adds a collector with hamlets, then issues a code shown as text and QR.
         let body = format!(

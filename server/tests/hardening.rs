@@ -602,3 +602,65 @@ async fn a_forgotten_staff_password_is_reset_from_the_command_line() {
         world.server.stop().await;
     }
 }
+
+async fn campaign_state(world: &World, admin: &str) -> serde_json::Value {
+    world.get_as(admin, "/api/campaigns/tin-nhiem-2025").await.json()["state"].clone()
+}
+
+/// Opening, closing and publishing a campaign and revoking a device cannot be undone: their
+/// forms say what follows and are refused, changing nothing, unless that was ticked.
+#[tokio::test]
+async fn irreversible_actions_are_taken_only_once_confirmed() {
+    for db in support::databases().await {
+        let world = World::new(db.url(), &[]).await;
+        let device_token = enroll(&world).await;
+        let admin = world.token("admin").await;
+        let units = hamlet_server::district::catalog::units_csv(fixtures::unit_tree().units());
+        let auth = format!("Bearer {admin}");
+        let imported = world
+            .server
+            .request("POST", "/api/units", &[("Authorization", &auth), ("Content-Type", "text/csv")], Some(&units))
+            .await;
+        assert_eq!(imported.status, 200, "{imported:?}");
+        let mut draft = fixtures::campaign();
+        draft.state = hamlet_sync_core::CampaignState::Draft;
+        let created = world.post_as(&admin, "/api/campaigns", &serde_json::to_string(&draft).unwrap()).await;
+        assert_eq!(created.status, 201, "{created:?}");
+
+        let (cookie, csrf) = world.session("admin", ADMIN_PASSWORD).await;
+        let page = world.server.request("GET", "/admin/campaigns/tin-nhiem-2025", &[("Cookie", &cookie)], None).await;
+        assert!(page.body.contains("name=\"confirm\" value=\"yes\" required"), "{}: {}", db.name, page.body);
+        assert!(page.body.contains("không thể sửa cán bộ, thôn và ngày"), "{}: the form says what follows", db.name);
+        let path = "/admin/campaigns/tin-nhiem-2025/state";
+        for (to, then) in [("open", "open"), ("closed", "closed"), ("published", "published")] {
+            let unticked =
+                world.server.request("POST", path, &form_headers(&cookie), Some(&format!("csrf={csrf}&to={to}"))).await;
+            assert_eq!(unticked.status, 400, "{}: {to} without confirming", db.name);
+            assert!(unticked.body.contains("Hãy đánh dấu ô xác nhận"), "{}: {}", db.name, unticked.body);
+            assert_ne!(campaign_state(&world, &admin).await, then, "{}: {to} refused changes nothing", db.name);
+            let body = format!("csrf={csrf}&to={to}&confirm=yes");
+            let ticked = world.server.request("POST", path, &form_headers(&cookie), Some(&body)).await;
+            assert_eq!(ticked.status, 303, "{}: {to}: {ticked:?}", db.name);
+            assert_eq!(campaign_state(&world, &admin).await, then, "{}", db.name);
+        }
+
+        let devices = world.get_as(&admin, "/api/devices").await.json();
+        let device = devices[0]["id"].as_str().unwrap().to_owned();
+        let page = world.server.request("GET", "/admin/devices", &[("Cookie", &cookie)], None).await;
+        assert!(page.body.contains("không đồng bộ được nữa"), "{}: the revoke form says what follows", db.name);
+        let path = format!("/admin/devices/{device}/revoke");
+        let unticked = world.server.request("POST", &path, &form_headers(&cookie), Some(&format!("csrf={csrf}"))).await;
+        assert_eq!(unticked.status, 400, "{}: revoking without confirming", db.name);
+        assert_eq!(
+            world.get_as(&device_token, "/api/device/assignments").await.status,
+            200,
+            "{}: still enrolled",
+            db.name
+        );
+        let body = format!("csrf={csrf}&confirm=yes");
+        let ticked = world.server.request("POST", &path, &form_headers(&cookie), Some(&body)).await;
+        assert_eq!(ticked.status, 303, "{}: {ticked:?}", db.name);
+        assert_eq!(world.get_as(&device_token, "/api/device/assignments").await.status, 401, "{}: revoked", db.name);
+        world.server.stop().await;
+    }
+}

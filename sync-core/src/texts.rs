@@ -293,6 +293,11 @@ texts! {
     close_campaign: "Kết thúc", "Close";
     publish_campaign: "Công bố kết quả", "Publish";
     confirm_hint: "Thao tác này không thể hoàn tác.", "This cannot be undone.";
+    confirm_open: "Tôi hiểu: điện thoại sẽ tải đợt này về và bắt đầu ghi ý kiến; sau đó không thể sửa cán bộ, thôn và ngày nữa.", "I understand: phones download this campaign and start recording; its cadres, hamlets and dates can no longer be changed.";
+    confirm_close: "Tôi hiểu: đợt kết thúc và không mở lại được; kết quả hiện mọi ý kiến đã tính.", "I understand: the campaign ends and cannot be reopened; the results show every counted answer.";
+    confirm_publish: "Tôi hiểu: kết quả được chốt như hiện nay; ý kiến đến sau vẫn được giữ và đưa vào mục cần xem xét, không tính vào kết quả đã công bố.", "I understand: the results are frozen as they stand; answers that arrive later are kept and listed for review, not counted in the published results.";
+    confirm_revoke: "Tôi hiểu: thiết bị này không đồng bộ được nữa; những gì nó chưa gửi vẫn nằm trên máy.", "I understand: this device can no longer sync; what it has not sent stays on it.";
+    confirm_required: "Hãy đánh dấu ô xác nhận trước khi thực hiện thao tác không thể hoàn tác này.", "Tick the confirmation box first: this cannot be undone.";
     done: "Đã lưu.", "Saved.";
     error: "Lỗi", "Error";
     line: "Dòng", "Line";

@@ -799,15 +799,24 @@ pub async fn enroll_page(
 /// `GET /admin/devices`: devices, when each last synced, and a revoke button.
 pub async fn devices_page(State(state): State<AppState>, chrome: RequestChrome) -> Result<Response, ApiError> {
     let devices = state.accounts.devices().await?;
-    Ok(chrome.html(StatusCode::OK, pages::accounts::devices(&chrome.chrome, &devices)))
+    Ok(chrome.html(StatusCode::OK, pages::accounts::devices(&chrome.chrome, &devices, None)))
 }
 
 /// `POST /admin/devices/{id}/revoke` (the form of the devices page).
+/// It cannot be undone: without its box ticked the page comes back saying so, and nothing
+/// changes.
 pub async fn revoke_device_form(
     State(state): State<AppState>,
+    chrome: RequestChrome,
     axum::Extension(principal): axum::Extension<Principal>,
     Path(device): Path<String>,
-) -> Result<Redirect, ApiError> {
+    body: axum::body::Bytes,
+) -> Result<Response, ApiError> {
+    if !pages::components::confirmed(&body) {
+        let devices = state.accounts.devices().await?;
+        let page = pages::accounts::devices(&chrome.chrome, &devices, Some(chrome.chrome.t().confirm_required));
+        return Ok(chrome.html(StatusCode::BAD_REQUEST, page));
+    }
     revoke(&state, &principal, &device).await?;
-    Ok(Redirect::to("/admin/devices"))
+    Ok(Redirect::to("/admin/devices").into_response())
 }

@@ -4,7 +4,7 @@
 
 use maud::{Markup, PreEscaped, html};
 
-use super::components::{col, data_table, post_button, post_form};
+use super::components::{col, confirmed_button, data_table, post_button, post_form};
 use super::href;
 use super::layout::{Chrome, Page, Section, layout};
 use crate::accounts::{Device, MIN_PASSWORD_CHARS, Person};
@@ -172,7 +172,7 @@ fn clock_flag(chrome: &Chrome, offset_ms: Option<i64>) -> Markup {
 }
 
 /// `/admin/devices`: enrolled devices, when each last synced, its clock, and a revoke button.
-pub fn devices(chrome: &Chrome, devices: &[Device]) -> Markup {
+pub fn devices(chrome: &Chrome, devices: &[Device], error: Option<&str>) -> Markup {
     let t = chrome.t();
     let lang = chrome.lang;
     let when = |ms: Option<i64>| ms.map_or_else(|| "—".to_owned(), |ms| lang.datetime(ms));
@@ -189,11 +189,15 @@ pub fn devices(chrome: &Chrome, devices: &[Device]) -> Markup {
                     @if d.revoked_at.is_some() {
                         (t.revoked) " " (when(d.revoked_at))
                     } @else {
-                        (post_button(&format!("/admin/devices/{}/revoke", href(&d.id)), &chrome.csrf, t.revoke))
+                        (confirmed_button(&format!("/admin/devices/{}/revoke", href(&d.id)), &chrome.csrf, t.revoke, t.confirm_revoke))
                     }
                 }
             }
         }
     };
-    layout(chrome, &Page::new(t.devices, Section::Devices), data_table(None, &columns, rows))
+    let body = html! {
+        @if let Some(error) = error { p.error role="alert" { (error) } }
+        (data_table(None, &columns, rows))
+    };
+    layout(chrome, &Page::new(t.devices, Section::Devices), body)
 }

@@ -86,6 +86,25 @@ pub fn post_button(action: &str, csrf: &str, label: &str) -> Markup {
     post_form(action, csrf, None, html! { button type="submit" { (label) } })
 }
 
+/// A button for what cannot be undone: it goes only with its box ticked, whose label says what
+/// follows (the handler refuses the form without `confirm=yes` too).
+pub fn confirmed_button(action: &str, csrf: &str, label: &str, what_follows: &str) -> Markup {
+    post_form(
+        action,
+        csrf,
+        None,
+        html! {
+            label.confirm { input type="checkbox" name="confirm" value="yes" required; " " (what_follows) }
+            button type="submit" { (label) }
+        },
+    )
+}
+
+/// Whether a form's fields hold the ticked confirmation of [`confirmed_button`].
+pub fn confirmed(body: &[u8]) -> bool {
+    form_urlencoded::parse(body).any(|(k, v)| k == "confirm" && v == "yes")
+}
+
 /// A failure in words, with the lines of an import that were refused.
 pub fn error_box(t: &Texts, error: Option<&DistrictError>) -> Markup {
     html! {

@@ -37,7 +37,7 @@ td form{margin:0}\
 .badge{display:inline-block;padding:1px 7px;border-radius:10px;font-size:13px;background:#e6e9ed;color:#1a1a1a;margin:1px 2px}\
 .badge.x{background:#b71c1c;color:#fff}.badge.s{background:#5f6b76;color:#fff}\
 .legend span{display:inline-block;margin-right:14px}.legend i{display:inline-block;width:12px;height:12px;margin-right:4px;vertical-align:-1px}\
-form.inline{display:inline}label{display:block;margin:6px 0 2px;font-weight:600}\
+form.inline{display:inline}label{display:block;margin:6px 0 2px;font-weight:600}label.confirm{font-weight:400;margin:4px 0 8px}\
 input[type=text],input[type=date],input[type=search],input[type=password],select,textarea{font:inherit;padding:5px;border:1px solid #8795a1;border-radius:3px;max-width:100%}\
 textarea{width:100%;min-height:90px}button{font:inherit;padding:5px 12px;border:1px solid #0b3d6b;background:#0b3d6b;color:#fff;border-radius:3px;cursor:pointer}\
 form.review textarea{min-height:44px}.card{background:#fff;border:1px solid #d5dbe1;border-radius:4px;padding:10px 14px;margin:10px 0}\

@@ -340,7 +340,7 @@ fn account_pages() {
         device("c3", Some(60_000), true),
         device("c4", None, false),
     ];
-    check!("admin-devices", "/admin/devices", Menu::Admin, |c| accounts::devices(&c, &devices));
+    check!("admin-devices", "/admin/devices", Menu::Admin, |c| accounts::devices(&c, &devices, None));
 }
 
 #[test]

@@ -122,9 +122,9 @@ pub fn render_campaign_admin(
     let cid = href(campaign.id.as_str());
     let csrf = &chrome.csrf;
     let next = match campaign.state {
-        CampaignState::Draft => Some(("open", t.open_campaign)),
-        CampaignState::Open => Some(("closed", t.close_campaign)),
-        CampaignState::Closed => Some(("published", t.publish_campaign)),
+        CampaignState::Draft => Some(("open", t.open_campaign, t.confirm_open)),
+        CampaignState::Open => Some(("closed", t.close_campaign, t.confirm_close)),
+        CampaignState::Closed => Some(("published", t.publish_campaign, t.confirm_publish)),
         CampaignState::Published => None,
     };
     let body = html! {
@@ -137,10 +137,11 @@ pub fn render_campaign_admin(
             " · " (t.hamlets) ": " (campaign.hamlets.len())
             " · " a href={ "/campaigns/" (cid) } { (t.nav_overview) }
         }
-        @if let Some((to, label)) = next {
+        @if let Some((to, label, what_follows)) = next {
             (post_form(&format!("/admin/campaigns/{cid}/state"), csrf, Some("card"), html! {
                 input type="hidden" name="to" value=(to);
                 p.muted { (t.confirm_hint) }
+                label.confirm { input type="checkbox" name="confirm" value="yes" required; " " (what_follows) }
                 button type="submit" { (label) }
             }))
         }
@@ -300,11 +301,17 @@ pub(super) async fn hamlets_post(ctx: PageCtx, Path(id): Path<String>, body: Byt
 #[derive(Debug, Deserialize)]
 pub(super) struct StateForm {
     to: String,
+    /// `yes` when the box saying what follows was ticked.
+    #[serde(default)]
+    confirm: String,
 }
 
 pub(super) async fn state_post(ctx: PageCtx, Path(id): Path<String>, body: Bytes) -> Response {
     let done = async {
         let f: StateForm = form(&body)?;
+        if f.confirm != "yes" {
+            return Err(DistrictError::bad("unconfirmed", ctx.chrome().t().confirm_required));
+        }
         let to = match f.to.as_str() {
             "open" => CampaignState::Open,
             "closed" => CampaignState::Closed,
