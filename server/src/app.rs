@@ -246,7 +246,7 @@ impl Relay {
             return Err(ServerError::Config(crate::relay::RelayError::NotEnrolled.to_string()));
         };
         if let Some(given) = &config.upstream {
-            let given = Upstream::parse(given).map_err(|e| ServerError::Config(e.to_string()))?;
+            let given = upstream_of(given, None)?;
             if given.base() != enrolled.upstream {
                 store.close().await;
                 let error = crate::relay::RelayError::OtherUpstream {
@@ -277,7 +277,7 @@ impl Relay {
         listener: TcpListener,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> Result<(), ServerError> {
-        let upstream = Upstream::parse(&self.enrolled.upstream).map_err(|e| ServerError::Config(e.to_string()))?;
+        let upstream = upstream_of(&self.enrolled.upstream, self.config.upstream_ca.as_deref())?;
         let (committer, writer) = Committer::spawn(self.store.clone(), 256);
         let metrics = Arc::new(Metrics::default());
         let accounts = Accounts::new(self.store.clone(), Duration::from_secs(3600));
@@ -364,10 +364,23 @@ impl Relay {
 /// `hamlet-server relay enroll`: enrolls the relay at the district once, keeping its token in
 /// the relay's database. Returns the relay's person and device ids at the district.
 pub async fn enroll_relay(config: &RelayEnrollConfig) -> Result<crate::relay::Identity, ServerError> {
-    let upstream = Upstream::parse(&config.upstream).map_err(|e| ServerError::Config(e.to_string()))?;
+    let upstream = upstream_of(&config.upstream, config.upstream_ca.as_deref())?;
     std::fs::create_dir_all(&config.data_dir)?;
     let store = Store::open(&config.database_url()).await?;
     let result = crate::relay::enroll(&store, &upstream, &config.code, &config.name).await;
     store.close().await;
     result.map_err(|e| ServerError::Config(e.to_string()))
+}
+
+/// The district at `text`, believing the authorities in the file `ca` too.
+fn upstream_of(text: &str, ca: Option<&std::path::Path>) -> Result<Upstream, ServerError> {
+    let upstream = Upstream::parse(text).map_err(|e| ServerError::Config(e.to_string()))?;
+    match ca {
+        None => Ok(upstream),
+        Some(path) => {
+            let pem = std::fs::read(path)
+                .map_err(|e| ServerError::Config(format!("reading --upstream-ca {}: {e}", path.display())))?;
+            upstream.with_authorities(&pem).map_err(|e| ServerError::Config(e.to_string()))
+        }
+    }
 }

@@ -188,10 +188,15 @@ pub struct RelayConfig {
     #[arg(long, env = "HAMLET_LISTEN", default_value = "127.0.0.1:8080")]
     pub listen: SocketAddr,
 
-    /// The district server: its base URL (`http://district.example:8080`) or its sync URL
+    /// The district server: its base URL (`https://district.example`) or its sync URL
     /// (`ws://…/sync`). Optional once enrolled; if given, it must be the one enrolled at.
     #[arg(long, env = "HAMLET_UPSTREAM")]
     pub upstream: Option<String>,
+
+    /// Certificate authorities (PEM) believed for an `https://` district besides the public
+    /// ones compiled in: a district's own authority.
+    #[arg(long, env = "HAMLET_UPSTREAM_CA")]
+    pub upstream_ca: Option<PathBuf>,
 
     /// Folder for the relay's SQLite database, created if missing.
     #[arg(long, env = "HAMLET_DATA_DIR", default_value = "./relay-data")]
@@ -246,6 +251,11 @@ pub struct RelayEnrollConfig {
     /// The district server: its base URL or its sync URL.
     #[arg(long, env = "HAMLET_UPSTREAM")]
     pub upstream: String,
+
+    /// Certificate authorities (PEM) believed for an `https://` district besides the public
+    /// ones compiled in: a district's own authority.
+    #[arg(long, env = "HAMLET_UPSTREAM_CA")]
+    pub upstream_ca: Option<PathBuf>,
 
     /// The relay enrollment code issued at the district (for a person with the relay role).
     #[arg(long, env = "HAMLET_ENROLLMENT_CODE")]

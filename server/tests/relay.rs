@@ -4,6 +4,7 @@
 #![allow(clippy::expect_used, clippy::unwrap_used)]
 
 mod client;
+mod pki;
 
 use std::collections::BTreeMap;
 use std::io::BufRead;
@@ -64,7 +65,7 @@ impl Child {
         std::thread::spawn(move || std::io::copy(&mut reader, &mut std::io::sink()));
         let addr = line
             .trim()
-            .rsplit("http://")
+            .rsplit("://")
             .next()
             .and_then(|a| a.parse().ok())
             .unwrap_or_else(|| panic!("unexpected first line {line:?}"));
@@ -396,4 +397,58 @@ async fn the_feed_carries_only_the_relays_hamlets_and_the_relay_applies_it() {
     assert!(at_relay.device_by_token(&tokens["c2"].0).await.unwrap().is_none());
     reopened.close().await;
     district.close().await;
+}
+
+/// An `https://` district: the relay believes the district's own authority when given it, and
+/// without it refuses the certificate before anything is sent (the code is not spent).
+#[tokio::test]
+async fn a_relay_reaches_an_https_district_through_the_authority_it_is_given() {
+    let district_dir = tempfile::tempdir().unwrap();
+    let relay_dir = tempfile::tempdir().unwrap();
+    let district_db = format!("sqlite:{}", district_dir.path().join("hamlet.db").display());
+    let store = Store::open(&district_db).await.unwrap();
+    let accounts = Accounts::new(store.clone(), Duration::from_secs(3600));
+    let campaign = fixtures::campaign().id.to_string();
+    accounts.create_person("xa-an-binh", "Xã An Bình", Role::Relay).await.unwrap();
+    accounts.set_assignments("xa-an-binh", &campaign, &["thon-dong".into()]).await.unwrap();
+    let (code, _) = accounts.issue_code("xa-an-binh", Duration::from_secs(600)).await.unwrap();
+    store.close().await;
+
+    let authority = pki::Authority::new();
+    let (cert, key) = authority.sign(&["localhost"]).write(&district_dir.path().join("tls"));
+    let ca = authority.write(&district_dir.path().join("district-ca.pem"));
+    let up = Child::spawn(&[
+        "serve",
+        "--listen",
+        "127.0.0.1:0",
+        "--data-dir",
+        district_dir.path().to_str().unwrap(),
+        "--tls-cert",
+        cert.to_str().unwrap(),
+        "--tls-key",
+        key.to_str().unwrap(),
+    ]);
+    let upstream = format!("https://localhost:{}", up.addr.port());
+    let relay_data = relay_dir.path().to_str().unwrap();
+    let enroll = |extra: &[&str]| {
+        server_command()
+            .args(["relay", "enroll", "--upstream", &upstream, "--code", &code, "--data-dir", relay_data])
+            .args(extra)
+            .env("RUST_LOG", "warn")
+            .output()
+            .unwrap()
+    };
+    let refused = enroll(&[]);
+    let said = String::from_utf8_lossy(&refused.stderr).to_string();
+    assert!(!refused.status.success() && said.contains("nothing was sent"), "{said}");
+    let enrolled = enroll(&["--upstream-ca", ca.to_str().unwrap()]);
+    assert!(enrolled.status.success(), "the code was not spent by the refused try: {enrolled:?}");
+
+    let args = ["relay", "--listen", "127.0.0.1:0", "--data-dir", relay_data, "--upstream-ca", ca.to_str().unwrap()];
+    let relay_process = Child::spawn(&args);
+    until("the relay's first pass over TLS", Duration::from_secs(30), || async {
+        let page = status(&relay_process).await;
+        (page.contains(r#"data-uplink="up""#) && page.contains(r#"data-hamlet="thon-dong""#)).then_some(())
+    })
+    .await;
 }

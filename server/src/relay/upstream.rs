@@ -1,16 +1,25 @@
 //! The district as a relay reaches it: its address (`--upstream`, the base URL or the sync URL,
 //! both work), JSON over HTTP (enrollment, the feed) and the `/sync` WebSocket.
 //!
+//! `https://` and `wss://` addresses are reached over TLS (rustls, `ring`): the district's
+//! certificate must be vouched for by the Mozilla roots compiled in (`webpki-roots`) or by an
+//! authority given with `--upstream-ca` (a district's own); a refused certificate ends the
+//! handshake before the token or a code is written.
+//!
 //! Answers are bounded before they are read ([`MAX_ANSWER_BYTES`], and the sync protocol's own
 //! message bound); every call has a timeout.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Bytes;
 use hyper_util::rt::TokioIo;
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, ServerName};
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
@@ -28,13 +37,19 @@ pub const CALL_TIMEOUT: Duration = Duration::from_secs(30);
 #[derive(Debug, thiserror::Error)]
 pub enum UpstreamError {
     /// The address is not one the relay can use.
-    #[error("{0:?} is not a district address: give http://HOST[:PORT] or ws://HOST[:PORT]/sync")]
+    #[error("{0:?} is not a district address: give http(s)://HOST[:PORT] or ws(s)://HOST[:PORT]/sync")]
     Address(String),
-    /// The address needs TLS, which the relay's uplink does not speak yet.
-    #[error(
-        "{0}: the relay's uplink does not speak TLS yet; reach the district over http:// (a VPN or the office's tunnel)"
-    )]
-    Tls(String),
+    /// The certificate authorities given cannot be read.
+    #[error("the certificate authorities given do not read as PEM certificates: {0}")]
+    Authorities(String),
+    /// The district's certificate was refused, or the TLS handshake failed: nothing was sent.
+    #[error("TLS with {url}: {reason}; nothing was sent")]
+    Tls {
+        /// Where.
+        url: String,
+        /// Why.
+        reason: String,
+    },
     /// The district could not be reached.
     #[error("cannot reach the district at {url}: {reason}")]
     Unreachable {
@@ -64,15 +79,22 @@ pub enum UpstreamError {
     Timeout,
 }
 
-/// The district's address.
+/// The district's address, and whom to believe when it speaks TLS.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Upstream {
-    /// `http://host:port` and any path prefix, without a trailing slash.
+    /// `http(s)://host:port` and any path prefix, without a trailing slash.
     base: String,
     host: String,
     port: u16,
     prefix: String,
+    tls: bool,
+    /// Authorities believed besides the compiled-in roots.
+    authorities: Vec<CertificateDer<'static>>,
 }
+
+/// A byte stream to the district, clear or encrypted.
+pub trait Stream: AsyncRead + AsyncWrite + Unpin + Send {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send> Stream for T {}
 
 /// What `POST /api/enroll` answers, as far as the relay reads it.
 #[derive(Debug, Deserialize)]
@@ -86,18 +108,19 @@ pub struct Enrolled {
 }
 
 /// A WebSocket to the district's `/sync`.
-pub type SyncSocket = WebSocketStream<TcpStream>;
+pub type SyncSocket = WebSocketStream<Box<dyn Stream>>;
 
 impl Upstream {
-    /// Reads `--upstream`: `http://host[:port][/prefix]`, or the sync URL
-    /// `ws://host[:port][/prefix]/sync`; `https://` and `wss://` are refused for now.
+    /// Reads `--upstream`: `http(s)://host[:port][/prefix]`, or the sync URL
+    /// `ws(s)://host[:port][/prefix]/sync`.
     pub fn parse(text: &str) -> Result<Upstream, UpstreamError> {
         let bad = || UpstreamError::Address(text.to_owned());
         let trimmed = text.trim();
-        let rest = if let Some(rest) = trimmed.strip_prefix("http://").or_else(|| trimmed.strip_prefix("ws://")) {
-            rest
-        } else if trimmed.starts_with("https://") || trimmed.starts_with("wss://") {
-            return Err(UpstreamError::Tls(trimmed.to_owned()));
+        let (rest, tls) = if let Some(rest) = trimmed.strip_prefix("http://").or_else(|| trimmed.strip_prefix("ws://"))
+        {
+            (rest, false)
+        } else if let Some(rest) = trimmed.strip_prefix("https://").or_else(|| trimmed.strip_prefix("wss://")) {
+            (rest, true)
         } else {
             return Err(bad());
         };
@@ -107,18 +130,31 @@ impl Upstream {
         let (authority, path) = rest.split_once('/').map_or((rest, ""), |(a, p)| (a, p));
         let path = path.trim_end_matches('/');
         let path = path.strip_suffix("sync").map_or(path, |p| p.trim_end_matches('/'));
+        let default_port = if tls { 443 } else { 80 };
         let (host, port) = match authority.rsplit_once(':') {
             Some((host, port)) if !host.ends_with(']') || authority.starts_with('[') => {
                 (host.to_owned(), port.parse::<u16>().map_err(|_| bad())?)
             }
-            _ => (authority.to_owned(), 80),
+            _ => (authority.to_owned(), default_port),
         };
         if host.is_empty() {
             return Err(bad());
         }
         let prefix = if path.is_empty() { String::new() } else { format!("/{path}") };
-        let base = format!("http://{host}:{port}{prefix}");
-        Ok(Upstream { base, host, port, prefix })
+        let scheme = if tls { "https" } else { "http" };
+        let base = format!("{scheme}://{host}:{port}{prefix}");
+        Ok(Upstream { base, host, port, prefix, tls, authorities: Vec::new() })
+    }
+
+    /// The same address, also believing the authorities in `pem` (PEM certificates).
+    pub fn with_authorities(mut self, pem: &[u8]) -> Result<Upstream, UpstreamError> {
+        let read: Result<Vec<_>, _> = CertificateDer::pem_slice_iter(pem).collect();
+        let read = read.map_err(|e| UpstreamError::Authorities(e.to_string()))?;
+        if read.is_empty() {
+            return Err(UpstreamError::Authorities("no certificate in it".into()));
+        }
+        self.authorities.extend(read);
+        Ok(self)
     }
 
     /// The base URL, as kept in the relay's identity.
@@ -128,15 +164,40 @@ impl Upstream {
 
     /// The sync URL.
     pub fn sync_url(&self) -> String {
-        format!("ws://{}:{}{}/sync", self.host, self.port, self.prefix)
+        let scheme = if self.tls { "wss" } else { "ws" };
+        format!("{scheme}://{}:{}{}/sync", self.host, self.port, self.prefix)
     }
 
-    async fn connect(&self) -> Result<TcpStream, UpstreamError> {
+    async fn connect(&self) -> Result<Box<dyn Stream>, UpstreamError> {
         let unreachable = |reason: String| UpstreamError::Unreachable { url: self.base.clone(), reason };
-        match tokio::time::timeout(CALL_TIMEOUT, TcpStream::connect((self.host.as_str(), self.port))).await {
+        let tcp = match tokio::time::timeout(CALL_TIMEOUT, TcpStream::connect((self.host.as_str(), self.port))).await {
+            Err(_) => return Err(UpstreamError::Timeout),
+            Ok(Err(e)) => return Err(unreachable(e.to_string())),
+            Ok(Ok(stream)) => stream,
+        };
+        let _ = tcp.set_nodelay(true);
+        if !self.tls {
+            return Ok(Box::new(tcp));
+        }
+        let refused = |reason: String| UpstreamError::Tls { url: self.base.clone(), reason };
+        let host = self.host.trim_start_matches('[').trim_end_matches(']').to_owned();
+        let name = ServerName::try_from(host).map_err(|e| refused(e.to_string()))?;
+        let mut roots = rustls::RootCertStore { roots: webpki_roots::TLS_SERVER_ROOTS.to_vec() };
+        let (_, ignored) = roots.add_parsable_certificates(self.authorities.iter().cloned());
+        if ignored > 0 {
+            tracing::warn!(ignored, "some certificate authorities given with --upstream-ca do not read");
+        }
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let config = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .map_err(|e| refused(e.to_string()))?
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
+        match tokio::time::timeout(CALL_TIMEOUT, connector.connect(name, tcp)).await {
             Err(_) => Err(UpstreamError::Timeout),
-            Ok(Err(e)) => Err(unreachable(e.to_string())),
-            Ok(Ok(stream)) => Ok(stream),
+            Ok(Err(e)) => Err(refused(e.to_string())),
+            Ok(Ok(stream)) => Ok(Box::new(stream)),
         }
     }
 
@@ -270,6 +331,7 @@ impl Upstream {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 
@@ -292,7 +354,15 @@ mod tests {
         for bad in ["district.example", "ftp://x", "http://", "http://a:b", "http://u@host", "http://h/?x"] {
             assert!(matches!(Upstream::parse(bad), Err(UpstreamError::Address(_))), "{bad}");
         }
-        assert!(matches!(Upstream::parse("https://district.example"), Err(UpstreamError::Tls(_))));
-        assert!(matches!(Upstream::parse("wss://district.example/sync"), Err(UpstreamError::Tls(_))));
+        let tls = Upstream::parse("wss://district.example/sync").unwrap();
+        assert_eq!(
+            (tls.base(), tls.sync_url().as_str()),
+            ("https://district.example:443", "wss://district.example:443/sync")
+        );
+        assert_eq!(Upstream::parse("https://district.example:8443/").unwrap().base(), "https://district.example:8443");
+        assert!(matches!(
+            Upstream::parse("https://d.example").unwrap().with_authorities(b"not a certificate"),
+            Err(UpstreamError::Authorities(_))
+        ));
     }
 }
