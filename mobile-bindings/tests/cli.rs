@@ -386,3 +386,55 @@ fn a_record_whose_submit_fails_names_the_draft_it_kept_and_exits_non_zero() {
     ok(&store, &["submit", kept["id"].as_str().unwrap()]);
     assert_eq!(json(&store, &["list"]).as_array().unwrap().len(), 2);
 }
+
+/// Response ids are long: `submit`, `void` and `edit` take their first characters, as long as
+/// they begin one id only; otherwise the ids they begin are listed and nothing changes.
+#[test]
+fn responses_are_named_by_the_first_characters_of_their_ids() {
+    let dir = tempfile::tempdir().unwrap();
+    let campaign = fixtures::open_campaign();
+    let district = District::start(dir.path(), &campaign);
+    let code = district.code("nguyen-van-a", &["thon-dong"]);
+    let store = dir.path().join("cli.db");
+    json(&store, &["enroll", "--server", &district.address(), "--code", &code]);
+    // Seventeen drafts: two of them begin with the same hexadecimal digit.
+    let ids: Vec<String> = (0..17)
+        .map(|_| {
+            let mut args = vec!["record"];
+            args.extend_from_slice(&RATINGS);
+            json(&store, &args)["id"].as_str().unwrap().to_owned()
+        })
+        .collect();
+    let first = |id: &String| id.chars().next().unwrap();
+    let shared = ids.iter().find(|a| ids.iter().filter(|b| first(b) == first(a)).count() > 1).map(first).unwrap();
+    let prefix = shared.to_string();
+    let out = cli(&store, &["--lang", "en", "submit", &prefix]);
+    assert_eq!(out.status.code(), Some(3), "{}", String::from_utf8_lossy(&out.stderr));
+    let said = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(said.contains("begins several response ids"), "{said}");
+    for id in ids.iter().filter(|id| first(id) == shared) {
+        assert!(said.contains(id.as_str()), "{id} is listed: {said}");
+    }
+    assert_eq!(json(&store, &["status"])["counts"]["drafts"], 17, "nothing was submitted");
+
+    // The shortest prefix of each that begins no other id.
+    let unique = |id: &String| -> String {
+        (1..=id.len())
+            .map(|n| id[..n].to_owned())
+            .find(|p| ids.iter().filter(|o| o.starts_with(p)).count() == 1)
+            .unwrap()
+    };
+    let submitted = json(&store, &["submit", &unique(&ids[0]), &unique(&ids[1])]);
+    assert_eq!(submitted, serde_json::json!([ids[0], ids[1]]), "the full ids are reported");
+    let voided = json(&store, &["void", &unique(&ids[2]), "--reason", "Ghi nhầm hộ"]);
+    assert_eq!((voided["id"].as_str(), voided["status"].as_str()), (Some(ids[2].as_str()), Some("voided")));
+    let edited = json(&store, &["edit", &unique(&ids[3]), "-a", "so-nguoi=4"]);
+    assert_eq!(edited["id"].as_str(), Some(ids[3].as_str()));
+    // A prefix of no id is an unknown response, as before.
+    assert_eq!(cli(&store, &["void", "zz-no-such", "--reason", "x"]).status.code(), Some(4));
+    let counts = json(&store, &["status"])["counts"].clone();
+    assert_eq!(
+        (counts["drafts"].as_u64(), counts["pending"].as_u64(), counts["voided"].as_u64()),
+        (Some(14), Some(2), Some(1))
+    );
+}

@@ -458,6 +458,15 @@ impl Lang {
         }
     }
 
+    /// A response id given by its first characters, which begin more than one id.
+    pub fn ambiguous_response(self, prefix: &str, ids: &[&str]) -> String {
+        let ids = ids.join(", ");
+        match self {
+            Lang::Vi => format!("\"{prefix}\" là phần đầu của nhiều mã phiếu ({ids}): hãy gõ thêm vài ký tự."),
+            Lang::En => format!("\"{prefix}\" begins several response ids ({ids}): type a few more characters."),
+        }
+    }
+
     /// The note under the devices tables.
     pub fn silent_note(self, days: u32) -> String {
         match self {

@@ -140,7 +140,7 @@ enum Command {
     },
     /// Change answers of a response (KEY= clears one). After submission the change is flagged.
     Edit {
-        /// The response id.
+        /// The response id, or its first characters.
         id: String,
         /// An answer, KEY=VALUE.
         #[arg(long = "answer", short = 'a', required = true)]
@@ -148,13 +148,13 @@ enum Command {
     },
     /// Submit responses: their answers are sealed and counted.
     Submit {
-        /// Response ids.
+        /// Response ids, or their first characters.
         #[arg(required = true)]
         ids: Vec<String>,
     },
     /// Void a response (kept, never counted).
     Void {
-        /// The response id.
+        /// The response id, or its first characters.
         id: String,
         /// Why.
         #[arg(long)]
@@ -248,6 +248,22 @@ impl From<CollectorError> for Failure {
             | CollectorError::Runtime(_) => (7, "storage"),
         };
         Failure { code, kind, message: e.to_string() }
+    }
+}
+
+/// The response whose id is `given`, or the one whose id begins with it: ids are long, and
+/// people type their first characters (as `list` shows them). An id that begins several is
+/// refused with them listed; one that begins none goes on as given, to be refused as unknown.
+fn response_id(collector: &Collector, given: &str, lang: Lang) -> Result<String, Failure> {
+    let all = collector.responses(&ResponseFilter { mine_only: false, ..ResponseFilter::default() })?;
+    if given.is_empty() || all.iter().any(|r| r.id == given) {
+        return Ok(given.to_owned());
+    }
+    let matching: Vec<&str> = all.iter().map(|r| r.id.as_str()).filter(|id| id.starts_with(given)).collect();
+    match matching.as_slice() {
+        [] => Ok(given.to_owned()),
+        [one] => Ok((*one).to_owned()),
+        many => Err(invalid(lang.ambiguous_response(given, many))),
     }
 }
 
@@ -490,6 +506,7 @@ fn run(cli: Cli) -> Result<(), Failure> {
             }
         }
         Command::Edit { id, answers } => {
+            let id = response_id(&collector, &id, lang)?;
             let flagged = collector.edit(&id, &pairs(&answers)?)?;
             if json {
                 return print_json(&collector.response(&id)?);
@@ -500,6 +517,7 @@ fn run(cli: Cli) -> Result<(), Failure> {
             );
         }
         Command::Submit { ids } => {
+            let ids = ids.iter().map(|id| response_id(&collector, id, lang)).collect::<Result<Vec<_>, _>>()?;
             for id in &ids {
                 collector.submit(id)?;
                 if !json {
@@ -511,6 +529,7 @@ fn run(cli: Cli) -> Result<(), Failure> {
             }
         }
         Command::Void { id, reason } => {
+            let id = response_id(&collector, &id, lang)?;
             collector.void(&id, &reason)?;
             if json {
                 return print_json(&collector.response(&id)?);
