@@ -395,7 +395,13 @@ impl SimServer {
         for action in actions {
             match action {
                 HubAction::Send { conn, message } => self.send(conn, message, out),
-                HubAction::Close { conn, reason, .. } => out.push(Output::Close(conn, reason)),
+                HubAction::Close { conn, error, reason } => {
+                    // As the server's executor: the peer hears why, then the connection ends.
+                    if let Some(error) = error {
+                        self.send(conn, error, out);
+                    }
+                    out.push(Output::Close(conn, reason));
+                }
                 HubAction::Audit { who, action, target, detail } => {
                     self.store.audit.push(format!("{who} {action} {target} {detail}"))
                 }
