@@ -110,6 +110,25 @@ fn a_ledger_not_assigned_is_never_sent() {
     ok(&mut w);
 }
 
+/// On joining, every phone announces its presence on each ledger it holds (an ephemeral
+/// message, relayed and never stored): colleagues connected to the same ledger hear it, and
+/// Dung, who holds Thôn Đông without being assigned to it, neither hears of it nor is heard.
+#[test]
+fn presence_reaches_only_those_who_may_read_the_ledger() {
+    let mut w = World::new(6);
+    w.record("an", "thon-dong", 1);
+    w.connect("an");
+    w.connect("binh");
+    w.connect("dung");
+    w.run_until_quiet();
+    let dong = w.ledger("thon-dong");
+    let heard = |w: &World, phone: &str| w.phones[phone].presence_heard.get(&dong).copied().unwrap_or(0);
+    assert!(heard(&w, "an") + heard(&w, "binh") > 0, "colleagues heard each other: {:?}", w.story());
+    assert_eq!(heard(&w, "dung"), 0);
+    assert!(w.server.relayed_from("dung", &dong) == 0, "nothing of Dung's reached Thôn Đông's peers");
+    ok(&mut w);
+}
+
 /// The rogue phone slips a change by an actor not its own among its responses: the whole
 /// message is refused and audited, nothing of it is stored, and Dung (same hamlet) keeps
 /// syncing normally.

@@ -9,6 +9,9 @@
 //! possibly failing), a phone recording a response, connecting, or cut off, the server crashing
 //! with requests outstanding (losing whatever was not committed) and restarting, a rogue phone
 //! forging changes by an actor not its own, a phone asking for a ledger it is not assigned.
+//! Each phone, on joining, announces its presence on every ledger it holds (an ephemeral
+//! message, which the server relays to the ledger's other peers and never stores), those it
+//! may not read included.
 //!
 //! [`World::check`] states the promises, checked after [`World::heal`] brought every phone
 //! through clean syncs:
@@ -18,10 +21,12 @@
 //!    in the store);
 //! 2. every change the server ever acknowledged to a phone is in the store, after every crash;
 //! 3. refused input stores nothing and reaches no other phone (no change by the forged actor in
-//!    the store or on an honest phone);
+//!    the store or on an honest phone, no presence relayed from a phone about a ledger it may
+//!    not read);
 //! 4. once healed, the store, the server's documents and every honest phone hold the same heads,
 //!    and the projector's rows equal a fresh projection of the stored ledgers;
-//! 5. no document is sent on a connection that may not read it.
+//! 5. no document, nor an ephemeral message about one, is sent on a connection that may not
+//!    read it (checked on every frame the server sends, and on what each phone heard).
 //!
 //! Every run writes its story as it goes ([`World::story`]); a failing run prints it with its
 //! seed, and [`run`] with the same seed replays it.
@@ -453,8 +458,14 @@ impl World {
         let Some(p) = self.phones.get_mut(&phone) else { return };
         let Some((conn, session)) = p.session.as_mut() else { return };
         let conn = *conn;
-        if matches!(wire::decode(&packet.bytes), Ok(Message::RemoteHeadsChanged { .. })) {
-            p.heads_heard += 1;
+        match wire::decode(&packet.bytes) {
+            Ok(Message::RemoteHeadsChanged { .. }) => p.heads_heard += 1,
+            Ok(Message::Ephemeral { document_id, .. }) => {
+                if let Ok(id) = document_id.parse::<DocumentId>() {
+                    *p.presence_heard.entry(id).or_default() += 1;
+                }
+            }
+            _ => {}
         }
         match session.receive(&packet.bytes, &mut p.docs) {
             Ok(effects) => {
@@ -676,6 +687,12 @@ impl World {
                 }
                 if !p.assigned.contains(id) && !doc.get_heads().is_empty() {
                     broken.push(format!("{} holds {name}, which it may not read", p.name));
+                }
+                if !p.assigned.contains(id) && p.presence_heard.get(id).is_some_and(|n| *n > 0) {
+                    broken.push(format!("{} heard presence on {name}, which it may not read", p.name));
+                }
+                if !p.assigned.contains(id) && self.server.relayed_from(&p.name, id) > 0 {
+                    broken.push(format!("{}'s presence on {name}, which it may not read, was relayed", p.name));
                 }
             }
             let hamlet = self.hamlets.iter().find(|h| DocumentId::for_ledger(&self.campaign.id, h) == *id);

@@ -42,6 +42,10 @@ pub struct SimPhone {
     pub subscribes: bool,
     /// `remote-heads-changed` messages it received.
     pub heads_heard: usize,
+    /// Presence messages it sent (ephemeral, one per ledger it holds each time it joins).
+    pub presence_sent: u64,
+    /// Presence messages of other phones it heard, per ledger.
+    pub presence_heard: BTreeMap<DocumentId, usize>,
 }
 
 impl SimPhone {
@@ -77,6 +81,8 @@ impl SimPhone {
             rogue: false,
             subscribes: false,
             heads_heard: 0,
+            presence_sent: 0,
+            presence_heard: BTreeMap::new(),
         }
     }
 
@@ -159,6 +165,18 @@ impl SimPhone {
                             if let Ok(out) = session.open_document(id, saved.as_deref(), &self.docs) {
                                 frames.extend(out);
                             }
+                            // Presence, as an app shows who else works on a ledger: relayed to
+                            // the ledger's other peers, never stored. Sent for every ledger it
+                            // holds, those it may not read too.
+                            self.presence_sent += 1;
+                            frames.push(crate::wire::encode(&crate::wire::Message::Ephemeral {
+                                sender_id: self.name.clone(),
+                                target_id: server.peer_id.clone(),
+                                document_id: id.to_string(),
+                                session_id: format!("{}-presence", self.name),
+                                count: self.presence_sent,
+                                data: self.name.as_bytes().to_vec(),
+                            }));
                         }
                     }
                 }

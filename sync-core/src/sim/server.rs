@@ -269,6 +269,8 @@ pub struct SimServer {
     pub violations: Vec<String>,
     /// Documents sent where they may not be read, as text.
     pub leaks: Vec<String>,
+    /// Ephemeral messages relayed, by original sender and document.
+    relayed: BTreeMap<(String, DocumentId), usize>,
 }
 
 impl SimServer {
@@ -293,7 +295,13 @@ impl SimServer {
             skeletons,
             violations: Vec::new(),
             leaks: Vec::new(),
+            relayed: BTreeMap::new(),
         }
+    }
+
+    /// Ephemeral messages of `sender` about `document` the server relayed to other peers.
+    pub fn relayed_from(&self, sender: &str, document: &DocumentId) -> usize {
+        self.relayed.get(&(sender.to_owned(), *document)).copied().unwrap_or(0)
     }
 
     /// Loses everything in memory: connections, actors, requests not completed.
@@ -440,6 +448,9 @@ impl SimServer {
                 }
                 _ => Vec::new(),
             };
+            if let Message::Ephemeral { sender_id, .. } = &message {
+                *self.relayed.entry((sender_id.clone(), document)).or_default() += 1;
+            }
             if let Some(h) = heads.iter().find(|h| !self.store.holds(&document, h)) {
                 self.violations.push(format!("connection {conn} told of head {h} of {document} before it was stored"));
             }
