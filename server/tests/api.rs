@@ -213,6 +213,8 @@ async fn the_district_api_from_import_to_export() {
             let id = ledger.id();
             phone.sync(id, ledger.doc_mut(), &mut sync::State::new()).await;
         }
+        // The projection follows the sync in the server's own task and is announced nowhere but
+        // in the API's figures: poll them, with a deadline (10 s).
         let mut progress = Value::Null;
         for _ in 0..200 {
             progress = staff.get(&format!("{path}/progress")).await.json();

@@ -141,7 +141,10 @@ impl World {
         self.phone(person).await.sync_with(id, ledger.doc_mut(), &mut sync::State::new(), false).await.map(drop)
     }
 
-    /// Waits until the hamlet's counts satisfy `done`; returns them.
+    /// Waits until the hamlet's counts satisfy `done`; returns them. The server runs in this
+    /// process but keeps its projector to itself, and the district API announces no projection:
+    /// polling the API is the only way to see one, so this polls, with a deadline (10 s) that
+    /// only a projection that never comes reaches.
     async fn wait_for(&self, hamlet: &str, done: impl Fn(&Counts) -> bool) -> Counts {
         let mut last = Counts::default();
         for _ in 0..200 {

@@ -178,6 +178,7 @@ async fn a_failed_export_aborts_instead_of_ending_cleanly() {
             assert!(body_of(response).await.is_err(), "{}: {kind:?}: the body must not end cleanly", db.name);
         }
         // The failure is audited by the producer, after it handed the error over: wait for it.
+        // Nothing announces the audit entry, so the log is polled, with a deadline (5 s).
         let mut failed = 0;
         for _ in 0..200 {
             let log = audit::list(&h.store, &audit::AuditFilter { limit: 500, ..Default::default() }).await.unwrap();

@@ -414,6 +414,8 @@ async fn metrics_can_need_a_token_or_live_on_their_own_address() {
     let fresh = support::databases().await;
     let world = World::new(fresh[0].url(), &["--metrics-listen", &metrics_addr.to_string()]).await;
     assert_eq!(world.server.request("GET", "/metrics", &[], None).await.status, 404);
+    // The metrics listener binds inside the server's task, after it started serving the main
+    // address, and says so to no one: poll it, with a deadline (1 s).
     let mut reply = client::http(metrics_addr, "GET", "/metrics", &[], None).await;
     for _ in 0..50 {
         if reply.status == 200 {
@@ -534,6 +536,8 @@ async fn healthz_stays_responsive_during_a_sign_in_flood() {
             })
         })
         .collect();
+    // The sleeps here pace the health checks through the flood (this test measures how long
+    // one takes while it lasts); none of them waits for a result.
     tokio::time::sleep(Duration::from_millis(200)).await;
     let mut worst = Duration::ZERO;
     let mut checks = 0;

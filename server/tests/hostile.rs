@@ -343,7 +343,9 @@ async fn a_device_opening_connection_after_connection() {
         .expect("the socket opens");
     assert_refused(extra.recv().await, "connections open");
     drop(open);
-    // Once the server has seen them close, the device may connect again.
+    // Once the server has seen them close, the device may connect again. The server hears of
+    // each close on its own time and tells no client when it did, so this polls, with a
+    // deadline that only a server never freeing the places would reach.
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     let mut again = loop {
         let bearer = format!("Bearer {}", hamlet.phones["c1"].0);
@@ -360,18 +362,6 @@ async fn a_device_opening_connection_after_connection() {
     let mut ledger = hamlet.ledger("c1");
     record(&mut ledger, "r-1", 0);
     again.sync(ledger.id(), &mut ledger.doc().clone(), &mut sync::State::new()).await;
-    hamlet.server.stop().await;
-}
-
-#[tokio::test]
-async fn a_colleagues_peer_id_does_not_disconnect_the_colleague() {
-    let hamlet = Hamlet::new(&[]).await;
-    let mut victim = hamlet.phone("c1", "hamlet-collector-victim").await;
-    // c2 joins with c1's peer id (which travels in bundles and shows on the dashboard).
-    let _attacker = hamlet.phone("c2", "hamlet-collector-victim").await;
-    let mut ledger = hamlet.ledger("c1");
-    record(&mut ledger, "r-1", 0);
-    victim.sync(ledger.id(), &mut ledger.doc().clone(), &mut sync::State::new()).await;
     hamlet.server.stop().await;
 }
 
@@ -510,26 +500,6 @@ async fn a_malformed_message_in_the_round_of_a_staff_write() {
     assert!(reloaded.get(ROOT, "from-honest").unwrap().is_some(), "the honest peer's change stays");
     assert!(matches!(hostile_rx.recv().await, Some(Outbound::Frame(_))), "the hostile peer hears an error");
     assert!(matches!(honest_rx.recv().await, Some(Outbound::Frame(_))), "the honest peer hears back");
-}
-
-/// The same, by socket: a hostile peer's bad message does not make the server forget what it
-/// told an honest peer (its sync state), which a reload did — one byte bought a full resync.
-#[tokio::test]
-async fn a_malformed_message_does_not_reset_another_peers_sync() {
-    let (server, _db) = open_server().await;
-    let bystander = Bystander::store(&server, None).await;
-    let mut honest = Client::join(&server.url(), "honest", None).await;
-    let mut copy = Automerge::new();
-    let mut state = sync::State::new();
-    honest.sync_with(bystander.document, &mut copy, &mut state, true).await.expect("honest reads");
-    let mut hostile = Client::join(&server.url(), "hostile", None).await;
-    let m = hostile.doc_message(bystander.document, vec![0x42, 0, 0, 1, 0, 3, 1, 0, 7, 0]);
-    hostile.send(&Message::Sync(m)).await;
-    assert_refused(hostile.recv().await, "Bloom filter");
-    // The honest peer, in sync, hears nothing more: the server did not start over with it.
-    assert!(honest.recv_within(Duration::from_millis(500)).await.is_none());
-    still_serving(&server, &bystander).await;
-    server.stop().await;
 }
 
 #[tokio::test]

@@ -131,6 +131,8 @@ async fn a_javascript_collector_enrolls_and_syncs_ledgers_with_a_token() {
     .await;
     assert_eq!(session.status, 200, "{session:?}");
     let cookie = format!("hamlet_session={}", session.cookie("hamlet_session").unwrap());
+    // The server is another process: its API is the only way to see the projection, so poll
+    // it, with a deadline (10 s).
     let mut progress = serde_json::Value::Null;
     for _ in 0..100 {
         progress =

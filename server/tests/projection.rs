@@ -241,7 +241,9 @@ async fn a_ledger_stored_while_no_projector_ran_is_projected_at_start_up() {
         let mut phone = Phone::connect(&bare, "phone-7", "device-7");
         phone.sync(&mut l).await.unwrap();
         assert!(tables(&h.store).await["responses"].is_empty(), "{}: not projected yet", db.name);
-        // A restart runs the catch-up.
+        // A restart runs the catch-up. It runs in a task of its own that tells nobody when it is
+        // done, so the tables are polled, with a deadline only a catch-up that never comes
+        // reaches.
         let restarted = harness(db.url()).await;
         tokio::time::timeout(Duration::from_secs(10), async {
             while tables(&restarted.store).await["responses"].is_empty() {

@@ -61,18 +61,6 @@ async fn handshake_names_the_server_and_its_storage() {
 }
 
 #[tokio::test]
-async fn a_request_for_a_missing_document_is_answered_unavailable() {
-    each_database(&[], |server, _| async move {
-        let mut client = Client::join(&server.url(), "phone-1", None).await;
-        let mut doc = Automerge::new();
-        let err = client.sync_with(id(1), &mut doc, &mut sync::State::new(), true).await.expect_err("unavailable");
-        assert!(err.starts_with("DocUnavailable"), "{err}");
-        server.stop().await;
-    })
-    .await;
-}
-
-#[tokio::test]
 async fn a_new_document_is_stored_and_served_to_a_fresh_client_after_restart() {
     each_database(&[], |server, url| async move {
         let mut writer = Client::join(&server.url(), "phone-1", None).await;
@@ -89,48 +77,6 @@ async fn a_new_document_is_stored_and_served_to_a_fresh_client_after_restart() {
         reader.sync_with(id(2), &mut copy, &mut sync::State::new(), true).await.expect("fetched");
         assert_eq!(copy.get_heads(), doc.get_heads());
         assert_eq!(copy.get(ROOT, "later").unwrap().map(|(v, _)| v.to_string()), Some("\"yes\"".into()));
-        server.stop().await;
-    })
-    .await;
-}
-
-#[tokio::test]
-async fn a_peer_with_storage_resumes_from_its_saved_sync_state() {
-    each_database(&[], |server, _| async move {
-        let mut doc = doc_with(2000);
-        let mut state = sync::State::new();
-        let mut phone = Client::join(&server.url(), "phone-1", Some("phone-store")).await;
-        let first = phone.sync(id(3), &mut doc, &mut state).await;
-        drop(phone);
-        // Both sides keep the part of the state meant to outlive a connection.
-        let mut state = sync::State::decode(&state.encode()).unwrap();
-        tokio::time::sleep(Duration::from_millis(200)).await;
-
-        doc.transact::<_, _, AutomergeError>(|tx| tx.put(ROOT, "one-more", 1)).map_err(|f| f.error).unwrap();
-        let mut phone = Client::join(&server.url(), "phone-1-again", Some("phone-store")).await;
-        let change = doc.get_last_local_change().unwrap().raw_bytes().len();
-        let (mut sent, mut received) = (0, 0);
-        loop {
-            if let Some(message) = doc.generate_sync_message(&mut state) {
-                let bytes = message.encode();
-                sent += bytes.len();
-                phone.send(&Message::Sync(phone.doc_message(id(3), bytes))).await;
-            }
-            if client::acknowledged(&doc, &state) {
-                break;
-            }
-            match phone.recv().await {
-                Some(Message::Sync(m)) => {
-                    received += m.data.len();
-                    doc.receive_sync_message(&mut state, sync::Message::decode(&m.data).unwrap()).unwrap();
-                }
-                other => panic!("expected sync, got {other:?}"),
-            }
-        }
-        assert!(sent < change + 1024, "the phone sent {sent} bytes for a {change}-byte change");
-        let whole = doc.save().len();
-        assert!(whole > 2 * (change + 1024), "the check above means something: the document is {whole} bytes");
-        assert!(received < 1024, "the server sent {received} bytes (it received {first} at first)");
         server.stop().await;
     })
     .await;
@@ -214,121 +160,16 @@ async fn bad_input_is_refused_and_the_server_keeps_serving() {
 }
 
 #[tokio::test]
-async fn a_document_over_the_size_limit_is_not_stored() {
-    each_database(&["--max-document-bytes", "2000"], |server, url| async move {
-        let mut c = Client::join(&server.url(), "phone", None).await;
-        let mut big = Automerge::new();
-        big.transact::<_, _, AutomergeError>(|tx| {
-            for i in 0..400 {
-                tx.put(ROOT, format!("k{i}"), format!("value number {i} with some padding"))?;
-            }
-            Ok(())
-        })
-        .map_err(|f| f.error)
-        .unwrap();
-        let err = c.sync_with(id(20), &mut big, &mut sync::State::new(), false).await.expect_err("refused");
-        assert!(err.contains("size limit"), "{err}");
-        // A small document still syncs.
-        let mut small = doc_with(2);
-        let mut other = Client::join(&server.url(), "phone-2", None).await;
-        other.sync(id(21), &mut small, &mut sync::State::new()).await;
-        server.stop().await;
-        assert_eq!(stored_documents(&url).await, 1);
-    })
-    .await;
-}
-
-#[tokio::test]
-async fn changes_reach_the_other_peers_of_the_document_only() {
-    each_database(&[], |server, _| async move {
-        let mut a = Client::join(&server.url(), "a", None).await;
-        let mut b = Client::join(&server.url(), "b", None).await;
-        let mut bystander = Client::join(&server.url(), "c", None).await;
-        let mut doc_a = doc_with(2);
-        a.sync(id(30), &mut doc_a, &mut sync::State::new()).await;
-        let mut doc_b = Automerge::new();
-        let mut state_b = sync::State::new();
-        b.sync_with(id(30), &mut doc_b, &mut state_b, true).await.expect("b fetches");
-        // A writes again; B hears of it without asking.
-        doc_a.transact::<_, _, AutomergeError>(|tx| tx.put(ROOT, "news", 1)).map_err(|f| f.error).unwrap();
-        a.sync(id(30), &mut doc_a, &mut sync::State::new()).await;
-        loop {
-            match b.recv().await {
-                Some(Message::Sync(m)) => {
-                    doc_b.receive_sync_message(&mut state_b, sync::Message::decode(&m.data).unwrap()).unwrap();
-                    if doc_b.get_heads() == doc_a.get_heads() {
-                        break;
-                    }
-                }
-                other => panic!("b expected the news, got {other:?}"),
-            }
-        }
-        // Ephemeral messages go to the document's other peers, once.
-        let server_id = a.server_id.clone();
-        let eph = |count| Message::Ephemeral {
-            sender_id: "a".into(),
-            target_id: server_id.clone(),
-            document_id: id(30).to_string(),
-            session_id: "session-a".into(),
-            count,
-            data: vec![7],
-        };
-        a.send(&eph(1)).await;
-        a.send(&eph(1)).await;
-        a.send(&eph(2)).await;
-        for expected in [1, 2] {
-            match b.recv().await {
-                Some(Message::Ephemeral { count, target_id, .. }) => {
-                    assert_eq!((count, target_id.as_str()), (expected, "b"));
-                }
-                Some(Message::Sync(_)) => continue,
-                other => panic!("expected ephemeral, got {other:?}"),
-            }
-        }
-        // Nothing was pushed to the bystander, who is no peer of the document: the first thing it
-        // hears is the answer to its own request, which the server sends after anything queued
-        // for it before (one connection's messages keep their order).
-        let mut state = sync::State::new();
-        let ask = Automerge::new().generate_sync_message(&mut state).expect("a first message").encode();
-        bystander.send(&Message::Request(bystander.doc_message(id(31), ask))).await;
-        match bystander.recv().await {
-            Some(Message::DocUnavailable { document_id, .. }) => assert_eq!(document_id, id(31).to_string()),
-            Some(Message::Sync(m)) => assert_eq!(m.document_id, id(31).to_string(), "nothing is pushed unasked"),
-            other => panic!("nothing is pushed unasked, and the bystander's request is answered: {other:?}"),
-        }
-        server.stop().await;
-    })
-    .await;
-}
-
-#[tokio::test]
-async fn a_second_join_with_the_same_peer_id_replaces_the_first_socket() {
-    each_database(&[], |server, _| async move {
-        let mut first = Client::join(&server.url(), "phone", None).await;
-        let mut second = Client::join(&server.url(), "phone", None).await;
-        assert!(first.closed().await, "the older socket is closed");
-        let mut doc = doc_with(1);
-        second.sync(id(40), &mut doc, &mut sync::State::new()).await;
-        server.stop().await;
-    })
-    .await;
-}
-
-#[tokio::test]
 async fn a_silent_peer_is_dropped() {
     each_database(&["--ping-seconds", "1"], |server, _| async move {
-        let _silent = Client::join(&server.url(), "phone", None).await;
-        // The client never reads, so it never answers the pings.
-        let mut open = String::new();
-        for _ in 0..50 {
-            tokio::time::sleep(Duration::from_millis(100)).await;
-            let (_, metrics) = server.http_get("/metrics").await;
-            open = metrics.lines().find(|l| l.starts_with("hamlet_connections_open ")).unwrap_or_default().to_owned();
-            if open == "hamlet_connections_open 0" {
-                break;
-            }
-        }
-        assert_eq!(open, "hamlet_connections_open 0");
+        let silent = Client::join(&server.url(), "phone", None).await;
+        // The client never answers the pings: the server drops it after two intervals. The
+        // test waits for that event, the socket ending; the bound only fails a server that
+        // never drops it.
+        assert!(silent.dropped_unanswered(Duration::from_secs(20)).await, "the silent peer was not dropped");
+        // The server counts the connection closed before it lets the socket go.
+        let (_, metrics) = server.http_get("/metrics").await;
+        assert!(metrics.lines().any(|l| l == "hamlet_connections_open 0"), "{metrics}");
         server.stop().await;
     })
     .await;
@@ -382,50 +223,6 @@ async fn two_servers_sharing_a_database_lose_nothing() {
         assert_eq!(merged.keys(ROOT).count(), 3 + 40, "{}", db.name);
         third.stop().await;
     }
-}
-
-/// A client that subscribes to the server's storage hears, once its changes are stored, the
-/// heads the server now holds: how an automerge-repo app shows "saved on the server".
-#[tokio::test]
-async fn subscribers_hear_the_heads_the_server_stored() {
-    each_database(&[], |server, _| async move {
-        let mut c = Client::join(&server.url(), "phone", Some("phone-store")).await;
-        let storage = c.server_storage_id.clone().expect("the server has a storage id");
-        c.send(&Message::RemoteSubscriptionChange {
-            sender_id: "phone".into(),
-            target_id: c.server_id.clone(),
-            add: vec![storage.clone()],
-            remove: vec![],
-        })
-        .await;
-        let mut doc = doc_with(3);
-        let mut state = sync::State::new();
-        let mut announced = None;
-        for _ in 0..20 {
-            if let Some(m) = doc.generate_sync_message(&mut state) {
-                c.send(&Message::Sync(c.doc_message(id(60), m.encode()))).await;
-            }
-            match c.recv().await {
-                Some(Message::Sync(m)) => {
-                    doc.receive_sync_message(&mut state, sync::Message::decode(&m.data).unwrap()).unwrap()
-                }
-                Some(Message::RemoteHeadsChanged { document_id, new_heads, .. }) => {
-                    assert_eq!(document_id, id(60).to_string());
-                    announced = Some(new_heads);
-                    break;
-                }
-                other => panic!("unexpected {other:?}"),
-            }
-        }
-        let announced = announced.expect("the server announced its heads");
-        assert_eq!(announced.len(), 1);
-        assert_eq!(announced[0].storage_id, storage);
-        let expected: Vec<String> = doc.get_heads().iter().map(|h| h.to_string()).collect();
-        assert_eq!(announced[0].heads, expected);
-        assert!(announced[0].timestamp > 0);
-        server.stop().await;
-    })
-    .await;
 }
 
 /// Stopping waits for what is in flight, not for the deadline: after a sync, a server given ten

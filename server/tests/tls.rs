@@ -126,10 +126,14 @@ async fn https_with_hsts_and_a_renewed_certificate_reaches_new_connections() {
     // Half-way through a renewal (the new certificate, the old key): the pair in use stays.
     let renewed = pki::self_signed(pki::NAMES);
     std::fs::write(tls.join("cert.pem"), &renewed.cert_pem).unwrap();
+    // That nothing changes has no event to wait for: give the reloader (every second) two
+    // chances and a half to pick the mismatched pair, then check that it did not.
     tokio::time::sleep(Duration::from_millis(2500)).await;
     assert_eq!(https(server.addr, "GET", "/healthz", None).await.presented, first.pin(), "a mismatched pair was used");
     // The key follows: new connections get the renewed certificate within a few seconds.
     renewed.write(&tls);
+    // The reloader tells no client when it swapped the pair: poll new connections, with a
+    // deadline (10 s).
     let started = Instant::now();
     loop {
         let answer = https(server.addr, "GET", "/healthz", None).await;

@@ -137,12 +137,35 @@ impl Phone {
     pub fn receive_pushed(&mut self) -> usize {
         let mut n = 0;
         while let Some(Outbound::Frame(bytes)) = self.rx.try_recv() {
-            if let Ok(Message::Sync(DocMessage { document_id, .. })) = wire::decode(&bytes) {
-                self.held.entry(document_id).or_default().push(bytes);
-                n += 1;
-            }
+            n += self.hold(bytes);
         }
         n
+    }
+
+    /// Waits until the server pushes a sync message, then takes it and whatever else waits, as
+    /// [`receive_pushed`](Self::receive_pushed); 0 if the connection closes first.
+    pub async fn wait_pushed(&mut self) -> usize {
+        loop {
+            match self.rx.recv().await {
+                Some(Outbound::Frame(bytes)) => {
+                    if self.hold(bytes) > 0 {
+                        return 1 + self.receive_pushed();
+                    }
+                }
+                Some(Outbound::Close { .. }) | None => return 0,
+            }
+        }
+    }
+
+    /// Keeps a pushed sync message for the next sync of its document: 1 if it was one.
+    fn hold(&mut self, bytes: Vec<u8>) -> usize {
+        match wire::decode(&bytes) {
+            Ok(Message::Sync(DocMessage { document_id, .. })) => {
+                self.held.entry(document_id).or_default().push(bytes);
+                1
+            }
+            _ => 0,
+        }
     }
 
     async fn sync_doc(

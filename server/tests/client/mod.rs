@@ -343,6 +343,30 @@ impl Client {
         }
     }
 
+    /// Waits until the server ends the connection, reading the socket's bytes below the
+    /// WebSocket layer so that no ping is ever answered (a silent peer); `false` if it is
+    /// still open after `within`.
+    pub async fn dropped_unanswered(&self, within: Duration) -> bool {
+        let MaybeTlsStream::Plain(tcp) = self.ws.get_ref() else { panic!("a plain TCP socket") };
+        let mut buf = [0u8; 4096];
+        let ended = async {
+            loop {
+                if tcp.readable().await.is_err() {
+                    return;
+                }
+                match tcp.try_read(&mut buf) {
+                    // The server let the socket go.
+                    Ok(0) => return,
+                    // Pings (and perhaps a close frame), left unanswered.
+                    Ok(_) => continue,
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
+                    Err(_) => return,
+                }
+            }
+        };
+        tokio::time::timeout(within, ended).await.is_ok()
+    }
+
     /// Whether the server ends the connection with a WebSocket close frame (a dropped TCP
     /// connection, or no end at all, is `None`), and the frame's code.
     pub async fn close_frame(&mut self) -> Option<u16> {
