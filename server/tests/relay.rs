@@ -138,6 +138,18 @@ async fn district_counts(url: &str, hamlet: &str) -> (i64, i64) {
     (submitted.unwrap_or(0), rated)
 }
 
+/// Imports the example units and opens the example campaign at the district.
+async fn open_the_campaign(district: SocketAddr, admin: &str) {
+    let units = catalog::units_csv(fixtures::unit_tree().units());
+    let csv = [("Authorization", admin), ("Content-Type", "text/csv")];
+    assert_eq!(http(district, "POST", "/api/units", &csv, Some(&units)).await.status, 200);
+    let json = [("Authorization", admin)];
+    let body = serde_json::to_string(&fixtures::campaign()).unwrap();
+    assert_eq!(http(district, "POST", "/api/campaigns", &json, Some(&body)).await.status, 201);
+    let open = format!("/api/campaigns/{}/open", fixtures::campaign().id);
+    assert_eq!(http(district, "POST", &open, &json, Some("")).await.status, 200);
+}
+
 /// The relay's status page.
 async fn status(relay: &Child) -> String {
     let reply = http(relay.addr, "GET", "/", &[], None).await;
@@ -189,14 +201,8 @@ async fn phones_sync_to_a_relay_while_the_district_is_down_and_everything_arrive
 
     let port = free_port();
     let up = district(district_dir.path(), port);
-    let units = catalog::units_csv(fixtures::unit_tree().units());
-    let csv = [("Authorization", admin.as_str()), ("Content-Type", "text/csv")];
-    assert_eq!(http(up.addr, "POST", "/api/units", &csv, Some(&units)).await.status, 200);
+    open_the_campaign(up.addr, &admin).await;
     let json = [("Authorization", admin.as_str())];
-    let body = serde_json::to_string(&fixtures::campaign()).unwrap();
-    assert_eq!(http(up.addr, "POST", "/api/campaigns", &json, Some(&body)).await.status, 201);
-    let open = format!("/api/campaigns/{campaign}/open");
-    assert_eq!(http(up.addr, "POST", &open, &json, Some("")).await.status, 200);
 
     // Enrollment: a collector's code does not make a relay; the relay's does, once.
     let upstream = format!("http://127.0.0.1:{port}");
@@ -451,4 +457,65 @@ async fn a_relay_reaches_an_https_district_through_the_authority_it_is_given() {
         (page.contains(r#"data-uplink="up""#) && page.contains(r#"data-hamlet="thon-dong""#)).then_some(())
     })
     .await;
+}
+
+/// SIGKILL at any moment loses nothing the relay acknowledged: a phone syncs a few responses at
+/// a time with the relay, which is killed at a different moment after each sync (its uplink
+/// perhaps mid-pass) and restarted; the district ends up counting every one, once.
+#[tokio::test]
+async fn a_relay_killed_at_any_moment_loses_nothing_it_acknowledged() {
+    let district_dir = tempfile::tempdir().unwrap();
+    let relay_dir = tempfile::tempdir().unwrap();
+    let district_db = format!("sqlite:{}", district_dir.path().join("hamlet.db").display());
+    let campaign = fixtures::campaign().id.to_string();
+    let store = Store::open(&district_db).await.unwrap();
+    let accounts = Accounts::new(store.clone(), Duration::from_secs(3600));
+    accounts.create_person("admin", "Ban Tổ chức", Role::Admin).await.unwrap();
+    let (_, admin) = accounts.create_api_token("admin", "tests").await.unwrap();
+    accounts.create_person("c1", "c1", Role::Collector).await.unwrap();
+    accounts.set_assignments("c1", &campaign, &["thon-dong".into()]).await.unwrap();
+    let (code, _) = accounts.issue_code("c1", Duration::from_secs(600)).await.unwrap();
+    let actor = ActorId::random();
+    let phone = accounts.enroll(&code, &[actor.to_hex_string()], "phone").await.unwrap();
+    accounts.create_person("relay", "Xã A", Role::Relay).await.unwrap();
+    accounts.set_assignments("relay", &campaign, &["thon-dong".into()]).await.unwrap();
+    let (relay_code, _) = accounts.issue_code("relay", Duration::from_secs(600)).await.unwrap();
+    store.close().await;
+
+    let up = district(district_dir.path(), free_port());
+    open_the_campaign(up.addr, &format!("Bearer {admin}")).await;
+    let upstream = format!("http://{}", up.addr);
+    let relay_data = relay_dir.path().to_str().unwrap();
+    let enrolled = server_command()
+        .args(["relay", "enroll", "--upstream", &upstream, "--code", &relay_code, "--data-dir", relay_data])
+        .output()
+        .unwrap();
+    assert!(enrolled.status.success(), "{enrolled:?}");
+
+    let mut relay_process = relay(relay_dir.path());
+    // The phone enrolled at the district: the relay knows its token from its first feed on.
+    until("the relay's first pass", Duration::from_secs(30), || async {
+        status(&relay_process).await.contains(r#"data-hamlet="thon-dong""#).then_some(())
+    })
+    .await;
+    let mut ledger = Ledger::create(&open_campaign().id, &fixtures::hamlet("thon-dong"), actor);
+    let rounds = 8;
+    for round in 0..rounds {
+        seal_all(&mut ledger, &format!("r{round}"), 2, Level::TinNhiem, "c1");
+        sync_ledger(&relay_process.sync_url(), &phone.token, &format!("c1-{round}"), &mut ledger)
+            .await
+            .unwrap_or_else(|e| panic!("round {round}: {e}"));
+        // Killed at a different moment each round: at once, or while its uplink may be passing.
+        tokio::time::sleep(Duration::from_millis((round * 53 % 300) as u64)).await;
+        relay_process.kill();
+        relay_process = relay(relay_dir.path());
+    }
+    let expected = (2 * rounds) as i64;
+    let counted = until("the district counts every response", Duration::from_secs(60), || async {
+        let counts = district_counts(&district_db, "thon-dong").await;
+        (counts.0 >= expected).then_some(counts)
+    })
+    .await;
+    assert_eq!(counted, (expected, expected), "each response once");
+    drop(relay_process);
 }
