@@ -96,8 +96,21 @@ fn district(dir: &Path, port: u16) -> Child {
 }
 
 fn relay(dir: &Path) -> Child {
-    let args = ["relay", "--listen", "127.0.0.1:0", "--data-dir", dir.to_str().unwrap(), "--uplink-seconds", "1"];
-    Child::spawn(&args)
+    relay_every(dir, 1)
+}
+
+/// A relay whose uplink passes every `seconds` when no phone nudges it.
+fn relay_every(dir: &Path, seconds: u64) -> Child {
+    let seconds = seconds.to_string();
+    Child::spawn(&[
+        "relay",
+        "--listen",
+        "127.0.0.1:0",
+        "--data-dir",
+        dir.to_str().unwrap(),
+        "--uplink-seconds",
+        &seconds,
+    ])
 }
 
 fn free_port() -> u16 {
@@ -518,4 +531,61 @@ async fn a_relay_killed_at_any_moment_loses_nothing_it_acknowledged() {
     .await;
     assert_eq!(counted, (expected, expected), "each response once");
     drop(relay_process);
+}
+
+/// The window a relay cannot close alone: a phone revoked at the district since the relay's last
+/// feed is still taken at the relay; the next pass learns the revocation and the district refuses
+/// those changes, which the relay's page then shows (the district counts none of them).
+#[tokio::test]
+async fn a_change_taken_before_the_relay_heard_of_a_revocation_is_refused_by_the_district_and_shown() {
+    let district_dir = tempfile::tempdir().unwrap();
+    let relay_dir = tempfile::tempdir().unwrap();
+    let district_db = format!("sqlite:{}", district_dir.path().join("hamlet.db").display());
+    let campaign = fixtures::campaign().id.to_string();
+    let store = Store::open(&district_db).await.unwrap();
+    let accounts = Accounts::new(store.clone(), Duration::from_secs(3600));
+    accounts.create_person("admin", "Ban Tổ chức", Role::Admin).await.unwrap();
+    let (_, admin) = accounts.create_api_token("admin", "tests").await.unwrap();
+    let admin = format!("Bearer {admin}");
+    accounts.create_person("c1", "c1", Role::Collector).await.unwrap();
+    accounts.set_assignments("c1", &campaign, &["thon-dong".into()]).await.unwrap();
+    let (code, _) = accounts.issue_code("c1", Duration::from_secs(600)).await.unwrap();
+    let actor = ActorId::random();
+    let phone = accounts.enroll(&code, &[actor.to_hex_string()], "phone").await.unwrap();
+    accounts.create_person("relay", "Xã A", Role::Relay).await.unwrap();
+    accounts.set_assignments("relay", &campaign, &["thon-dong".into()]).await.unwrap();
+    let (relay_code, _) = accounts.issue_code("relay", Duration::from_secs(600)).await.unwrap();
+    store.close().await;
+
+    let up = district(district_dir.path(), free_port());
+    open_the_campaign(up.addr, &admin).await;
+    let upstream = format!("http://{}", up.addr);
+    let relay_data = relay_dir.path().to_str().unwrap();
+    let enrolled = server_command()
+        .args(["relay", "enroll", "--upstream", &upstream, "--code", &relay_code, "--data-dir", relay_data])
+        .output()
+        .unwrap();
+    assert!(enrolled.status.success(), "{enrolled:?}");
+    // Passes only when a phone brings something (and at start).
+    let relay_process = relay_every(relay_dir.path(), 3600);
+    until("the relay's first pass", Duration::from_secs(30), || async {
+        status(&relay_process).await.contains(r#"data-hamlet="thon-dong""#).then_some(())
+    })
+    .await;
+
+    let revoke = format!("/api/devices/{}/revoke", phone.device_id);
+    assert_eq!(http(up.addr, "POST", &revoke, &[("Authorization", admin.as_str())], Some("")).await.status, 204);
+    let mut ledger = Ledger::create(&open_campaign().id, &fixtures::hamlet("thon-dong"), actor);
+    seal_all(&mut ledger, "late", 1, Level::TinNhiem, "c1");
+    sync_ledger(&relay_process.sync_url(), &phone.token, "c1-late", &mut ledger)
+        .await
+        .expect("the relay has not heard of the revocation yet");
+    let page = until("the relay shows the district's refusal", Duration::from_secs(30), || async {
+        let page = status(&relay_process).await;
+        page.contains("the district refused changes").then_some(page)
+    })
+    .await;
+    assert!(page.contains("not from a device assigned"), "{page}");
+    assert_eq!(Client::connect_with(&relay_process.sync_url(), "c1-again", Some(&phone.token)).await.err(), Some(401));
+    assert_eq!(district_counts(&district_db, "thon-dong").await, (0, 0));
 }

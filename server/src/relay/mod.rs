@@ -101,7 +101,7 @@ pub struct UplinkStatus {
 impl UplinkStatus {
     /// Whether the last try reached the district.
     pub fn up(&self) -> bool {
-        self.last_error.is_none() && self.reached_at.is_some() && self.reached_at == self.tried_at
+        self.reached_at.is_some() && self.reached_at == self.tried_at
     }
 }
 
@@ -151,16 +151,17 @@ impl RelayStore {
             .unwrap_or_default())
     }
 
-    /// Records a pass of the uplink: reached (`error` is `None`) or not.
-    pub async fn note_pass(&self, error: Option<&str>) -> Result<(), StoreError> {
+    /// Records a pass of the uplink: whether it reached the district, and what went wrong
+    /// (why it did not reach it, or what the district refused when it did).
+    pub async fn note_pass(&self, reached: bool, problem: Option<&str>) -> Result<(), StoreError> {
         let now = self.store.now_ms();
-        let sql = if error.is_none() {
+        let sql = if reached {
             "UPDATE relay_identity SET tried_at = $1, reached_at = $1, last_error = $2 WHERE id = 1"
         } else {
             "UPDATE relay_identity SET tried_at = $1, last_error = $2 WHERE id = 1"
         };
-        let error = error.map(|e| e.chars().take(500).collect::<String>());
-        on_pool!(self.store, pool => sqlx::query(sqlx::AssertSqlSafe(sql)).bind(now).bind(error).execute(pool).await.map(|_| ()))
+        let problem = problem.map(|e| e.chars().take(500).collect::<String>());
+        on_pool!(self.store, pool => sqlx::query(sqlx::AssertSqlSafe(sql)).bind(now).bind(problem).execute(pool).await.map(|_| ()))
             .map_err(query_failed("recording the uplink's pass"))
     }
 

@@ -161,8 +161,16 @@ impl Uplink {
                     wait
                 }
             };
-            let error = outcome.as_ref().err().map(|e| e.to_string());
-            if let Err(e) = self.relays.note_pass(error.as_deref()).await {
+            // A refusal is kept in view: the district will refuse the same changes at every
+            // pass, and the hamlet's later changes with them, until someone acts.
+            let problem = match &outcome {
+                Err(e) => Some(e.to_string()),
+                Ok(report) => report
+                    .refused
+                    .first()
+                    .map(|(document, reason)| format!("the district refused changes to {document}: {reason}")),
+            };
+            if let Err(e) = self.relays.note_pass(outcome.is_ok(), problem.as_deref()).await {
                 tracing::warn!(error = %e, "cannot record the uplink's pass");
             }
             if outcome.is_ok() {
