@@ -63,6 +63,14 @@ impl World {
         assert_eq!(viewer_password.status, 200);
         let reply = world.admin("POST", "/api/tokens", Some(r#"{"person":"viewer","label":"reports"}"#)).await;
         world.viewer_token = reply.json()["token"].as_str().unwrap().to_owned();
+        // The campaign the collectors are assigned to, a draft: assignments name its hamlets.
+        let units = hamlet_server::district::catalog::units_csv(fixtures::unit_tree().units());
+        let auth = format!("Bearer {}", world.admin_token);
+        let csv = [("Authorization", auth.as_str()), ("Content-Type", "text/csv")];
+        assert_eq!(world.server.request("POST", "/api/units", &csv, Some(&units)).await.status, 200);
+        let draft = serde_json::to_string(&fixtures::campaign()).unwrap();
+        let created = world.admin("POST", "/api/campaigns", Some(&draft)).await;
+        assert_eq!(created.status, 201, "{created:?}");
         for (person, hamlets) in
             [("c1", vec!["thon-dong"]), ("c2", vec!["thon-tay"]), ("relay", vec!["thon-dong", "thon-tay"])]
         {
@@ -458,9 +466,10 @@ async fn syncing_needs_a_token_and_stays_inside_the_assigned_hamlets() {
             })
             .map_err(|f| f.error)
             .unwrap();
+        let before = world.stored_heads(campaign_doc).await;
         let err = relay.sync_with(campaign_doc, &mut written, &mut sync::State::new(), false).await.unwrap_err();
         assert!(err.contains("read-only"), "{err}");
-        assert_eq!(world.stored_heads(campaign_doc).await, 0);
+        assert_eq!(world.stored_heads(campaign_doc).await, before, "the district's campaign document, unchanged");
 
         let actions = world.audit_actions().await;
         assert!(actions.iter().filter(|a| *a == "sync.refused").count() >= 3, "{actions:?}");
@@ -849,4 +858,49 @@ async fn every_declared_route_has_a_rule_that_holds_for_every_role() {
     }
     assert!(checked > 300, "{checked} cells checked");
     world.server.stop().await;
+}
+
+/// An assignment names a campaign that exists and hamlets of its scope, from the people page
+/// and the API alike: a typo, a hamlet outside the campaign, hamlets without a campaign and an
+/// unknown campaign are refused with the reason (a page for the form, in its language) and
+/// create or change nothing.
+#[tokio::test]
+async fn assignments_name_a_campaign_and_hamlets_of_its_scope() {
+    for db in support::databases().await {
+        let world = World::new(db.url()).await;
+        let (cookie, csrf) = world.sign_in("admin", ADMIN_PASSWORD).await;
+        let form = [("Cookie", cookie.as_str()), ("Content-Type", "application/x-www-form-urlencoded")];
+        for (campaign, hamlets, said) in [
+            ("tin-nhiem-2025", "thon-dongg", "Không thuộc đợt tin-nhiem-2025: thon-dongg"),
+            ("tin-nhiem-2025", "thon-dong%2C+xa-a", "Không thuộc đợt tin-nhiem-2025: xa-a"),
+            ("", "thon-dong", "Hãy chọn đợt lấy ý kiến"),
+            ("tin-nhiem-2099", "thon-dong", "Không có đợt lấy ý kiến nào mã &quot;tin-nhiem-2099&quot;"),
+        ] {
+            let body =
+                format!("csrf={csrf}&id=chi-mai&display_name=Mai&role=collector&campaign={campaign}&hamlets={hamlets}");
+            let reply = world.post_as(&form, "/admin/people", &body).await;
+            assert_eq!(reply.status, 400, "{}: {campaign} {hamlets}: {reply:?}", db.name);
+            assert!(reply.header("content-type").unwrap().starts_with("text/html"), "{}: a page, not JSON", db.name);
+            assert!(reply.body.contains(said), "{}: {said}: {}", db.name, reply.body);
+            assert!(!reply.body.contains("<td>chi-mai</td>"), "{}: nobody was created", db.name);
+        }
+        // The people page still creates a collector of the campaign's hamlets, and a viewer.
+        let body =
+            format!("csrf={csrf}&id=chi-mai&display_name=Mai&role=collector&campaign=tin-nhiem-2025&hamlets=thon-tay");
+        assert_eq!(world.post_as(&form, "/admin/people", &body).await.status, 303, "{}", db.name);
+
+        let path = "/api/people/c1/assignments";
+        let typo = serde_json::json!({ "campaign": campaign(), "hamlets": ["thon-dongg"] }).to_string();
+        let refused = world.admin("PUT", path, Some(&typo)).await;
+        assert_eq!((refused.status, refused.json()["code"].as_str()), (400, Some("invalid_assignment")), "{}", db.name);
+        assert!(refused.json()["message"].as_str().unwrap().contains("thon-dongg"), "{refused:?}");
+        let page = world.server.request("GET", "/admin/people", &[("Cookie", &cookie)], None).await;
+        assert!(
+            page.body.contains("<td>c1</td><td>c1</td><td>collector</td><td>tin-nhiem-2025/thon-dong</td>"),
+            "{}",
+            db.name
+        );
+        assert!(!page.body.contains("thon-dongg"), "{}: c1's assignment unchanged", db.name);
+        world.server.stop().await;
+    }
 }

@@ -341,6 +341,7 @@ texts! {
     campaign_code: "Đợt lấy ý kiến (mã)", "Campaign (id)";
     assigned_input: "Thôn, tổ dân phố được giao (mã, cách nhau bởi dấu phẩy)", "Assigned hamlets (ids, comma-separated)";
     sign_out: "Đăng xuất", "Sign out";
+    hamlets_need_campaign: "Hãy chọn đợt lấy ý kiến mà các thôn, tổ dân phố này thuộc về.", "Give the campaign these hamlets belong to.";
     sign_out_everywhere: "Đăng xuất mọi nơi, thu hồi mọi token", "Sign out everywhere, revoke all tokens";
     issue_code: "Cấp mã đăng ký thiết bị", "Issue a device enrollment code";
     one_time_password: "Mật khẩu dùng một lần", "One-time password";
@@ -455,6 +456,23 @@ impl Lang {
             (Lang::En, P::TruongDoanThe) => "Head of a mass organisation",
             (Lang::Vi, P::Other) => "Chức danh khác",
             (Lang::En, P::Other) => "Another post",
+        }
+    }
+
+    /// Hamlets named in an assignment that are not in the campaign's scope.
+    pub fn not_campaign_hamlets(self, hamlets: &[&str], campaign: &str, known: &[&str]) -> String {
+        let (hamlets, known) = (hamlets.join(", "), known.join(", "));
+        match self {
+            Lang::Vi => format!("Không thuộc đợt {campaign}: {hamlets}. Các thôn, tổ dân phố của đợt: {known}."),
+            Lang::En => format!("Not hamlets of campaign {campaign}: {hamlets}. Its hamlets: {known}."),
+        }
+    }
+
+    /// An assignment to a campaign that does not exist.
+    pub fn no_such_campaign(self, campaign: &str) -> String {
+        match self {
+            Lang::Vi => format!("Không có đợt lấy ý kiến nào mã \"{campaign}\"."),
+            Lang::En => format!("There is no campaign \"{campaign}\"."),
         }
     }
 

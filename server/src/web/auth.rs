@@ -722,13 +722,47 @@ pub async fn sign_out_everywhere_form(
 /// `GET /admin/people`: people and their hamlets, a form to add a person, and buttons that
 /// issue enrollment codes.
 pub async fn people_page(State(state): State<AppState>, chrome: RequestChrome) -> Result<Response, ApiError> {
+    people_page_with(&state, &chrome, StatusCode::OK, None).await
+}
+
+/// The people page, with `error` above it (a refused form) and that status.
+async fn people_page_with(
+    state: &AppState,
+    chrome: &RequestChrome,
+    status: StatusCode,
+    error: Option<&str>,
+) -> Result<Response, ApiError> {
     let mut rows = Vec::new();
     for person in state.accounts.people().await? {
         let assignments =
             state.accounts.assignments(&person.id).await?.into_iter().map(|(c, h)| format!("{c}/{h}")).collect();
         rows.push(pages::accounts::PersonRow { person, assignments });
     }
-    Ok(chrome.html(StatusCode::OK, pages::accounts::people(&chrome.chrome, &rows)))
+    Ok(chrome.html(status, pages::accounts::people(&chrome.chrome, &rows, error)))
+}
+
+/// Checks an assignment before anything is written: `hamlets` must be hamlets of `campaign`'s
+/// scope, and a campaign that exists must be named with them (no assignment at all is fine).
+/// A typo, a retired hamlet or a blank campaign would otherwise be accepted, and the collector
+/// would learn of it only when recording fails in the field.
+pub(crate) async fn check_assignment(
+    state: &AppState,
+    lang: Lang,
+    campaign: &str,
+    hamlets: &[String],
+) -> Result<(), ApiError> {
+    let refuse = |message: String| ApiError::new(StatusCode::BAD_REQUEST, "invalid_assignment", message);
+    if campaign.is_empty() {
+        return if hamlets.is_empty() { Ok(()) } else { Err(refuse(lang.texts().hamlets_need_campaign.to_owned())) };
+    }
+    let found = match state.district.catalog().require(campaign).await {
+        Ok(found) => found,
+        Err(crate::district::DistrictError::NotFound(_)) => return Err(refuse(lang.no_such_campaign(campaign))),
+        Err(e) => return Err(e.into()),
+    };
+    let known: Vec<&str> = found.hamlets.iter().map(|h| h.hamlet.as_str()).collect();
+    let unknown: Vec<&str> = hamlets.iter().map(String::as_str).filter(|h| !known.contains(h)).collect();
+    if unknown.is_empty() { Ok(()) } else { Err(refuse(lang.not_campaign_hamlets(&unknown, campaign, &known))) }
 }
 
 /// The form that adds a person.
@@ -745,12 +779,30 @@ pub struct PersonForm {
 
 /// `POST /admin/people`: adds a person (and their hamlets); a staff member's one-time password
 /// is shown once.
+///
+/// A refused form answers the people page again with the reason, having created nobody.
 pub async fn create_person_form(
     State(state): State<AppState>,
     chrome: RequestChrome,
     axum::Extension(principal): axum::Extension<Principal>,
     Form(form): Form<PersonForm>,
 ) -> Result<Response, ApiError> {
+    match create_person(&state, &chrome, &principal, &form).await {
+        Ok(response) => Ok(response),
+        Err(e) if e.status().is_client_error() => {
+            people_page_with(&state, &chrome, e.status(), Some(e.message())).await
+        }
+        Err(e) => Err(e),
+    }
+}
+
+async fn create_person(
+    state: &AppState,
+    chrome: &RequestChrome,
+    principal: &Principal,
+    form: &PersonForm,
+) -> Result<Response, ApiError> {
+    let state = state.clone();
     let role =
         Role::parse(&form.role).ok_or_else(|| ApiError::new(StatusCode::BAD_REQUEST, "invalid", "unknown role"))?;
     let hamlets: Vec<String> =
@@ -763,12 +815,15 @@ pub async fn create_person_form(
     for hamlet in &hamlets {
         hamlet_sync_core::UnitId::new(hamlet.as_str()).map_err(invalid)?;
     }
+    if !role.is_staff() {
+        check_assignment(&state, chrome.chrome.lang, form.campaign.trim(), &hamlets).await?;
+    }
     let password = state.accounts.create_person(form.id.trim(), &form.display_name, role).await?;
-    audit(&state, &actor_name(&principal), "person.create", form.id.trim(), role.as_str()).await;
+    audit(&state, &actor_name(principal), "person.create", form.id.trim(), role.as_str()).await;
     if !role.is_staff() && !form.campaign.trim().is_empty() && !hamlets.is_empty() {
         state.accounts.set_assignments(form.id.trim(), form.campaign.trim(), &hamlets).await?;
         let detail = format!("{}: {}", form.campaign.trim(), hamlets.join(", "));
-        audit(&state, &actor_name(&principal), "assignments.set", form.id.trim(), &detail).await;
+        audit(&state, &actor_name(principal), "assignments.set", form.id.trim(), &detail).await;
     }
     Ok(match password {
         Some(password) => {

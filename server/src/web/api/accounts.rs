@@ -10,6 +10,7 @@ use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
+use hamlet_sync_core::texts::Lang;
 use hamlet_sync_core::{CampaignId, DocumentId};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -138,6 +139,7 @@ async fn set_assignments(
     Path(person): Path<String>,
     JsonBody(body): JsonBody<AssignmentsBody>,
 ) -> Result<Json<Assignments>, ApiError> {
+    auth::check_assignment(&state, Lang::En, &body.campaign, &body.hamlets).await?;
     state.accounts.set_assignments(&person, &body.campaign, &body.hamlets).await?;
     let detail = format!("{}: {}", body.campaign, body.hamlets.join(", "));
     auth::audit(&state, &actor_name(&principal), "assignments.set", &person, &detail).await;

@@ -57,7 +57,7 @@ pub struct PersonRow {
 
 /// `/admin/people`: people and their hamlets, buttons that issue enrollment codes (or end a
 /// staff member's sessions), and the form that adds a person.
-pub fn people(chrome: &Chrome, people: &[PersonRow]) -> Markup {
+pub fn people(chrome: &Chrome, people: &[PersonRow], error: Option<&str>) -> Markup {
     let t = chrome.t();
     let csrf = &chrome.csrf;
     let columns = [col(t.person_id), col(t.full_name), col(t.role), col(t.assigned), col("")];
@@ -80,6 +80,7 @@ pub fn people(chrome: &Chrome, people: &[PersonRow]) -> Markup {
         }
     };
     let body = html! {
+        @if let Some(error) = error { p.error role="alert" { (error) } }
         (data_table(None, &columns, rows))
         (post_form("/admin/people", csrf, Some("card"), html! {
             h2 { (t.add_person) }

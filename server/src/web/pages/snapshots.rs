@@ -312,7 +312,7 @@ fn account_pages() {
             assignments: vec!["tin-nhiem-2025/thon-dong".into(), "tin-nhiem-2025/thon-tay".into()],
         },
     ];
-    check!("people", "/admin/people", Menu::Admin, |c| accounts::people(&c, &people));
+    check!("people", "/admin/people", Menu::Admin, |c| accounts::people(&c, &people, None));
     check!("one-time-password", "/admin/people", Menu::Admin, |c| {
         accounts::one_time_password(&c, "xa-vien", "mot-lan-12345")
     });
