@@ -123,6 +123,12 @@ try {
     // cells: total, then count and share for each level.
     const counts = item.levels.map((_, i) => number(cells[1 + 2 * i]));
     check(JSON.stringify(counts) === JSON.stringify(overall.counts), `${lang}: ${subject} counts ${counts} = API ${overall.counts}`);
+    // Each cadre's participation is that of their own voters (the hamlets that evaluate them).
+    const percent = (text) => Number(String(text).replace('%', '').replace(',', '.').trim());
+    const shown = (await page.locator('td[data-participation]').allTextContents()).map(percent);
+    const expected = api.subjects.map((s) => s.rows[0].participation_percent);
+    check(JSON.stringify(shown) === JSON.stringify(expected), `${lang}: participation per cadre as the API (${shown.slice(0, 3)}…)`);
+    check(new Set(expected).size > 1, `${lang}: cadres evaluated by different hamlets show different participation`);
     const flagged = await row.locator('.badge.x').count();
     check(flagged === overall.crossed.filter(Boolean).length, `${lang}: ${subject} shows ${flagged} threshold flags as the API`);
 

@@ -70,6 +70,16 @@ pub struct ResultsView<'a> {
     pub results: &'a Results,
 }
 
+/// The columns of the table of every subject: who, the levels, the thresholds, and the
+/// participation of each cadre's own voters (those of the hamlets that evaluate them, so it
+/// differs from cadre to cadre when their scopes do).
+fn every_subject_columns(lang: Lang, t: &Texts, first: &SubjectResult) -> Vec<Column> {
+    let mut columns =
+        result_columns(vec![col(t.subject), col(t.position), col(t.category), num(t.total)], lang, t, first);
+    columns.push(num(t.participation));
+    columns
+}
+
 /// `/campaigns/{id}/results`: a chart and a table of every subject's levels.
 pub fn render_results(chrome: &Chrome, view: &ResultsView<'_>) -> Markup {
     let t = chrome.t();
@@ -91,16 +101,18 @@ pub fn render_results(chrome: &Chrome, view: &ResultsView<'_>) -> Markup {
             (stacked_chart(&format!("{} — {}", t.chart_of, name), &rows, lang))
             @let thresholds: Vec<&str> = results.thresholds.iter().map(|th| th.label.get(lang.code())).collect();
             p.muted { (t.thresholds) ": " (thresholds.join("; ")) }
-            @let columns = result_columns(vec![col(t.subject), col(t.position), num(t.total)], lang, t, first);
+            @let columns = every_subject_columns(lang, t, first);
             (data_table(Some(t.results_title), &columns, html! {
                 @for item in &results.subjects {
                     @if let Some(row) = item.overall() {
                         tr {
                             th scope="row" { a href={ "/campaigns/" (href(campaign.id.as_str())) "/results/" (href(&item.subject)) } { (item.name) } }
-                            td { (item.position) }
+                            td { (item.position) @if let Some(post) = item.post { br; span.muted { (lang.post(post)) } } }
+                            td { (item.category.map_or("", |c| lang.category(c))) }
                             td.n data-total=(row.total) { (lang.int(row.total)) }
                             (level_cells(lang, row, item.levels.len()))
                             td { (threshold_badges(t, lang, results, row.crossed.as_ref())) }
+                            td.n data-participation="" { (pct(lang, row.participation_percent)) }
                         }
                     }
                 }
