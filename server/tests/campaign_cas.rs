@@ -1,5 +1,6 @@
-//! Campaign saves are compare-and-swap, on SQLite and PostgreSQL: two server processes sharing
-//! one database, one with a stale cached copy, cannot undo each other's changes.
+//! Campaign saves, on SQLite and PostgreSQL: compare-and-swap (two server processes sharing one
+//! database, one with a stale cached copy, cannot undo each other's changes), audited in the
+//! same transaction, and checked when made.
 #![allow(clippy::expect_used, clippy::unwrap_used)]
 
 mod district;
@@ -144,5 +145,40 @@ async fn a_change_whose_audit_entry_fails_is_not_made() {
         let actions: Vec<String> =
             hamlet_server::audit::list(&again.store, &filter).await.unwrap().into_iter().map(|e| e.action).collect();
         assert_eq!(actions, ["campaign.create", "units.import"], "{}", db.name);
+    }
+}
+
+/// A schedule that closes before it opens is refused when the campaign is created or edited, not
+/// only when someone tries to open it days later.
+#[tokio::test]
+async fn a_schedule_that_ends_before_it_begins_is_refused_when_saved() {
+    for db in support::databases().await {
+        let h = harness(db.url()).await;
+        let csv = catalog::units_csv(fixtures::unit_tree().units());
+        campaigns::import_units_text(&h.district, &admin(), &csv).await.unwrap();
+        let mut backwards = fixtures::campaign();
+        backwards.schedule.closes_on = "2025-05-31".parse().unwrap();
+        let refused = campaigns::create(&h.district, &admin(), backwards.clone()).await;
+        assert!(
+            matches!(&refused, Err(DistrictError::Invalid { code: "invalid_schedule", .. })),
+            "{}: {refused:?}",
+            db.name
+        );
+        assert!(h.district.catalog().campaign(&backwards.id).await.unwrap().is_none(), "{}: nothing saved", db.name);
+
+        let campaign = fixtures::campaign();
+        campaigns::create(&h.district, &admin(), campaign.clone()).await.unwrap();
+        let refused = campaigns::update(&h.district, &admin(), campaign.id.as_str(), backwards).await;
+        assert!(
+            matches!(&refused, Err(DistrictError::Invalid { code: "invalid_schedule", .. })),
+            "{}: {refused:?}",
+            db.name
+        );
+        let kept = h.district.catalog().require(campaign.id.as_str()).await.unwrap();
+        assert_eq!(kept.schedule, campaign.schedule, "{}: the saved schedule is unchanged", db.name);
+        // A one-day campaign is a schedule.
+        let mut one_day = campaign.clone();
+        one_day.schedule.closes_on = one_day.schedule.opens_on;
+        campaigns::update(&h.district, &admin(), campaign.id.as_str(), one_day).await.unwrap();
     }
 }

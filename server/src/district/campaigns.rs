@@ -10,11 +10,24 @@ use super::catalog::{self, require_draft};
 use super::{Actor, District, DistrictError, results};
 use crate::audit::Entry;
 
+/// A schedule that closes before it opens, refused when saved rather than when opened.
+fn check_schedule(campaign: &Campaign) -> Result<(), DistrictError> {
+    let (opens, closes) = (campaign.schedule.opens_on, campaign.schedule.closes_on);
+    if closes < opens {
+        return Err(DistrictError::invalid(
+            "invalid_schedule",
+            format!("the campaign closes on {closes}, before it opens on {opens}"),
+        ));
+    }
+    Ok(())
+}
+
 /// Creates a draft campaign; audited.
 pub async fn create(district: &District, actor: &Actor, mut campaign: Campaign) -> Result<(), DistrictError> {
     if campaign.state != CampaignState::Draft {
         return Err(DistrictError::invalid("not_draft", "a new campaign must be a draft"));
     }
+    check_schedule(&campaign)?;
     if campaign.name.vi.trim().is_empty() {
         return Err(DistrictError::invalid("invalid_campaign", "the campaign needs a Vietnamese name"));
     }
@@ -49,6 +62,7 @@ pub async fn update(district: &District, actor: &Actor, id: &str, mut campaign: 
     if campaign.state != CampaignState::Draft {
         return Err(DistrictError::invalid("not_draft", "use open, close and publish to change the state"));
     }
+    check_schedule(&campaign)?;
     campaign.form.validate().map_err(|e| DistrictError::invalid("invalid_form", e.to_string()))?;
     // A changed form is a new version, whatever the body says.
     if campaign.form.questions != current.form.questions && campaign.form.version <= current.form.version {
