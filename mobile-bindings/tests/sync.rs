@@ -70,7 +70,8 @@ fn responses_counted(district: &District, hamlets: &[&str]) -> BTreeSet<String> 
 #[test]
 fn records_offline_syncs_and_the_district_counts_each_submitted_response_once() {
     let dir = tempfile::tempdir().unwrap();
-    let district = District::start(dir.path(), &campaign());
+    // The campaign made as a district makes it, so that the server's own projector counts.
+    let district = District::start_counting(dir.path(), &campaign());
     let phone = open_phone(dir.path(), "collector-a", &district, &district.address(), &["thon-dong", "thon-tay"]);
 
     // Before the first sync the form is unknown: nothing can be recorded.
@@ -103,6 +104,24 @@ fn records_offline_syncs_and_the_district_counts_each_submitted_response_once() 
     assert_eq!((again.changes_sent, again.changes_received, again.round_trips), (0, 0, 1), "{again:?}");
     let listed = phone.responses(&ResponseFilter { status: Some("submitted".into()), ..ResponseFilter::default() });
     assert!(listed.expect("lists").iter().all(|r| r.acknowledged));
+
+    // The district's own counting, as staff read it: the server's projector and its results API
+    // (closed, so that every counted answer shows). thon-dong 6 submitted, thon-tay 3 (one voided,
+    // one draft); every subject rated by each, the levels rotating.
+    district.close(&campaign());
+    let results = district.results(&campaign());
+    for subject in &campaign().subjects {
+        let item =
+            results["subjects"].as_array().unwrap().iter().find(|s| s["subject"] == subject.id.as_str()).unwrap();
+        let row = |unit: &str| item["rows"].as_array().unwrap().iter().find(|r| r["unit"] == unit).cloned().unwrap();
+        assert_eq!(
+            (row("thon-dong")["total"].as_u64(), row("thon-tay")["total"].as_u64()),
+            (Some(6), Some(3)),
+            "{subject:?}"
+        );
+        assert_eq!(row("*")["counts"], serde_json::json!([3, 3, 3]), "{}: the campaign's levels", subject.id);
+        assert_eq!(row("thon-tay")["counts"], serde_json::Value::Null, "a hamlet of 3 is not broken down");
+    }
 }
 
 #[test]

@@ -37,6 +37,22 @@ pub struct District {
     runtime: tokio::runtime::Runtime,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     done: Option<std::sync::mpsc::Receiver<()>>,
+    /// An administrator's API token, for a district made by [`District::start_counting`].
+    admin_token: Option<String>,
+}
+
+/// The body of a chunked HTTP answer.
+fn dechunk(mut rest: &str) -> String {
+    let mut out = String::new();
+    while let Some((size, after)) = rest.split_once("\r\n") {
+        let Ok(size) = usize::from_str_radix(size.trim(), 16) else { break };
+        if size == 0 {
+            break;
+        }
+        out.push_str(&after[..size]);
+        rest = &after[size + 2..];
+    }
+    out
 }
 
 impl District {
@@ -55,7 +71,7 @@ impl District {
         let db = dir.join("district.db");
         let url = format!("sqlite:{}", db.display());
         let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
-        let (addr, stop, done) = runtime.block_on(async {
+        runtime.block_on(async {
             let store = Store::open(&url).await.expect("district store");
             let doc = new_campaign_doc(campaign, ActorId::random(), Day::from_ymd(2025, 5, 20).unwrap()).unwrap();
             let write = StoreWrite::Chunk {
@@ -66,7 +82,19 @@ impl District {
             };
             store.commit(&[write]).await.expect("campaign published");
             store.close().await;
-            let mut argv = vec!["hamlet-server", "--database-url", &url];
+        });
+        let (addr, stop, done) = District::serve(&runtime, &url, flags);
+        District { addr, url, runtime, stop: Some(stop), done: Some(done), admin_token: None }
+    }
+
+    /// Starts the server on `url` with `flags`, on `runtime`.
+    fn serve(
+        runtime: &tokio::runtime::Runtime,
+        url: &str,
+        flags: &[&str],
+    ) -> (SocketAddr, tokio::sync::oneshot::Sender<()>, std::sync::mpsc::Receiver<()>) {
+        runtime.block_on(async {
+            let mut argv = vec!["hamlet-server", "--database-url", url];
             argv.extend_from_slice(flags);
             let config = Args::parse_from(argv).serve;
             let server = Server::open(config).await.expect("server opens");
@@ -83,8 +111,62 @@ impl District {
                 let _ = done_tx.send(());
             });
             (addr, stop, done)
+        })
+    }
+
+    /// As [`District::start`], with the campaign made as a district makes it: an administrator
+    /// imports the units, creates the campaign and opens it through the JSON API, so that the
+    /// server's projector counts what phones send and [`District::results`] answers.
+    pub fn start_counting(dir: &Path, campaign: &Campaign) -> District {
+        let db = dir.join("district.db");
+        let url = format!("sqlite:{}", db.display());
+        let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+        let token = runtime.block_on(async {
+            let store = Store::open(&url).await.expect("district store");
+            let accounts = Accounts::new(store.clone(), Duration::from_secs(3600));
+            accounts.create_person("district-admin", "Ban Tổ chức", Role::Admin).await.expect("admin");
+            let (_, token) = accounts.create_api_token("district-admin", "phone tests").await.expect("token");
+            store.close().await;
+            token
         });
-        District { addr, url, runtime, stop: Some(stop), done: Some(done) }
+        let (addr, stop, done) = District::serve(&runtime, &url, &[]);
+        let district = District { addr, url, runtime, stop: Some(stop), done: Some(done), admin_token: Some(token) };
+        let units = hamlet_server::district::catalog::units_csv(hamlet_sync_core::fixtures::unit_tree().units());
+        district.admin("POST", "/api/units", "text/csv", &units, 200);
+        let mut draft = campaign.clone();
+        draft.state = hamlet_sync_core::CampaignState::Draft;
+        district.admin("POST", "/api/campaigns", "application/json", &serde_json::to_string(&draft).unwrap(), 201);
+        district.admin("POST", &format!("/api/campaigns/{}/open", campaign.id), "application/json", "", 200);
+        district
+    }
+
+    /// Closes `campaign` as an administrator does (needs [`District::start_counting`]).
+    pub fn close(&self, campaign: &Campaign) {
+        self.admin("POST", &format!("/api/campaigns/{}/close", campaign.id), "application/json", "", 200);
+    }
+
+    /// The district's results API for `campaign`, to hamlets (needs [`District::start_counting`]).
+    pub fn results(&self, campaign: &Campaign) -> serde_json::Value {
+        let body = self.admin("GET", &format!("/api/campaigns/{}/results?depth=hamlet", campaign.id), "", "", 200);
+        serde_json::from_str(&body).expect("results are JSON")
+    }
+
+    /// One request with the administrator's token; panics unless it answers `status`.
+    fn admin(&self, method: &str, path: &str, content_type: &str, body: &str, status: u16) -> String {
+        let token = self.admin_token.as_deref().expect("a district started with start_counting");
+        let mut stream = TcpStream::connect(self.addr).expect("connects");
+        let request = format!(
+            "{method} {path} HTTP/1.1\r\nHost: district\r\nAuthorization: Bearer {token}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        );
+        stream.write_all(request.as_bytes()).expect("sends");
+        let mut answer = Vec::new();
+        stream.read_to_end(&mut answer).expect("reads");
+        let answer = String::from_utf8_lossy(&answer).into_owned();
+        let (head, rest) = answer.split_once("\r\n\r\n").expect("an HTTP answer");
+        let got: u16 = head.split(' ').nth(1).and_then(|s| s.parse().ok()).expect("a status");
+        assert_eq!(got, status, "{method} {path}: {answer}");
+        if head.to_ascii_lowercase().contains("transfer-encoding: chunked") { dechunk(rest) } else { rest.to_owned() }
     }
 
     /// A one-time enrollment code for collector `person`, who is created if new and assigned
