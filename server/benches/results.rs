@@ -118,6 +118,7 @@ async fn setup(url: &str, hamlets: usize) -> Campaign {
         schedule: Schedule { opens_on: "2026-11-01".parse().unwrap(), closes_on: "2026-11-30".parse().unwrap() },
         thresholds: Threshold::defaults(),
         max_responses_per_day: hamlet_sync_core::DEFAULT_MAX_RESPONSES_PER_DAY,
+        sealing: None,
         state: CampaignState::Draft,
     };
     campaigns::create(&d, &actor, campaign.clone()).await.expect("campaign");

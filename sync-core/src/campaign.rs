@@ -295,6 +295,29 @@ pub struct Campaign {
     pub max_responses_per_day: u32,
     /// Life-cycle state.
     pub state: CampaignState,
+    /// The key answers are sealed for (schema version 2, set by the district server when the
+    /// campaign opens): devices write answers and comments only as ciphertext for it. Absent,
+    /// answers are written in the clear (every version 1 campaign).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sealing: Option<Sealing>,
+}
+
+/// The public key a campaign's answers are sealed for, and how (see [`crate::sealed`]).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct Sealing {
+    /// The HPKE suite: [`crate::sealed::SUITE`].
+    pub suite: String,
+    /// The campaign's X25519 public key, 64 hex digits.
+    #[cfg_attr(feature = "openapi", schema(value_type = String))]
+    pub public_key: crate::sealed::PublicKey,
+}
+
+impl Sealing {
+    /// Sealing for `public_key` with the suite this crate writes.
+    pub fn new(public_key: crate::sealed::PublicKey) -> Sealing {
+        Sealing { suite: crate::sealed::SUITE.to_owned(), public_key }
+    }
 }
 
 /// What is wrong with a campaign, or with a change asked of it.
@@ -398,6 +421,12 @@ pub enum CampaignError {
         /// State asked for.
         to: CampaignState,
     },
+    /// Sealed answers need schema version 2.
+    #[error("sealed answers need schema version 2")]
+    SealingVersion,
+    /// A sealing suite this library does not know.
+    #[error("unknown sealing suite {0:?}")]
+    SealingSuite(String),
     /// The form is frozen once the campaign opens.
     #[error("the form cannot change: the campaign is {0:?}")]
     FormFrozen(CampaignState),
@@ -415,6 +444,11 @@ impl Campaign {
     /// The ids of the subjects, in order.
     pub fn subject_ids(&self) -> Vec<SubjectId> {
         self.subjects.iter().map(|s| s.id.clone()).collect()
+    }
+
+    /// The public key its answers are sealed for, when they are.
+    pub fn seal_key(&self) -> Option<&crate::sealed::PublicKey> {
+        self.sealing.as_ref().map(|s| &s.public_key)
     }
 
     /// Whether the campaign follows schema version 2: each hamlet rates its own ballot.
@@ -502,6 +536,14 @@ impl Campaign {
         self.form.validate()?;
         if !(1..=CAMPAIGN_VERSION).contains(&self.schema_version) {
             return Err(CampaignError::Version(self.schema_version));
+        }
+        if let Some(sealing) = &self.sealing {
+            if !self.is_scoped() {
+                return Err(CampaignError::SealingVersion);
+            }
+            if sealing.suite != crate::sealed::SUITE {
+                return Err(CampaignError::SealingSuite(sealing.suite.clone()));
+            }
         }
         if self.subjects.is_empty() {
             return Err(CampaignError::NoSubject);

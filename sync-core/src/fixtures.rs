@@ -118,6 +118,7 @@ pub fn campaign_with_subjects(n: usize) -> Campaign {
         schedule: Schedule { opens_on: day("2025-06-01"), closes_on: day("2025-06-20") },
         thresholds: Threshold::defaults(),
         max_responses_per_day: crate::campaign::DEFAULT_MAX_RESPONSES_PER_DAY,
+        sealing: None,
         state: CampaignState::Draft,
     }
 }

@@ -10,6 +10,7 @@
 //! - [`docid`]: automerge-repo compatible document ids, derived from what a document is about.
 //! - [`projection`]: from a ledger to the rows the server stores.
 //! - [`authorship`]: who wrote what in a ledger, from the actors of its changes.
+//! - [`sealed`]: answers sealed on the device for the campaign's key, opened at the district.
 //! - [`hub`], [`actor`]: the server's side of the sync, as state machines: the peers and
 //!   connections, and one actor per document (rounds, commits before replies, refusals).
 //! - [`sim`]: a deterministic simulation of phones and a server over an in-memory network and
@@ -68,6 +69,7 @@ pub mod ledger;
 #[cfg(feature = "openapi")]
 mod openapi;
 pub mod projection;
+pub mod sealed;
 pub mod session;
 pub mod sim;
 pub mod texts;
@@ -76,7 +78,7 @@ pub mod wire;
 
 pub use campaign::{
     CAMPAIGN_VERSION, Campaign, CampaignError, CampaignState, DEFAULT_MAX_RESPONSES_PER_DAY, EvaluationScope,
-    HamletScope, Post, Schedule, Subject, SubjectCategory, Threshold,
+    HamletScope, Post, Schedule, Sealing, Subject, SubjectCategory, Threshold,
 };
 pub use day::Day;
 pub use docid::DocumentId;

@@ -435,6 +435,7 @@ pub fn campaign(today: Day, hamlets: &[(String, String, usize)], rng: &mut DemoR
         schedule: Schedule { opens_on: today.plus_days(-12), closes_on: today.plus_days(8) },
         thresholds: Threshold::defaults(),
         max_responses_per_day: hamlet_sync_core::DEFAULT_MAX_RESPONSES_PER_DAY,
+        sealing: None,
         state: CampaignState::Draft,
     })
 }

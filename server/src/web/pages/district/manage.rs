@@ -85,6 +85,7 @@ pub(super) async fn create_post(ctx: PageCtx, body: Bytes) -> Response {
             },
             thresholds: Threshold::defaults(),
             max_responses_per_day: hamlet_sync_core::DEFAULT_MAX_RESPONSES_PER_DAY,
+            sealing: None,
             state: CampaignState::Draft,
         };
         campaigns::create(&ctx.district, &ctx.actor, campaign).await?;
