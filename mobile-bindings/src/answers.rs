@@ -95,6 +95,7 @@ pub fn show(value: &Scalar) -> String {
         Scalar::Bool(true) => "yes".into(),
         Scalar::Bool(false) => "no".into(),
         Scalar::Null => String::new(),
+        Scalar::Bytes(b) => format!("({} bytes)", b.len()),
         Scalar::Other(o) => o.clone(),
     }
 }

@@ -203,6 +203,16 @@ pub fn scoped_campaign() -> Campaign {
     c
 }
 
+/// The example campaign under schema version 2, opened, its answers sealed for the key derived
+/// from `seed`; with that key.
+pub fn sealed_campaign(seed: [u8; 32]) -> (Campaign, crate::sealed::SecretKey) {
+    let key = crate::sealed::SecretKey::from_seed(seed);
+    let mut c = scoped_campaign();
+    c.state = CampaignState::Open;
+    c.sealing = Some(crate::campaign::Sealing::new(key.public_key()));
+    (c, key)
+}
+
 /// A question id of the example form.
 pub fn question(name: &str) -> QuestionId {
     id(name)

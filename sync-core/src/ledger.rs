@@ -33,6 +33,7 @@ use crate::day::Day;
 use crate::docid::DocumentId;
 use crate::form::{AnswerError, AnswerKey, AnswerValue, Level, QuestionKind};
 use crate::ids::{CampaignId, PersonId, QuestionId, ResponseId, SubjectId, TallyId, UnitId};
+use crate::sealed::SEALED_KEY;
 
 /// The value of the ledger's `schema` key.
 pub const LEDGER_SCHEMA: &str = "hamlet-ledger/1";
@@ -84,6 +85,18 @@ pub enum LedgerError {
     /// A void needs a reason.
     #[error("a void needs a reason of 1 to {MAX_REASON_CHARS} characters")]
     Reason,
+    /// The campaign's answers are sealed: write them with the sealed operations.
+    #[error("the campaign's answers are sealed: they are written only as ciphertext")]
+    SealedCampaign,
+    /// The campaign's answers are not sealed: there is no key to seal them for.
+    #[error("the campaign's answers are not sealed")]
+    NotSealedCampaign,
+    /// A sealed response holds no sealed answers to submit.
+    #[error("response {0} holds no sealed answers")]
+    NothingSealed(ResponseId),
+    /// Sealing failed.
+    #[error(transparent)]
+    Seal(#[from] crate::sealed::SealError),
 }
 
 /// What is wrong with a meeting tally.
@@ -262,7 +275,9 @@ pub enum Scalar {
     Bool(bool),
     /// Null.
     Null,
-    /// Anything else (an object, bytes, a counter, a timestamp), described.
+    /// Bytes: a sealed object (see [`crate::sealed`]).
+    Bytes(Vec<u8>),
+    /// Anything else (an object, a counter, a timestamp), described.
     Other(String),
 }
 
@@ -277,6 +292,7 @@ impl Scalar {
                 ScalarValue::F64(f) => Scalar::F64(*f),
                 ScalarValue::Boolean(b) => Scalar::Bool(*b),
                 ScalarValue::Null => Scalar::Null,
+                ScalarValue::Bytes(b) => Scalar::Bytes(b.clone()),
                 other => Scalar::Other(format!("{other:?}")),
             },
         }
@@ -610,8 +626,35 @@ impl Ledger {
         }
     }
 
-    /// Records a new draft response on `today`.
+    /// Records a new draft response on `today`. A campaign whose answers are sealed refuses it
+    /// ([`LedgerError::SealedCampaign`]): use [`record_sealed`](Self::record_sealed).
     pub fn record(&mut self, campaign: &Campaign, response: &NewResponse, today: Day) -> Result<(), LedgerError> {
+        if campaign.seal_key().is_some() {
+            return Err(LedgerError::SealedCampaign);
+        }
+        self.record_checked(campaign, response, today, None)
+    }
+
+    /// Records a new draft response on `today` for a campaign whose answers are sealed: its
+    /// answers are written only as the sealed object of version 1, made with `entropy` (32 fresh
+    /// random bytes). The caller keeps the plaintext.
+    pub fn record_sealed(
+        &mut self,
+        campaign: &Campaign,
+        response: &NewResponse,
+        today: Day,
+        entropy: [u8; 32],
+    ) -> Result<(), LedgerError> {
+        self.record_checked(campaign, response, today, Some(entropy))
+    }
+
+    fn record_checked(
+        &mut self,
+        campaign: &Campaign,
+        response: &NewResponse,
+        today: Day,
+        entropy: Option<[u8; 32]>,
+    ) -> Result<(), LedgerError> {
         self.check_campaign(campaign, true)?;
         if self.doc.get(&self.responses, response.id.as_str())?.is_some() {
             return Err(LedgerError::DuplicateResponse(response.id.clone()));
@@ -620,6 +663,10 @@ impl Ledger {
         for (key, value) in &response.answers {
             campaign.form.check_answer(&subjects, key, value)?;
         }
+        let sealed = match entropy {
+            Some(entropy) => Some(seal_answers(campaign, &response.id, 1, &response.answers, entropy)?),
+            None => None,
+        };
         let responses = self.responses.clone();
         self.write(today, |tx| {
             let r = tx.put_object(&responses, response.id.as_str(), ObjType::Map)?;
@@ -627,11 +674,68 @@ impl Ledger {
             tx.put(&r, "recorded_on", today.to_string())?;
             tx.put(&r, "collector", response.collector.as_str())?;
             let answers = tx.put_object(&r, "answers", ObjType::Map)?;
-            for (key, value) in &response.answers {
-                tx.put(&answers, key.to_string(), ScalarValue::from(value))?;
+            match sealed {
+                Some(sealed) => tx.put(&answers, SEALED_KEY, ScalarValue::Bytes(sealed))?,
+                None => {
+                    for (key, value) in &response.answers {
+                        tx.put(&answers, key.to_string(), ScalarValue::from(value))?;
+                    }
+                }
             }
             Ok(())
         })
+    }
+
+    /// The version of the sealed object a response's answers hold now (0 for none).
+    pub fn sealed_version(&self, id: &ResponseId) -> Result<u32, LedgerError> {
+        let obj = self.response_obj(id)?;
+        let Some(answers) = self.map_at(&obj, "answers")? else { return Ok(0) };
+        Ok(match self.doc.get(&answers, SEALED_KEY)? {
+            Some((Value::Scalar(v), _)) => match v.as_ref() {
+                ScalarValue::Bytes(b) => crate::sealed::version_of(b).unwrap_or(0),
+                _ => 0,
+            },
+            _ => 0,
+        })
+    }
+
+    /// Writes the next version of a sealed response's answers: `answers` is the whole set the
+    /// response now has (the ledger cannot be read to merge an edit into it). As for
+    /// [`edit`](Self::edit), a voided response cannot change and a submitted one's edit is
+    /// flagged.
+    pub fn edit_sealed(
+        &mut self,
+        campaign: &Campaign,
+        id: &ResponseId,
+        answers: &BTreeMap<AnswerKey, AnswerValue>,
+        today: Day,
+        entropy: [u8; 32],
+    ) -> Result<EditOutcome, LedgerError> {
+        self.check_campaign(campaign, false)?;
+        if campaign.seal_key().is_none() {
+            return Err(LedgerError::NotSealedCampaign);
+        }
+        let obj = self.response_obj(id)?;
+        if self.doc.get(&obj, "void")?.is_some() {
+            return Err(LedgerError::Voided(id.clone()));
+        }
+        let subjects = campaign.ballot(&self.hamlet);
+        for (key, value) in answers {
+            campaign.form.check_answer(&subjects, key, value)?;
+        }
+        let version = self.sealed_version(id)?.saturating_add(1);
+        let sealed = seal_answers(campaign, id, version, answers, entropy)?;
+        let was_sealed = self.doc.get(&obj, "seal")?.is_some();
+        let map = self.map_at(&obj, "answers")?;
+        self.write(today, |tx| {
+            let map = match map {
+                Some(a) => a,
+                None => tx.put_object(&obj, "answers", ObjType::Map)?,
+            };
+            tx.put(&map, SEALED_KEY, ScalarValue::Bytes(sealed))?;
+            Ok(())
+        })?;
+        Ok(if was_sealed { EditOutcome::FlaggedAfterSeal } else { EditOutcome::Draft })
     }
 
     /// Sets (`Some`) or clears (`None`) answers of a response. A voided response cannot change;
@@ -644,6 +748,9 @@ impl Ledger {
         today: Day,
     ) -> Result<EditOutcome, LedgerError> {
         self.check_campaign(campaign, false)?;
+        if campaign.seal_key().is_some() {
+            return Err(LedgerError::SealedCampaign);
+        }
         let obj = self.response_obj(id)?;
         if self.doc.get(&obj, "void")?.is_some() {
             return Err(LedgerError::Voided(id.clone()));
@@ -692,10 +799,16 @@ impl Ledger {
             Status::Submitted => return Err(LedgerError::AlreadySubmitted(id.clone())),
             Status::Draft => {}
         }
-        for key in campaign.form.required_keys(&campaign.ballot(&self.hamlet)) {
-            if !view.answers.contains_key(&key.to_string()) {
-                return Err(AnswerError::Missing(key).into());
+        if campaign.seal_key().is_none() {
+            for key in campaign.form.required_keys(&campaign.ballot(&self.hamlet)) {
+                if !view.answers.contains_key(&key.to_string()) {
+                    return Err(AnswerError::Missing(key).into());
+                }
             }
+        } else if !view.answers.contains_key(SEALED_KEY) {
+            // The device checks the required answers against its plaintext; the ledger can only
+            // tell that something was sealed.
+            return Err(LedgerError::NothingSealed(id.clone()));
         }
         let obj = self.response_obj(id)?;
         let answers = match self.doc.get(&obj, "answers")? {
@@ -984,6 +1097,18 @@ impl Ledger {
         path.pop();
         Ok(())
     }
+}
+
+fn seal_answers(
+    campaign: &Campaign,
+    response: &ResponseId,
+    version: u32,
+    answers: &BTreeMap<AnswerKey, AnswerValue>,
+    entropy: [u8; 32],
+) -> Result<Vec<u8>, LedgerError> {
+    let key = campaign.seal_key().ok_or(LedgerError::NotSealedCampaign)?;
+    let binding = crate::sealed::Binding { campaign: &campaign.id, response, version };
+    Ok(crate::sealed::seal(key, &binding, answers, entropy)?)
 }
 
 fn actor_of(id: &ObjId) -> String {

@@ -85,7 +85,9 @@ pub use docid::DocumentId;
 pub use form::{AnswerError, AnswerKey, AnswerValue, Form, Label, Level, LevelSet, Question, QuestionKind};
 pub use ids::{CampaignId, PersonId, QuestionId, ResponseId, SubjectId, TallyId, UnitId};
 pub use ledger::{EditOutcome, Ledger, LedgerError, NewResponse, Status, Tally};
-pub use projection::{Projection, project, project_since, project_since_with, project_with};
+pub use projection::{
+    Projection, project, project_opened, project_since, project_since_opened, project_since_with, project_with,
+};
 pub use unit::{Unit, UnitLevel, UnitTree};
 
 /// The Automerge version this crate writes with, re-exported so that callers use the same one.

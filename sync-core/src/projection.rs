@@ -56,6 +56,7 @@ use crate::ids::{CampaignId, QuestionId, ResponseId, SubjectId, TallyId, UnitId}
 use crate::ledger::{
     Ballots, Conflict, ConflictValue, CountKey, Ledger, LedgerError, ResponseView, Scalar, SealView, Status, VoidView,
 };
+use crate::sealed::{SEALED_KEY, SecretKey};
 
 /// What a row belongs to.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -237,6 +238,18 @@ pub enum FlagKind {
         /// The subject.
         subject: SubjectId,
     },
+    /// A sealed object that did not open (truncated, altered, another response's, not for the
+    /// campaign's key) or that opened to something other than answers: none of it counts.
+    SealedUnreadable {
+        /// Why.
+        reason: String,
+    },
+    /// An answer written in the clear in a campaign whose answers are sealed: kept, never
+    /// counted (and never shown as an answer).
+    Unsealed {
+        /// The answer key.
+        key: String,
+    },
     /// A response or tally key that is not a valid id.
     MalformedKey {
         /// "responses" or "tallies".
@@ -299,15 +312,27 @@ pub fn project_since(campaign: &Campaign, ledger: &Ledger, before: &[ChangeHash]
     project_since_with(campaign, ledger, before, &Authors::new())
 }
 
-/// Every row of the ledger; `authors` says which device each actor writes for.
+/// Every row of the ledger; `authors` says which device each actor writes for. A campaign whose
+/// answers are sealed needs its key: see [`project_opened`].
 pub fn project_with(campaign: &Campaign, ledger: &Ledger, authors: &Authors) -> Result<Projection, LedgerError> {
+    project_opened(campaign, ledger, authors, None)
+}
+
+/// As [`project_with`], opening sealed answers with the campaign's `key`. Without it, every
+/// sealed object is flagged as unreadable and nothing of it counts.
+pub fn project_opened(
+    campaign: &Campaign,
+    ledger: &Ledger,
+    authors: &Authors,
+    key: Option<&SecretKey>,
+) -> Result<Projection, LedgerError> {
     let history = History::of(ledger.doc(), ledger.responses_obj());
     let mut entities: BTreeSet<Entity> = BTreeSet::from([Entity::Ledger]);
     entities.extend(ledger.response_ids().0.into_iter().map(Entity::Response));
     // A response another device deleted from view is still its owner's.
     entities.extend(history.responses().filter_map(|(k, _)| ResponseId::new(k).ok()).map(Entity::Response));
     entities.extend(ledger.tally_ids().into_iter().map(Entity::Tally));
-    build(campaign, ledger, authors, &history, true, entities)
+    build(campaign, ledger, authors, key, &history, true, entities)
 }
 
 /// As [`project_since`], with what `authors` says of the actors.
@@ -317,23 +342,34 @@ pub fn project_since_with(
     before: &[ChangeHash],
     authors: &Authors,
 ) -> Result<Projection, LedgerError> {
+    project_since_opened(campaign, ledger, before, authors, None)
+}
+
+/// As [`project_since_with`], opening sealed answers with the campaign's `key`.
+pub fn project_since_opened(
+    campaign: &Campaign,
+    ledger: &Ledger,
+    before: &[ChangeHash],
+    authors: &Authors,
+    key: Option<&SecretKey>,
+) -> Result<Projection, LedgerError> {
     let after = ledger.doc().get_heads();
     let mut entities = BTreeSet::new();
     let mut tallies_touched = false;
     for patch in ledger.doc().diff(before, &after) {
         if patch.obj == ROOT {
             // The skeleton itself changed: only the first sync of a ledger does this.
-            return project_with(campaign, ledger, authors);
+            return project_opened(campaign, ledger, authors, key);
         }
         let collection = match patch.path.first() {
             Some((_, Prop::Map(name))) => name.as_str(),
-            _ => return project_with(campaign, ledger, authors),
+            _ => return project_opened(campaign, ledger, authors, key),
         };
         let key = match (patch.path.get(1), &patch.action) {
             (Some((_, Prop::Map(key))), _) => key.clone(),
             (None, PatchAction::PutMap { key, .. } | PatchAction::DeleteMap { key }) => key.clone(),
             (None, PatchAction::Conflict { prop: Prop::Map(key) }) => key.clone(),
-            _ => return project_with(campaign, ledger, authors),
+            _ => return project_opened(campaign, ledger, authors, key),
         };
         let entity = entity_of(collection, &key);
         tallies_touched |= matches!(entity, Entity::Tally(_));
@@ -344,7 +380,7 @@ pub fn project_since_with(
         entities.extend(ledger.tally_ids().into_iter().map(Entity::Tally));
     }
     let history = History::of(ledger.doc(), ledger.responses_obj());
-    build(campaign, ledger, authors, &history, false, entities)
+    build(campaign, ledger, authors, key, &history, false, entities)
 }
 
 fn entity_of(collection: &str, key: &str) -> Entity {
@@ -359,6 +395,7 @@ fn build(
     campaign: &Campaign,
     ledger: &Ledger,
     authors: &Authors,
+    key: Option<&SecretKey>,
     history: &History,
     full: bool,
     entities: BTreeSet<Entity>,
@@ -368,7 +405,7 @@ fn build(
     for entity in &entities {
         match entity {
             Entity::Ledger => ledger_rows(ledger, &mut rows)?,
-            Entity::Response(id) => response_rows(campaign, ledger, authors, history, id, &mut rows)?,
+            Entity::Response(id) => response_rows(campaign, ledger, authors, key, history, id, &mut rows)?,
             Entity::Tally(id) => {
                 if firsts.is_none() {
                     firsts = Some(first_tallies(ledger)?);
@@ -409,6 +446,7 @@ fn response_rows(
     campaign: &Campaign,
     ledger: &Ledger,
     authors: &Authors,
+    key: Option<&SecretKey>,
     history: &History,
     id: &ResponseId,
     rows: &mut Rows,
@@ -438,11 +476,28 @@ fn response_rows(
         }));
         by_the_rules = false;
     }
-    let (answers, counted) = match &view.seal {
+    let (answers, mut counted) = match &view.seal {
         Some(seal) => (&seal.answers, status == Status::Submitted && by_the_rules),
         None => (&view.answers, false),
     };
+    let opened;
+    let answers = if campaign.seal_key().is_some() {
+        let (found, unsealed, problem) = open_answers(campaign, id, answers, key);
+        for k in unsealed {
+            rows.flags.push(flag(FlagKind::Unsealed { key: k }));
+        }
+        if let Some(reason) = problem {
+            rows.flags.push(flag(FlagKind::SealedUnreadable { reason }));
+            counted = false;
+        }
+        opened = found;
+        &opened
+    } else {
+        answers
+    };
     let subjects = campaign.subject_ids();
+    let answers_before = rows.answers.len();
+    let flags_before = rows.flags.len();
     for (key, scalar) in answers {
         let read = key
             .parse::<AnswerKey>()
@@ -465,6 +520,12 @@ fn response_rows(
             Err(reason) => rows.flags.push(flag(FlagKind::InvalidAnswer { key: key.clone(), reason })),
         }
     }
+    // A sealed object is one ballot: when part of what it opens to does not fit the form, none
+    // of it counts.
+    let misfit = rows.flags[flags_before..].iter().any(|f| matches!(f.kind, FlagKind::InvalidAnswer { .. }));
+    if campaign.seal_key().is_some() && misfit {
+        rows.answers[answers_before..].iter_mut().for_each(|a| a.counted = false);
+    }
     for (key, sealed, current) in view.edits_after_seal().into_iter().filter(|(k, ..)| !owned.masked.contains(k)) {
         rows.flags.push(flag(FlagKind::EditedAfterSeal { key, sealed, current }));
     }
@@ -484,6 +545,29 @@ fn response_rows(
         void_reason: void.and_then(|v| v.reason.clone()),
     });
     Ok(())
+}
+
+/// Opens the sealed object of a map of a sealed campaign's answers: the answers it holds, the
+/// keys written in the clear beside it, and why it did not open (if it did not).
+fn open_answers(
+    campaign: &Campaign,
+    id: &ResponseId,
+    answers: &BTreeMap<String, Scalar>,
+    key: Option<&SecretKey>,
+) -> (BTreeMap<String, Scalar>, Vec<String>, Option<String>) {
+    let unsealed: Vec<String> = answers.keys().filter(|k| *k != SEALED_KEY).cloned().collect();
+    let opened = match (answers.get(SEALED_KEY), key) {
+        (None, _) => Ok(BTreeMap::new()),
+        (Some(Scalar::Bytes(bytes)), Some(key)) => {
+            crate::sealed::open(key, &campaign.id, id, bytes).map(|o| o.answers).map_err(|e| e.to_string())
+        }
+        (Some(Scalar::Bytes(_)), None) => Err("the campaign's key is not at hand".to_owned()),
+        (Some(other), _) => Err(format!("{SEALED_KEY} holds {other:?}, not bytes")),
+    };
+    match opened {
+        Ok(found) => (found, unsealed, None),
+        Err(reason) => (BTreeMap::new(), unsealed, Some(reason)),
+    }
 }
 
 /// A response as its owner wrote it, and the flags of what others (or later writes to the

@@ -371,6 +371,32 @@ fn read_plaintext(bytes: &[u8]) -> Result<BTreeMap<String, Scalar>, OpenError> {
         .collect())
 }
 
+/// Every scalar value any change of `doc` ever wrote, and every map key, as the changes hold
+/// them (not the compressed document): what a check that a document holds no plaintext walks.
+/// Text objects' characters are read as strings, one per insertion.
+pub fn every_value_written(doc: &automerge::Automerge) -> Vec<automerge::ScalarValue> {
+    use automerge::legacy::{Key, OpType};
+    let mut out = Vec::new();
+    for change in doc.get_changes(&[]) {
+        let expanded = change.decode();
+        if let Some(message) = &expanded.message {
+            out.push(automerge::ScalarValue::Str(message.as_str().into()));
+        }
+        for op in &expanded.operations {
+            if let Key::Map(k) = &op.key {
+                out.push(automerge::ScalarValue::Str(k.as_str().into()));
+            }
+            match &op.action {
+                OpType::Put(value) => out.push(value.clone()),
+                OpType::Increment(n) => out.push(automerge::ScalarValue::Int(*n)),
+                OpType::MarkBegin(mark) => out.push(mark.value.clone()),
+                _ => {}
+            }
+        }
+    }
+    out
+}
+
 /// Bytes from a seed: SHA-256 of the seed and a counter, block after block. It stands between
 /// the caller's fresh entropy and the HPKE library, which asks an RNG for its ephemeral key.
 struct SeededRng {

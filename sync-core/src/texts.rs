@@ -254,6 +254,8 @@ texts! {
     flag_outside_schedule: "Ghi hoặc nộp ngoài thời gian lấy ý kiến (không tính)", "Recorded or submitted outside the schedule (not counted)";
     flag_after_publication: "Đến sau khi công bố kết quả (không tính vào kết quả đã công bố)", "Arrived after the results were published (not counted in them)";
     flag_tally_duplicate: "Biên bản nhập trùng (chưa tính)", "Tally entered twice (not counted until reviewed)";
+    flag_sealed_unreadable: "Phiếu niêm phong không mở được hoặc bị sửa (không tính)", "Sealed answers do not open or were altered (not counted)";
+    flag_unsealed: "Câu trả lời không được niêm phong (không tính)", "Answer written unsealed (not counted)";
     flag_malformed_key: "Mã không hợp lệ", "Malformed key";
     alerts_title: "Số liệu bất thường", "Implausible numbers";
     sealed_value: "giá trị đã nộp", "submitted value";

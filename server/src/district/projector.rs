@@ -624,6 +624,8 @@ fn flag_kind(kind: &FlagKind) -> &'static str {
         FlagKind::TallyDuplicate { .. } => "tally_duplicate",
         FlagKind::MalformedKey { .. } => "malformed_key",
         FlagKind::OutsideBallot { .. } => "outside_ballot",
+        FlagKind::SealedUnreadable { .. } => "sealed_unreadable",
+        FlagKind::Unsealed { .. } => "unsealed",
     }
 }
 

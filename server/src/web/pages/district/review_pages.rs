@@ -20,6 +20,8 @@ pub(super) fn flag_label(t: &Texts, flag: &str) -> &'static str {
         "outside_schedule" => t.flag_outside_schedule,
         "tally_duplicate" => t.flag_tally_duplicate,
         "after_publication" => t.flag_after_publication,
+        "sealed_unreadable" => t.flag_sealed_unreadable,
+        "unsealed" => t.flag_unsealed,
         _ => t.flag_malformed_key,
     }
 }
