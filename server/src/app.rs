@@ -54,6 +54,8 @@ pub struct Server {
     config: ServeConfig,
     /// The certificate, when the server terminates TLS itself.
     tls: Option<Arc<Certificates>>,
+    /// The key-encryption key of campaign keys, read from --campaign-kek.
+    campaign_kek: Option<crate::district::keys::Kek>,
 }
 
 impl Server {
@@ -83,11 +85,15 @@ impl Server {
         if config.database.database_url.is_none() {
             std::fs::create_dir_all(&config.database.data_dir)?;
         }
+        let campaign_kek = match &config.campaign_kek {
+            Some(path) => Some(crate::district::keys::Kek::read(path).map_err(ServerError::Config)?),
+            None => None,
+        };
         let store = Store::open(&config.database_url()).await?;
         let storage_id = store.storage_id().await?;
         // A fresh peer id per process; the storage id is what stays.
         let identity = Identity { peer_id: format!("hamlet-server-{}", uuid::Uuid::new_v4().simple()), storage_id };
-        Ok(Server { store, identity, config, tls })
+        Ok(Server { store, identity, config, tls, campaign_kek })
     }
 
     /// The SHA-256 fingerprint of the TLS certificate in use, when the server terminates TLS.
@@ -116,7 +122,10 @@ impl Server {
         if self.config.max_concurrent_hashes > 0 {
             accounts = accounts.with_hasher(crate::accounts::Hasher::new(self.config.max_concurrent_hashes));
         }
-        let settings = crate::district::Settings { silent_device_days: self.config.silent_device_days };
+        let settings = crate::district::Settings {
+            silent_device_days: self.config.silent_device_days,
+            campaign_kek: self.campaign_kek.clone(),
+        };
         let projector = crate::district::new_projector(&self.store, settings);
         let hub = Hub::new(
             self.store.clone(),

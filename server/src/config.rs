@@ -120,6 +120,13 @@ pub struct ServeConfig {
     #[arg(long, env = "HAMLET_DEVICE_MESSAGES_PER_SECOND", default_value_t = 200)]
     pub device_messages_per_second: u32,
 
+    /// The key-encryption key file (64 hex digits, `hamlet-server campaign-key new-kek`): with
+    /// it, a version 2 campaign gets its own key when it opens and its answers are sealed on the
+    /// phones; without it, campaigns open unsealed. Keep it outside the data folder and its
+    /// backups (docs/deploy.md, "Campaign keys").
+    #[arg(long, env = "HAMLET_CAMPAIGN_KEK")]
+    pub campaign_kek: Option<PathBuf>,
+
     /// A collector's device that has not synced for more than this many days is shown as
     /// silent on the dashboard.
     #[arg(long, env = "HAMLET_SILENT_DEVICE_DAYS", default_value_t = 3)]

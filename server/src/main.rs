@@ -7,6 +7,7 @@ use hamlet_server::app::Relay;
 use hamlet_server::app::Server;
 use hamlet_server::config::{DatabaseConfig, RelayConfig, RelayEnrollConfig, ServeConfig};
 use hamlet_server::demo;
+use hamlet_server::district::keys::{self, Kek};
 use hamlet_server::store::Store;
 use hamlet_sync_core::{Day, LevelSet, fixtures};
 
@@ -44,6 +45,16 @@ enum Command {
         /// The database.
         #[command(flatten)]
         database: DatabaseConfig,
+        /// The key-encryption key file, to open sealed campaigns' answers.
+        #[arg(long, env = "HAMLET_CAMPAIGN_KEK")]
+        campaign_kek: Option<std::path::PathBuf>,
+    },
+    /// Campaign keys (sealed answers): a new key-encryption key, a campaign key's backup, its
+    /// restore on a fresh server. Losing a campaign's key loses its answers: back it up.
+    CampaignKey {
+        /// What to do.
+        #[command(subcommand)]
+        action: KeyAction,
     },
     /// Simulate collectors recording offline on several phones, merge their ledgers, and print
     /// the results per cadre.
@@ -54,6 +65,40 @@ enum Command {
         /// Responses recorded on each phone.
         #[arg(long, env = "HAMLET_DEMO_RESPONSES", default_value_t = 40)]
         responses: usize,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum KeyAction {
+    /// Print a new random key-encryption key (64 hex digits) for a --campaign-kek file.
+    NewKek,
+    /// Print a backup of a campaign's private key, wrapped under HAMLET_BACKUP_PASSPHRASE.
+    Export {
+        /// The campaign.
+        campaign: String,
+        /// The key-encryption key file.
+        #[arg(long, env = "HAMLET_CAMPAIGN_KEK")]
+        campaign_kek: std::path::PathBuf,
+        /// The backup's passphrase (at least 12 characters).
+        #[arg(long, env = "HAMLET_BACKUP_PASSPHRASE", hide_env_values = true)]
+        passphrase: String,
+        /// The database.
+        #[command(flatten)]
+        database: DatabaseConfig,
+    },
+    /// Restore a campaign key's backup into this server, under its key-encryption key.
+    Restore {
+        /// The backup file.
+        file: std::path::PathBuf,
+        /// The key-encryption key file.
+        #[arg(long, env = "HAMLET_CAMPAIGN_KEK")]
+        campaign_kek: std::path::PathBuf,
+        /// The backup's passphrase.
+        #[arg(long, env = "HAMLET_BACKUP_PASSPHRASE", hide_env_values = true)]
+        passphrase: String,
+        /// The database.
+        #[command(flatten)]
+        database: DatabaseConfig,
     },
 }
 
@@ -136,8 +181,12 @@ async fn main() -> anyhow::Result<()> {
             Ok(())
         }
         Command::Admin { action } => admin(action).await,
-        Command::Reproject { database } => {
-            let ledgers = hamlet_server::district::reproject_all(&database.url()).await.context("reprojecting")?;
+        Command::Reproject { database, campaign_kek } => {
+            let kek = match campaign_kek {
+                Some(path) => Some(Kek::read(&path).map_err(anyhow::Error::msg)?),
+                None => None,
+            };
+            let ledgers = hamlet_server::district::reproject_all(&database.url(), kek).await.context("reprojecting")?;
             let store = Store::open(&database.url()).await.context("opening the database")?;
             let detail = format!("rebuilt the district tables from {ledgers} ledgers");
             hamlet_server::audit::record(&store, "command-line", "reproject", "district", &detail).await?;
@@ -146,7 +195,41 @@ async fn main() -> anyhow::Result<()> {
             Ok(())
         }
         Command::Demo { phones, responses } => print_demo(phones, responses),
+        Command::CampaignKey { action } => campaign_key(action).await,
     }
+}
+
+async fn campaign_key(action: KeyAction) -> anyhow::Result<()> {
+    match action {
+        KeyAction::NewKek => println!("{}", Kek::generate_hex().map_err(anyhow::Error::msg)?),
+        KeyAction::Export { campaign, campaign_kek, passphrase, database } => {
+            let kek = Kek::read(&campaign_kek).map_err(anyhow::Error::msg)?;
+            let store = Store::open(&database.url()).await.context("opening the database")?;
+            let campaign = campaign.parse().context("campaign id")?;
+            let backup =
+                keys::export(&store, &kek, &campaign, &passphrase).await.map_err(|e| anyhow::anyhow!("{e}"))?;
+            hamlet_server::audit::record(&store, "command-line", "campaign.key_export", campaign.as_str(), "").await?;
+            store.close().await;
+            print!("{backup}");
+            eprintln!("Keep this backup and its passphrase apart: with both, the campaign's answers can be read.");
+        }
+        KeyAction::Restore { file, campaign_kek, passphrase, database } => {
+            let kek = Kek::read(&campaign_kek).map_err(anyhow::Error::msg)?;
+            let text = std::fs::read_to_string(&file).with_context(|| format!("reading {}", file.display()))?;
+            if database.database_url.is_none() {
+                std::fs::create_dir_all(&database.data_dir).context("creating the data folder")?;
+            }
+            let store = Store::open(&database.url()).await.context("opening the database")?;
+            let (campaign, public) =
+                keys::restore(&store, &kek, &text, &passphrase).await.map_err(|e| anyhow::anyhow!("{e}"))?;
+            hamlet_server::audit::record(&store, "command-line", "campaign.key_restore", campaign.as_str(), "").await?;
+            store.close().await;
+            println!(
+                "Restored the key of campaign {campaign} (public key {public}). Run `hamlet-server reproject` next."
+            );
+        }
+    }
+    Ok(())
 }
 
 async fn admin(action: AdminAction) -> anyhow::Result<()> {

@@ -371,6 +371,71 @@ fn read_plaintext(bytes: &[u8]) -> Result<BTreeMap<String, Scalar>, OpenError> {
         .collect())
 }
 
+/// The label of a wrapped campaign key's `info` and `aad`.
+const WRAP_LABEL: &[u8] = b"hamlet/campaign-key/1";
+
+/// The length of a wrapped campaign key: format byte, enc, the 32-byte seed and its tag.
+pub const WRAPPED_BYTES: usize = 1 + 32 + 32 + TAG;
+
+/// Wraps (encrypts) a campaign's private key for storage or backup under a 32-byte
+/// key-encryption key `kek`: HPKE as for answers, to the key pair derived from `kek`, bound to
+/// the campaign. `entropy` must be 32 fresh random bytes.
+pub fn wrap_secret(kek: &[u8; 32], campaign: &CampaignId, secret: &SecretKey, entropy: [u8; 32]) -> Vec<u8> {
+    let wrapping = SecretKey::from_seed(*kek).public_key();
+    let label = wrap_label(campaign);
+    // The key derived from `kek` is a valid X25519 key: sealing to it cannot fail.
+    let pk = <Kem as hpke::Kem>::PublicKey::from_bytes(&wrapping.0);
+    let sealed = pk.ok().and_then(|pk| {
+        hpke::single_shot_seal_with_rng::<ChaCha20Poly1305, HkdfSha256, Kem>(
+            &OpModeS::Base,
+            &pk,
+            &label,
+            &secret.seed,
+            &label,
+            &mut SeededRng::new(entropy),
+        )
+        .ok()
+    });
+    let mut out = Vec::with_capacity(WRAPPED_BYTES);
+    out.push(FORMAT);
+    if let Some((enc, ciphertext)) = sealed {
+        out.extend_from_slice(&enc.to_bytes());
+        out.extend_from_slice(&ciphertext);
+    }
+    out
+}
+
+/// Unwraps a campaign key wrapped by [`wrap_secret`] with the same `kek` for the same campaign.
+pub fn unwrap_secret(kek: &[u8; 32], campaign: &CampaignId, wrapped: &[u8]) -> Result<SecretKey, OpenError> {
+    if wrapped.len() != WRAPPED_BYTES {
+        return Err(OpenError::Truncated(wrapped.len()));
+    }
+    if wrapped[0] != FORMAT {
+        return Err(OpenError::Format(wrapped[0]));
+    }
+    let unwrapping = SecretKey::from_seed(*kek);
+    let enc = <Kem as hpke::Kem>::EncappedKey::from_bytes(&wrapped[1..33]).map_err(|_| OpenError::Rejected)?;
+    let label = wrap_label(campaign);
+    let seed = hpke::single_shot_open::<ChaCha20Poly1305, HkdfSha256, Kem>(
+        &OpModeR::Base,
+        &unwrapping.inner,
+        &enc,
+        &label,
+        &wrapped[33..],
+        &label,
+    )
+    .map_err(|_| OpenError::Rejected)?;
+    let seed: [u8; 32] = seed.as_slice().try_into().map_err(|_| OpenError::Rejected)?;
+    Ok(SecretKey::from_seed(seed))
+}
+
+fn wrap_label(campaign: &CampaignId) -> Vec<u8> {
+    let mut out = WRAP_LABEL.to_vec();
+    out.push(0);
+    out.extend_from_slice(campaign.as_str().as_bytes());
+    out
+}
+
 /// Every scalar value any change of `doc` ever wrote, and every map key, as the changes hold
 /// them (not the compressed document): what a check that a document holds no plaintext walks.
 /// Text objects' characters are read as strings, one per insertion.
@@ -618,6 +683,28 @@ mod tests {
         assert!("00".parse::<PublicKey>().is_err());
         assert!("zz".repeat(32).parse::<PublicKey>().is_err());
         assert!(!format!("{a:?}").contains(&hex::encode_seed(&a)));
+    }
+
+    #[test]
+    fn a_wrapped_key_unwraps_only_with_its_kek_for_its_campaign() {
+        let secret = SecretKey::from_seed([1; 32]);
+        let (campaign, _, _) = ids();
+        let wrapped = wrap_secret(&[9; 32], &campaign, &secret, [4; 32]);
+        assert_eq!(wrapped.len(), WRAPPED_BYTES);
+        assert!(!wrapped.windows(32).any(|w| w == secret.seed()));
+        let back = unwrap_secret(&[9; 32], &campaign, &wrapped).expect("unwraps");
+        assert_eq!(back.public_key(), secret.public_key());
+        assert!(unwrap_secret(&[8; 32], &campaign, &wrapped).is_err());
+        let other: CampaignId = "another-campaign".parse().expect("id");
+        assert!(unwrap_secret(&[9; 32], &other, &wrapped).is_err());
+        for len in 0..wrapped.len() {
+            assert!(unwrap_secret(&[9; 32], &campaign, &wrapped[..len]).is_err());
+        }
+        for i in 0..wrapped.len() {
+            let mut bad = wrapped.clone();
+            bad[i] ^= 1;
+            assert!(unwrap_secret(&[9; 32], &campaign, &bad).is_err(), "byte {i}");
+        }
     }
 
     mod hex {

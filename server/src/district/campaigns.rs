@@ -94,6 +94,14 @@ pub async fn transition(
     if to == CampaignState::Open {
         // The scopes freeze with the rest: the ballots as the unit tree gives them today.
         campaign.resolve_ballots(&tree);
+        // A version 2 campaign gets its key as it opens, when the server can keep one.
+        if let Some(kek) = &district.settings().campaign_kek
+            && campaign.is_scoped()
+            && campaign.sealing.is_none()
+        {
+            let public = super::keys::make(district.store(), kek, &campaign.id).await?;
+            campaign.sealing = Some(hamlet_sync_core::Sealing::new(public));
+        }
     }
     campaign.transition(to, Some(&tree)).map_err(|e| match e {
         hamlet_sync_core::CampaignError::Transition { .. } => {

@@ -17,6 +17,7 @@ pub mod campaigns;
 pub mod catalog;
 pub mod csv;
 pub mod export;
+pub mod keys;
 pub mod progress;
 pub mod projector;
 pub mod results;
@@ -36,11 +37,14 @@ pub use projector::Projector;
 pub struct Settings {
     /// A device that has not synced for more than this many days is shown as silent.
     pub silent_device_days: u32,
+    /// The key-encryption key campaign keys are stored under; without it, campaigns open
+    /// without sealing (see [`keys`]).
+    pub campaign_kek: Option<keys::Kek>,
 }
 
 impl Default for Settings {
     fn default() -> Self {
-        Settings { silent_device_days: 3 }
+        Settings { silent_device_days: 3, campaign_kek: None }
     }
 }
 
@@ -177,10 +181,10 @@ pub fn start(hub: Arc<Hub>, projector: Arc<Projector>) -> District {
 
 /// Rebuilds every projected table of the database at `url` from its stored documents (the
 /// `hamlet-server reproject` command); returns how many ledgers were projected.
-pub async fn reproject_all(url: &str) -> Result<usize, projector::ProjectorError> {
+pub async fn reproject_all(url: &str, campaign_kek: Option<keys::Kek>) -> Result<usize, projector::ProjectorError> {
     let store = Store::open(url).await?;
     let catalog = Arc::new(Catalog::new(store.clone()));
-    let projector = Projector::start(store.clone(), catalog, Settings::default());
+    let projector = Projector::start(store.clone(), catalog, Settings { campaign_kek, ..Settings::default() });
     let projected = projector.reproject().await;
     store.close().await;
     projected

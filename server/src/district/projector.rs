@@ -30,7 +30,7 @@ use hamlet_sync_core::automerge::{ActorId, Automerge, ChangeHash, ReadDoc};
 use hamlet_sync_core::projection::{Entity, FlagKind, Projection};
 use hamlet_sync_core::session::{Peer, decode_heads, encode_heads};
 use hamlet_sync_core::{
-    AnswerValue, Campaign, CampaignId, DocumentId, Ledger, LedgerError, UnitId, project_since_with, project_with,
+    AnswerValue, Campaign, CampaignId, DocumentId, Ledger, LedgerError, UnitId, project_opened, project_since_opened,
 };
 use sqlx::QueryBuilder;
 use tokio::sync::{Notify, watch};
@@ -68,6 +68,9 @@ pub enum ProjectorError {
     /// The unit tree could not be read.
     #[error("units: {0}")]
     Units(String),
+    /// A campaign key could not be read or unwrapped.
+    #[error("campaign key: {0}")]
+    Keys(String),
 }
 
 /// A device seen syncing a ledger.
@@ -276,6 +279,17 @@ impl Projector {
     ) -> Result<(), ProjectorError> {
         let mut ledger = Ledger::open(doc, &campaign.id, hamlet)?;
         let authors = self.authors().await?;
+        let secret = match (campaign.seal_key(), &self.settings.campaign_kek) {
+            (Some(_), Some(kek)) => super::keys::secret(&self.store, kek, &campaign.id)
+                .await
+                .map_err(|e| ProjectorError::Keys(e.to_string()))?,
+            _ => None,
+        };
+        if campaign.seal_key().is_some() && secret.is_none() {
+            // Projected anyway: every sealed answer is flagged unreadable until the key is back
+            // (restore its backup, then reproject).
+            tracing::warn!(campaign = %campaign.id, "no key at hand for a sealed campaign: its answers are not counted");
+        }
         let key = id.to_string();
         let tree = self.catalog.units().await.map_err(|e| ProjectorError::Units(e.to_string()))?;
         let commune =
@@ -287,9 +301,9 @@ impl Projector {
                 return Ok(());
             }
             let projection = match &mark {
-                None => project_with(campaign, &ledger, &authors)?,
+                None => project_opened(campaign, &ledger, &authors, secret.as_ref())?,
                 Some(m) if m.iter().all(|h| ledger.doc().get_change_by_hash(h).is_some()) => {
-                    project_since_with(campaign, &ledger, m, &authors)?
+                    project_since_opened(campaign, &ledger, m, &authors, secret.as_ref())?
                 }
                 Some(_) => {
                     // The mark holds changes this copy lacks: start from what storage holds.

@@ -668,6 +668,12 @@ const MIGRATIONS: &[(i64, &str, &str, &str)] = &[
         include_str!("../../migrations/sqlite/0010_relay.sql"),
         include_str!("../../migrations/postgres/0010_relay.sql"),
     ),
+    (
+        11,
+        "campaign_keys",
+        include_str!("../../migrations/sqlite/0011_campaign_keys.sql"),
+        include_str!("../../migrations/postgres/0011_campaign_keys.sql"),
+    ),
 ];
 
 fn migrator(backend: Backend) -> Migrator {

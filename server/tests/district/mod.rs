@@ -25,11 +25,16 @@ pub struct Harness {
 }
 
 pub async fn harness(url: &str) -> Harness {
+    harness_with(url, Settings::default()).await
+}
+
+/// A district over one database, with these settings.
+pub async fn harness_with(url: &str, settings: Settings) -> Harness {
     let store = Store::open(url).await.expect("store opens");
     let (committer, _writer) = Committer::spawn(store.clone(), 64);
     let identity = Identity { peer_id: "test-server".into(), storage_id: store.storage_id().await.unwrap() };
     let accounts = Accounts::new(store.clone(), Duration::from_secs(3600));
-    let projector = district::new_projector(&store, Settings::default());
+    let projector = district::new_projector(&store, settings);
     let hub = Hub::new(
         store.clone(),
         committer,

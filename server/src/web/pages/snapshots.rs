@@ -460,11 +460,11 @@ fn admin_pages() {
     let tree = fixtures::unit_tree();
     let draft = fixtures::scoped_campaign();
     check!("campaign-admin-draft", "/admin/campaigns/tin-nhiem-2025?done=1", Menu::Admin, |c| {
-        d::render_campaign_admin(&c, &draft, &tree, None, true)
+        d::render_campaign_admin(&c, &draft, &tree, None, true, false)
     });
     let open = fixtures::open_campaign();
     check!("campaign-admin-open", "/admin/campaigns/tin-nhiem-2025", Menu::Admin, |c| {
-        d::render_campaign_admin(&c, &open, &tree, None, false)
+        d::render_campaign_admin(&c, &open, &tree, None, false, false)
     });
     check!("units", "/admin/units", Menu::Admin, |c| d::render_units(&c, &tree, None, false, 1));
 }

@@ -110,13 +110,15 @@ pub(super) fn form_failure(ctx: &PageCtx, page: Result<Markup, DistrictError>, e
 }
 
 /// `/admin/campaigns/{id}`: a campaign's state, its next transition, and (while a draft) the
-/// forms that edit it and import its subjects and hamlets.
+/// forms that edit it and import its subjects and hamlets. `makes_key`: opening the campaign
+/// will make its key (the server keeps campaign keys), which the page warns about.
 pub fn render_campaign_admin(
     chrome: &Chrome,
     campaign: &Campaign,
     tree: &hamlet_sync_core::UnitTree,
     error: Option<&DistrictError>,
     done: bool,
+    makes_key: bool,
 ) -> Markup {
     let t = chrome.t();
     let lang = chrome.lang;
@@ -141,6 +143,12 @@ pub fn render_campaign_admin(
         @if let Some((to, label, what_follows)) = next {
             (post_form(&format!("/admin/campaigns/{cid}/state"), csrf, Some("card"), html! {
                 input type="hidden" name="to" value=(to);
+                @if makes_key && campaign.state == CampaignState::Draft && campaign.is_scoped() {
+                    p.warn role="alert" { (t.campaign_key_warning) }
+                }
+                @if let Some(sealing) = &campaign.sealing {
+                    p.muted { (t.campaign_key_held) " " code { (sealing.public_key) } }
+                }
                 p.muted { (t.confirm_hint) }
                 label.confirm { input type="checkbox" name="confirm" value="yes" required; " " (what_follows) }
                 button type="submit" { (label) }
@@ -239,7 +247,8 @@ pub(super) async fn campaign_admin(
 ) -> Result<Markup, DistrictError> {
     let campaign = ctx.district.catalog().require(id).await?;
     let tree = ctx.district.catalog().units().await?;
-    Ok(render_campaign_admin(ctx.chrome(), &campaign, &tree, error, done))
+    let makes_key = ctx.district.settings().campaign_kek.is_some();
+    Ok(render_campaign_admin(ctx.chrome(), &campaign, &tree, error, done, makes_key))
 }
 
 pub(super) async fn campaign_admin_page(ctx: PageCtx, Path(id): Path<String>, Query(q): Query<DoneQuery>) -> Response {
