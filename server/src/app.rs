@@ -302,8 +302,8 @@ impl Relay {
         );
         // The relay keeps no district tables; its district handle only completes the state the
         // sync endpoint shares with the district server.
-        let projector =
-            crate::district::new_projector(&self.store, crate::district::Settings { silent_device_days: 3 });
+        // Nor any campaign key: what the relay carries stays sealed.
+        let projector = crate::district::new_projector(&self.store, crate::district::Settings::default());
         let district = crate::district::start(hub.clone(), projector);
         let stop = CancellationToken::new();
         let connections = TaskTracker::new();
