@@ -1,6 +1,8 @@
 //! Answers as collectors give them — text typed on a phone or a command line — read against the
 //! campaign's form, with errors that name the question.
 
+use std::collections::BTreeMap;
+
 use hamlet_sync_core::ledger::Scalar;
 use hamlet_sync_core::{AnswerKey, AnswerValue, Campaign, Level, QuestionKind, SubjectId, UnitId};
 
@@ -83,6 +85,44 @@ pub fn ballot(campaign: &Campaign, hamlet: &UnitId, key: &AnswerKey) -> Result<V
         )),
         _ => Ok(subjects),
     }
+}
+
+/// Answers as the JSON the local store keeps for a sealed campaign's drafts.
+pub fn to_json(answers: &BTreeMap<AnswerKey, AnswerValue>) -> String {
+    let map: serde_json::Map<String, serde_json::Value> = answers
+        .iter()
+        .map(|(k, v)| {
+            let value = match v {
+                AnswerValue::Level(l) => serde_json::Value::from(l.code()),
+                AnswerValue::YesNo(b) => serde_json::Value::from(*b),
+                AnswerValue::Number(n) => serde_json::Value::from(*n),
+                AnswerValue::Comment(s) => serde_json::Value::from(s.as_str()),
+            };
+            (k.to_string(), value)
+        })
+        .collect();
+    serde_json::Value::Object(map).to_string()
+}
+
+/// Reads answers written by [`to_json`] against the campaign's form (what no longer fits is
+/// left out).
+pub fn from_json(campaign: &Campaign, text: &str) -> BTreeMap<AnswerKey, AnswerValue> {
+    let Ok(serde_json::Value::Object(map)) = serde_json::from_str::<serde_json::Value>(text) else {
+        return BTreeMap::new();
+    };
+    map.into_iter()
+        .filter_map(|(k, v)| {
+            let key: AnswerKey = k.parse().ok()?;
+            let question = campaign.form.question(&key.question)?;
+            let scalar = match v {
+                serde_json::Value::String(s) => Scalar::Str(s),
+                serde_json::Value::Bool(b) => Scalar::Bool(b),
+                serde_json::Value::Number(n) => Scalar::Int(n.as_i64()?),
+                _ => return None,
+            };
+            Some((key, scalar.to_answer(&question.kind)?))
+        })
+        .collect()
 }
 
 /// An answer as text, the way [`parse`] reads it back.

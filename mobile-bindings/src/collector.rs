@@ -596,6 +596,13 @@ pub struct Collector {
     pub(crate) shared: Arc<Shared>,
 }
 
+/// 32 fresh random bytes, for one sealed object.
+fn entropy() -> Result<[u8; 32], CollectorError> {
+    let mut bytes = [0u8; 32];
+    getrandom::fill(&mut bytes).map_err(|e| CollectorError::Invalid(format!("no randomness on this phone: {e}")))?;
+    Ok(bytes)
+}
+
 fn day_text(day: Option<Day>) -> Option<String> {
     day.map(|d| d.to_string())
 }
@@ -970,8 +977,18 @@ impl Collector {
             }
             let id = ResponseId::new(uuid::Uuid::new_v4().to_string())?;
             let today = inner.today();
+            let sealed = form.seal_key().is_some();
+            if sealed {
+                // The plaintext stays here only; the ledger gets the ciphertext.
+                self.shared.store.set_plaintext(&doc_id.to_string(), id.as_str(), &answers::to_json(&parsed)).await?;
+            }
             let ledger = inner.ledger_mut(&doc_id).ok_or_else(|| CollectorError::UnknownCampaign(campaign.into()))?;
-            ledger.record(&form, &NewResponse { id: id.clone(), collector: me, answers: parsed }, today)?;
+            let response = NewResponse { id: id.clone(), collector: me, answers: parsed };
+            if sealed {
+                ledger.record_sealed(&form, &response, today, entropy()?)?;
+            } else {
+                ledger.record(&form, &response, today)?;
+            }
             self.shared.persist_local(&mut inner, &doc_id, std::slice::from_ref(&id)).await?;
             Ok(id.to_string())
         })
@@ -1045,10 +1062,30 @@ impl Collector {
                 }
             }
             let today = inner.today();
-            let ledger = inner
-                .ledger_mut(&doc_id)
-                .ok_or_else(|| CollectorError::NotFound { kind: "response", id: id.into() })?;
-            let outcome = ledger.edit(&form, &rid, &parsed, today)?;
+            let outcome = if form.seal_key().is_some() {
+                // The whole answer set is sealed again as the next version.
+                let document = doc_id.to_string();
+                let held = self.shared.store.plaintext(&document, rid.as_str()).await?.ok_or_else(|| {
+                    CollectorError::Invalid(format!("the answers of response {id} are no longer on this phone"))
+                })?;
+                let mut answers = answers::from_json(&form, &held);
+                for (k, v) in parsed {
+                    match v {
+                        Some(v) => answers.insert(k, v),
+                        None => answers.remove(&k),
+                    };
+                }
+                self.shared.store.set_plaintext(&document, rid.as_str(), &answers::to_json(&answers)).await?;
+                let ledger = inner
+                    .ledger_mut(&doc_id)
+                    .ok_or_else(|| CollectorError::NotFound { kind: "response", id: id.into() })?;
+                ledger.edit_sealed(&form, &rid, &answers, today, entropy()?)?
+            } else {
+                let ledger = inner
+                    .ledger_mut(&doc_id)
+                    .ok_or_else(|| CollectorError::NotFound { kind: "response", id: id.into() })?;
+                ledger.edit(&form, &rid, &parsed, today)?
+            };
             self.shared.persist_local(&mut inner, &doc_id, std::slice::from_ref(&rid)).await?;
             Ok(outcome == EditOutcome::FlaggedAfterSeal)
         })
@@ -1062,6 +1099,19 @@ impl Collector {
             let (rid, doc_id, campaign_id) = self.locate(&mut inner, id).await?;
             let form = inner.campaign(&campaign_id)?.clone();
             let today = inner.today();
+            if form.seal_key().is_some() {
+                // The ledger cannot read sealed answers: the required ones are checked here.
+                let held = self.shared.store.plaintext(&doc_id.to_string(), rid.as_str()).await?.unwrap_or_default();
+                let answers = answers::from_json(&form, &held);
+                let hamlet = inner.ledger(&doc_id).map(|l| l.hamlet().clone());
+                if let Some(hamlet) = hamlet {
+                    for key in form.form.required_keys(&form.ballot(&hamlet)) {
+                        if !answers.contains_key(&key) {
+                            return Err(LedgerError::from(hamlet_sync_core::AnswerError::Missing(key)).into());
+                        }
+                    }
+                }
+            }
             let ledger = inner
                 .ledger_mut(&doc_id)
                 .ok_or_else(|| CollectorError::NotFound { kind: "response", id: id.into() })?;
@@ -1188,9 +1238,11 @@ impl Collector {
                     collector,
                 })
                 .await?;
+            let plaintexts = self.shared.store.plaintexts().await?;
             let mut out = Vec::with_capacity(rows.len());
             for row in rows {
-                out.extend(response_item(&inner, &row)?);
+                let held = plaintexts.get(&(row.document.clone(), row.id.clone())).map(String::as_str);
+                out.extend(response_item(&inner, &row, held)?);
             }
             Ok(out)
         })
@@ -1205,7 +1257,8 @@ impl Collector {
             if let Ok(doc) = DocumentId::parse_url_or_id(&row.document) {
                 self.shared.ensure(&mut inner, &[doc]).await?;
             }
-            response_item(&inner, &row)?.ok_or_else(not_found)
+            let held = self.shared.store.plaintext(&row.document, &row.id).await?;
+            response_item(&inner, &row, held.as_deref())?.ok_or_else(not_found)
         })
     }
 
@@ -1364,11 +1417,29 @@ fn enrollment_view(inner: &Inner) -> EnrollmentView {
     }
 }
 
-fn response_item(inner: &Inner, row: &IndexRow) -> Result<Option<ResponseItem>, CollectorError> {
+/// One response as the phone shows it; `held`: the plaintext kept for a sealed campaign's
+/// response (its ledger holds only ciphertext, which is never shown).
+fn response_item(inner: &Inner, row: &IndexRow, held: Option<&str>) -> Result<Option<ResponseItem>, CollectorError> {
     let Ok(doc) = DocumentId::parse_url_or_id(&row.document) else { return Ok(None) };
     let Some(ledger) = inner.ledger(&doc) else { return Ok(None) };
     let Ok(id) = ResponseId::new(row.id.as_str()) else { return Ok(None) };
-    let Some(view) = ledger.response(&id)? else { return Ok(None) };
+    let Some(mut view) = ledger.response(&id)? else { return Ok(None) };
+    // Read on the ledger as it is: for a sealed response, `~sealed` when it changed after the seal.
+    let edited: Vec<String> = view.edits_after_seal().into_iter().map(|(k, _, _)| k).collect();
+    if let Ok(campaign) = inner.campaign(ledger.campaign())
+        && campaign.seal_key().is_some()
+    {
+        let plain: BTreeMap<String, hamlet_sync_core::ledger::Scalar> = held
+            .map(|h| answers::from_json(campaign, h))
+            .unwrap_or_default()
+            .iter()
+            .map(|(k, v)| (k.to_string(), hamlet_sync_core::ledger::Scalar::from_answer(v)))
+            .collect();
+        view.answers = plain.clone();
+        if let Some(seal) = view.seal.as_mut() {
+            seal.answers = plain;
+        }
+    }
     let text = |m: &BTreeMap<String, hamlet_sync_core::ledger::Scalar>| {
         m.iter().map(|(k, v)| (k.clone(), answers::show(v))).collect::<HashMap<_, _>>()
     };
@@ -1383,7 +1454,7 @@ fn response_item(inner: &Inner, row: &IndexRow) -> Result<Option<ResponseItem>, 
         acknowledged: row.acknowledged || row.last_change.is_none(),
         answers: text(&view.answers),
         sealed_answers: view.seal.as_ref().map(|s| text(&s.answers)).unwrap_or_default(),
-        edited_after_submission: view.edits_after_seal().into_iter().map(|(k, _, _)| k).collect(),
+        edited_after_submission: edited,
         void_reason: view.void.as_ref().and_then(|v| v.reason.clone()),
     }))
 }

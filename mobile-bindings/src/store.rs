@@ -21,7 +21,7 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePo
 use sqlx::{Row, Sqlite, Transaction};
 
 /// The schema version this code writes (SQLite's `user_version`).
-const SCHEMA_VERSION: i64 = 4;
+const SCHEMA_VERSION: i64 = 5;
 
 /// The first version whose response index agrees with its documents by construction (see
 /// [`Store::upgraded_from`]).
@@ -139,6 +139,16 @@ const SCHEMA_V3: &[&str] = &[
 /// Version 4: the fingerprint of the enrolled server's certificate, when the enrollment code
 /// pinned one (the server's address is then `https://`).
 const SCHEMA_V4: &[&str] = &["ALTER TABLE identity ADD COLUMN certificate_pin TEXT"];
+
+/// Version 5: the plaintext of this device's own responses to sealed campaigns (their ledger
+/// holds only ciphertext), kept here only until the response is submitted (or voided) and a
+/// server acknowledged it.
+const SCHEMA_V5: &[&str] = &["CREATE TABLE plaintext (
+        document TEXT NOT NULL,
+        id TEXT NOT NULL,
+        answers TEXT NOT NULL,
+        PRIMARY KEY (document, id)
+    )"];
 
 /// What went wrong with the local store.
 #[derive(Debug, thiserror::Error)]
@@ -421,7 +431,8 @@ impl Store {
         }
         let context = "updating the schema";
         let mut tx = self.pool.begin().await.map_err(failed(context))?;
-        let steps: [(i64, &[&str]); 4] = [(1, SCHEMA_V1), (2, SCHEMA_V2), (3, SCHEMA_V3), (4, SCHEMA_V4)];
+        let steps: [(i64, &[&str]); 5] =
+            [(1, SCHEMA_V1), (2, SCHEMA_V2), (3, SCHEMA_V3), (4, SCHEMA_V4), (5, SCHEMA_V5)];
         for (step, statements) in steps {
             if version >= step {
                 continue;
@@ -651,9 +662,54 @@ impl Store {
                 .execute(&mut *tx)
                 .await
                 .map_err(failed(context))?;
+            // A submitted (or voided) response a server holds: its plaintext is forgotten.
+            sqlx::query(
+                "DELETE FROM plaintext WHERE document = ?1 AND id = ?2 AND EXISTS (SELECT 1 FROM responses r
+                 WHERE r.document = ?1 AND r.id = ?2 AND r.status IN ('submitted', 'voided'))",
+            )
+            .bind(&write.document)
+            .bind(id)
+            .execute(&mut *tx)
+            .await
+            .map_err(failed(context))?;
         }
         tx.commit().await.map_err(failed(context))?;
         Ok(seq)
+    }
+
+    /// Keeps the plaintext of a response to a sealed campaign (JSON answers), until it is
+    /// submitted and acknowledged.
+    pub async fn set_plaintext(&self, document: &str, id: &str, answers: &str) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO plaintext (document, id, answers) VALUES (?, ?, ?)
+             ON CONFLICT (document, id) DO UPDATE SET answers = excluded.answers",
+        )
+        .bind(document)
+        .bind(id)
+        .bind(answers)
+        .execute(&self.pool)
+        .await
+        .map_err(failed("keeping a draft's answers"))?;
+        Ok(())
+    }
+
+    /// The plaintext kept for a response to a sealed campaign, if still held.
+    pub async fn plaintext(&self, document: &str, id: &str) -> Result<Option<String>, StoreError> {
+        sqlx::query_scalar("SELECT answers FROM plaintext WHERE document = ? AND id = ?")
+            .bind(document)
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(failed("reading a draft's answers"))
+    }
+
+    /// Every plaintext held: (document, response id) → JSON answers.
+    pub async fn plaintexts(&self) -> Result<std::collections::HashMap<(String, String), String>, StoreError> {
+        let rows: Vec<(String, String, String)> = sqlx::query_as("SELECT document, id, answers FROM plaintext")
+            .fetch_all(&self.pool)
+            .await
+            .map_err(failed("reading the drafts' answers"))?;
+        Ok(rows.into_iter().map(|(d, i, a)| ((d, i), a)).collect())
     }
 
     /// Replaces the chunks of `document` up to `up_to` (inclusive) by one snapshot. The

@@ -145,3 +145,50 @@ fn the_python_bindings_enroll_from_a_pinned_link_and_sync_over_wss() {
     let counted = district.counted(&campaign, &["thon-dong"]);
     assert_eq!(counted.keys().map(|(r, _)| r.clone()).collect::<std::collections::BTreeSet<_>>(), ids);
 }
+
+/// A sealed campaign (schema version 2 with a public key): the Python app records as for any
+/// other; the server stores only ciphertext, which the district's key opens and counts.
+#[test]
+fn the_python_bindings_seal_the_answers_of_a_sealed_campaign() {
+    let Some(python) = python_or_skip() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let bindings = bindings(dir.path());
+    let (campaign, key) = fixtures::sealed_campaign([42; 32]);
+    let district = District::start(dir.path(), &campaign);
+    let code = district.code("nguyen-van-a", &["thon-dong"]);
+    let comment = "Ý kiến niêm phong từ Python";
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/python/sealed_flow.py");
+    let out = Command::new(python)
+        .arg(&script)
+        .env("PYTHONPATH", &bindings)
+        .env("PYTHONDONTWRITEBYTECODE", "1")
+        .env("HAMLET_SERVER", district.address())
+        .env("HAMLET_CODE", &code)
+        .env("HAMLET_STORE", dir.path().join("phone.db"))
+        .env("HAMLET_COMMENT", comment)
+        .output()
+        .expect("python3 runs");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "the Python script failed:\n{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    let summary: serde_json::Value = serde_json::from_str(stdout.trim()).expect("the script's summary");
+    assert_eq!(summary["ids"].as_array().map(Vec::len), Some(5));
+
+    let ledger = district.ledger(&campaign, "thon-dong").expect("stored");
+    for value in hamlet_sync_core::sealed::every_value_written(ledger.doc()) {
+        if let hamlet_sync_core::automerge::ScalarValue::Str(s) = &value {
+            assert!(!s.contains(comment) && !s.contains("tin_nhiem"), "in the clear: {s}");
+        }
+    }
+    let authors = hamlet_sync_core::authorship::Authors::new();
+    let p = hamlet_sync_core::project_opened(&campaign, &ledger, &authors, Some(&key)).unwrap();
+    assert!(p.rows.flags.is_empty(), "{:?}", p.rows.flags);
+    let comments = p
+        .rows
+        .answers
+        .iter()
+        .filter(|a| {
+            a.counted && matches!(&a.value, hamlet_sync_core::AnswerValue::Comment(c) if c.starts_with(comment))
+        })
+        .count();
+    assert_eq!(comments, 5);
+}

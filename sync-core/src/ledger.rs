@@ -315,6 +315,16 @@ impl Scalar {
         }
     }
 
+    /// The scalar an answer is written as.
+    pub fn from_answer(value: &AnswerValue) -> Scalar {
+        match value {
+            AnswerValue::Level(l) => Scalar::Str(l.code().into()),
+            AnswerValue::YesNo(b) => Scalar::Bool(*b),
+            AnswerValue::Number(n) => Scalar::Int(*n),
+            AnswerValue::Comment(s) => Scalar::Str(s.clone()),
+        }
+    }
+
     /// Reads the scalar as an answer to a question of `kind`.
     pub fn to_answer(&self, kind: &QuestionKind) -> Option<AnswerValue> {
         match (kind, self) {
