@@ -186,7 +186,8 @@ async fn main() -> anyhow::Result<()> {
                 Some(path) => Some(Kek::read(&path).map_err(anyhow::Error::msg)?),
                 None => None,
             };
-            let ledgers = hamlet_server::district::reproject_all(&database.url(), kek).await.context("reprojecting")?;
+            let ledgers =
+                hamlet_server::district::reproject_all_with(&database.url(), kek).await.context("reprojecting")?;
             let store = Store::open(&database.url()).await.context("opening the database")?;
             let detail = format!("rebuilt the district tables from {ledgers} ledgers");
             hamlet_server::audit::record(&store, "command-line", "reproject", "district", &detail).await?;

@@ -181,7 +181,16 @@ pub fn start(hub: Arc<Hub>, projector: Arc<Projector>) -> District {
 
 /// Rebuilds every projected table of the database at `url` from its stored documents (the
 /// `hamlet-server reproject` command); returns how many ledgers were projected.
-pub async fn reproject_all(url: &str, campaign_kek: Option<keys::Kek>) -> Result<usize, projector::ProjectorError> {
+pub async fn reproject_all(url: &str) -> Result<usize, projector::ProjectorError> {
+    reproject_all_with(url, None).await
+}
+
+/// As [`reproject_all`], opening sealed campaigns' answers with the keys stored under
+/// `campaign_kek`.
+pub async fn reproject_all_with(
+    url: &str,
+    campaign_kek: Option<keys::Kek>,
+) -> Result<usize, projector::ProjectorError> {
     let store = Store::open(url).await?;
     let catalog = Arc::new(Catalog::new(store.clone()));
     let projector = Projector::start(store.clone(), catalog, Settings { campaign_kek, ..Settings::default() });
