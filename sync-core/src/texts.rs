@@ -257,6 +257,7 @@ texts! {
     flag_sealed_unreadable: "Phiếu niêm phong không mở được hoặc bị sửa (không tính)", "Sealed answers do not open or were altered (not counted)";
     flag_unsealed: "Câu trả lời không được niêm phong (không tính)", "Answer written unsealed (not counted)";
     flag_malformed_key: "Mã không hợp lệ", "Malformed key";
+    flag_outside_ballot: "Trả lời về cán bộ không có trên phiếu của thôn này (không tính)", "An answer about a cadre not on this hamlet's ballot (not counted)";
     campaign_key_warning: "Khi mở đợt lấy ý kiến, máy chủ tạo khóa riêng của đợt: ý kiến được niêm phong trên điện thoại và chỉ khóa này mở được. Mất khóa là mất toàn bộ ý kiến của đợt: sao lưu ngay bằng lệnh hamlet-server campaign-key export và cất bản sao lưu cùng mật khẩu ở hai nơi riêng.", "Opening the campaign makes its own key: answers are sealed on the phones and only this key opens them. Losing the key loses every answer of the campaign: back it up at once with hamlet-server campaign-key export, and keep the backup and its passphrase apart.";
     campaign_key_held: "Khóa công khai của đợt:", "The campaign's public key:";
     alerts_title: "Số liệu bất thường", "Implausible numbers";

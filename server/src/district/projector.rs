@@ -625,22 +625,40 @@ fn entity_parts(entity: &Entity) -> (&'static str, String) {
     }
 }
 
+/// Every code [`flag_kind`] stores, in `flags.kind`: the pages give each its words. The match
+/// below takes its codes from here, so none can be stored that this list lacks.
+pub const FLAG_CODES: [&str; 13] = [
+    "edited_after_seal",
+    "seal_rewritten",
+    "foreign_write",
+    "invalid_answer",
+    "form_version",
+    "invalid_count",
+    "tally_inconsistent",
+    "outside_schedule",
+    "tally_duplicate",
+    "malformed_key",
+    "outside_ballot",
+    "sealed_unreadable",
+    "unsealed",
+];
+
 fn flag_kind(kind: &FlagKind) -> &'static str {
-    match kind {
-        FlagKind::EditedAfterSeal { .. } => "edited_after_seal",
-        FlagKind::SealRewritten { .. } => "seal_rewritten",
-        FlagKind::ForeignWrite { .. } => "foreign_write",
-        FlagKind::InvalidAnswer { .. } => "invalid_answer",
-        FlagKind::FormVersion { .. } => "form_version",
-        FlagKind::InvalidCount { .. } => "invalid_count",
-        FlagKind::TallyInconsistent { .. } => "tally_inconsistent",
-        FlagKind::OutsideSchedule { .. } => "outside_schedule",
-        FlagKind::TallyDuplicate { .. } => "tally_duplicate",
-        FlagKind::MalformedKey { .. } => "malformed_key",
-        FlagKind::OutsideBallot { .. } => "outside_ballot",
-        FlagKind::SealedUnreadable { .. } => "sealed_unreadable",
-        FlagKind::Unsealed { .. } => "unsealed",
-    }
+    FLAG_CODES[match kind {
+        FlagKind::EditedAfterSeal { .. } => 0,
+        FlagKind::SealRewritten { .. } => 1,
+        FlagKind::ForeignWrite { .. } => 2,
+        FlagKind::InvalidAnswer { .. } => 3,
+        FlagKind::FormVersion { .. } => 4,
+        FlagKind::InvalidCount { .. } => 5,
+        FlagKind::TallyInconsistent { .. } => 6,
+        FlagKind::OutsideSchedule { .. } => 7,
+        FlagKind::TallyDuplicate { .. } => 8,
+        FlagKind::MalformedKey { .. } => 9,
+        FlagKind::OutsideBallot { .. } => 10,
+        FlagKind::SealedUnreadable { .. } => 11,
+        FlagKind::Unsealed { .. } => 12,
+    }]
 }
 
 fn day(d: Option<hamlet_sync_core::Day>) -> Option<String> {

@@ -22,7 +22,23 @@ pub(super) fn flag_label(t: &Texts, flag: &str) -> &'static str {
         "after_publication" => t.flag_after_publication,
         "sealed_unreadable" => t.flag_sealed_unreadable,
         "unsealed" => t.flag_unsealed,
+        "outside_ballot" => t.flag_outside_ballot,
         _ => t.flag_malformed_key,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every flag the projector raises has its own words (the fallback is for malformed keys).
+    #[test]
+    fn every_flag_the_projector_raises_has_a_label() {
+        let t = Lang::Vi.texts();
+        for code in crate::district::projector::FLAG_CODES {
+            let label = flag_label(t, code);
+            assert!(code == "malformed_key" || label != t.flag_malformed_key, "{code} has no label");
+        }
     }
 }
 
