@@ -625,7 +625,7 @@ fn entity_parts(entity: &Entity) -> (&'static str, String) {
     }
 }
 
-/// Every code [`flag_kind`] stores, in `flags.kind`: the pages give each its words. The match
+/// Every code `flag_kind` stores, in `flags.kind`: the pages give each its words. The match
 /// below takes its codes from here, so none can be stored that this list lacks.
 pub const FLAG_CODES: [&str; 13] = [
     "edited_after_seal",
