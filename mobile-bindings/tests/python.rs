@@ -81,7 +81,8 @@ fn the_python_bindings_enroll_record_fifty_responses_and_sync_them_to_the_server
     let bindings = bindings(dir.path());
 
     let campaign = fixtures::open_campaign();
-    let district = District::start(dir.path(), &campaign);
+    // The campaign made as a district makes it, so that the server's own projector counts.
+    let district = District::start_counting(dir.path(), &campaign);
     let front = Front::start(district.addr);
     let code = district.code("nguyen-van-a", &["thon-dong", "thon-tay"]);
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/python/collector_flow.py");
@@ -107,6 +108,21 @@ fn the_python_bindings_enroll_record_fifty_responses_and_sync_them_to_the_server
     let responses: std::collections::BTreeSet<&str> = counted.keys().map(|(r, _)| r.as_str()).collect();
     assert_eq!(responses, ids.iter().map(String::as_str).collect());
     assert_eq!(counted.len(), 50 * 5);
+    // And as staff read it: the server's projector and its results API (closed, so that every
+    // counted answer shows): 25 responses in each hamlet for every subject, and for ong-an the 20
+    // ballots of the meeting's tally in thon-tay besides.
+    district.close(&campaign);
+    let results = district.results(&campaign);
+    for subject in &campaign.subjects {
+        let item =
+            results["subjects"].as_array().unwrap().iter().find(|s| s["subject"] == subject.id.as_str()).unwrap();
+        let total = |unit: &str| {
+            item["rows"].as_array().unwrap().iter().find(|r| r["unit"] == unit).map(|r| r["total"].as_u64().unwrap())
+        };
+        let ballots = if subject.id.as_str() == "ong-an" { 20 } else { 0 };
+        let got = (total("thon-dong"), total("thon-tay"), total("*"));
+        assert_eq!(got, (Some(25), Some(25 + ballots), Some(50 + ballots)), "{}", subject.id);
+    }
     // Both syncs carried the device token the enrollment gave (the server refuses any other).
     let tokens = front.seen_tokens();
     assert!(tokens.len() == 2 && tokens.iter().all(|t| t.as_ref().is_some_and(|t| t.len() == 64)), "{tokens:?}");
