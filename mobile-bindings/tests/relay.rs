@@ -6,6 +6,7 @@
 mod support;
 
 use std::collections::BTreeSet;
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use clap::Parser;
@@ -51,12 +52,11 @@ fn answers(n: usize) -> Vec<(String, String)> {
     out
 }
 
-#[test]
-fn a_phone_enrolls_and_syncs_through_a_relay_and_the_district_counts_it() {
-    let dir = tempfile::tempdir().unwrap();
-    let district = District::start(dir.path(), &campaign());
+/// A relay for `thon-dong`, enrolled at `district` and running on its own runtime in this
+/// process, passing to the district every second: (runtime, address, data folder).
+fn start_relay(dir: &std::path::Path, district: &District) -> (tokio::runtime::Runtime, std::net::SocketAddr, PathBuf) {
     let relay_code = district.code_as("relay", Role::Relay, &["thon-dong"]);
-    let relay_dir = dir.path().join("relay");
+    let relay_dir = dir.join("relay");
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
     let enroll = RelayEnrollConfig {
         upstream: format!("http://{}", district.address()),
@@ -75,7 +75,14 @@ fn a_phone_enrolls_and_syncs_through_a_relay_and_the_district_counts_it() {
         tokio::spawn(relay.run(listener, std::future::pending()));
         addr
     });
+    (runtime, relay_addr, relay_dir)
+}
 
+#[test]
+fn a_phone_enrolls_and_syncs_through_a_relay_and_the_district_counts_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let district = District::start(dir.path(), &campaign());
+    let (_relay, relay_addr, _) = start_relay(dir.path(), &district);
     let phone = Collector::open(phone_path(dir.path(), "c1")).expect("store opens");
     phone.set_fixed_today(Some("2025-06-02")).expect("a day");
     let deadline = Instant::now() + Duration::from_secs(30);
@@ -104,4 +111,78 @@ fn a_phone_enrolls_and_syncs_through_a_relay_and_the_district_counts_it() {
         assert!(Instant::now() < deadline, "the district never counted them: {counted:?}");
         std::thread::sleep(Duration::from_millis(100));
     }
+}
+
+/// A sealed campaign (issue 17) through the relay: the relay carries the phone's response to the
+/// district, and nothing it stores — campaign document or ledger, every value of every change —
+/// holds an answer or a comment in the clear; the district opens and counts it.
+#[test]
+fn a_sealed_response_crosses_the_relay_as_ciphertext_only() {
+    const COMMENT: &str = "Trưởng thôn hay hứa mà không làm";
+    let dir = tempfile::tempdir().unwrap();
+    let (campaign, key) = fixtures::sealed_campaign([42; 32]);
+    let district = District::start(dir.path(), &campaign);
+    let (relay_runtime, relay_addr, relay_dir) = start_relay(dir.path(), &district);
+    let phone = Collector::open(phone_path(dir.path(), "c1")).expect("store opens");
+    phone.set_fixed_today(Some("2025-06-02")).expect("a day");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    phone.enroll(&relay_addr.to_string(), &district.code("c1", &["thon-dong"]), "phone").expect("enrolled");
+    while !phone.campaigns().first().is_some_and(|c| c.downloaded) {
+        assert!(Instant::now() < deadline, "the campaign never came down through the relay");
+        let _ = phone.sync(None, &quick(), &|_| ());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let sheet = [
+        ("tin-nhiem/ong-an".to_owned(), "tin_nhiem_thap".to_owned()),
+        ("tin-nhiem/ba-binh".to_owned(), "tin_nhiem_cao".to_owned()),
+        ("y-kien/ong-an".to_owned(), COMMENT.to_owned()),
+    ];
+    let id = phone.record(CAMPAIGN, "thon-dong", &sheet).expect("recorded");
+    phone.submit(&id).expect("submitted");
+    let report = phone.sync(None, &quick(), &|_| ()).expect("synced with the relay");
+    assert_eq!(report.newly_acknowledged, 1, "acknowledged by the relay: {report:?}");
+
+    // At the district, opened with the campaign's key: counted, the comment readable there.
+    let opened = loop {
+        if let Some(ledger) = district.ledger(&campaign, "thon-dong") {
+            let p = hamlet_sync_core::project_opened(&campaign, &ledger, &Default::default(), Some(&key)).unwrap();
+            let counted: Vec<_> = p.rows.answers.into_iter().filter(|a| a.counted).collect();
+            if !counted.is_empty() {
+                break counted;
+            }
+        }
+        assert!(Instant::now() < deadline, "the district never counted it");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert_eq!(opened.len(), 3, "{opened:?}");
+    assert!(opened.iter().any(|a| a.value == hamlet_sync_core::AnswerValue::Comment(COMMENT.into())));
+
+    // The relay's own database: every document it holds, every value any change wrote.
+    let url = format!("sqlite:{}", relay_dir.join("hamlet-relay.db").display());
+    relay_runtime.block_on(async {
+        let store = hamlet_server::store::Store::open(&url).await.expect("the relay's store opens");
+        let documents = [
+            hamlet_sync_core::DocumentId::for_campaign(&campaign.id),
+            hamlet_sync_core::DocumentId::for_ledger(&campaign.id, &fixtures::hamlet("thon-dong")),
+        ];
+        for document in documents {
+            let chunks = store.load(&document.to_string()).await.unwrap();
+            assert!(!chunks.is_empty(), "the relay holds {document}");
+            let mut doc = hamlet_sync_core::automerge::Automerge::new();
+            for chunk in chunks {
+                doc.load_incremental(&chunk.data).unwrap();
+            }
+            for value in hamlet_sync_core::sealed::every_value_written(&doc) {
+                let raw = match &value {
+                    hamlet_sync_core::automerge::ScalarValue::Str(s) => s.as_bytes().to_vec(),
+                    hamlet_sync_core::automerge::ScalarValue::Bytes(b) => b.clone(),
+                    _ => continue,
+                };
+                for needle in [COMMENT, "tin_nhiem_thap", "tin_nhiem_cao"] {
+                    let found = raw.windows(needle.len()).any(|w| w == needle.as_bytes());
+                    assert!(!found, "the relay's {document} holds {needle:?} in the clear");
+                }
+            }
+        }
+    });
 }
