@@ -703,12 +703,31 @@ async fn open_sqlite(url: &str, shown: &str) -> Result<SqlitePool, StoreError> {
     if !in_memory {
         create_parent_folder(options.get_filename())?;
     }
-    SqlitePoolOptions::new()
-        .max_connections(SQLITE_MAX_CONNECTIONS)
-        .acquire_timeout(ACQUIRE_TIMEOUT)
-        .connect_with(options)
-        .await
-        .map_err(|source| StoreError::Connect { url: shown.to_owned(), source })
+    // Processes opening a new file together race to turn on the write-ahead log, and SQLite
+    // answers the loser "database is locked" at once (its busy handler is not consulted when
+    // waiting could deadlock): try again for as long as the busy timeout, then give up.
+    let deadline = std::time::Instant::now() + SQLITE_BUSY_TIMEOUT;
+    let mut pause = Duration::from_millis(5);
+    loop {
+        let connected = SqlitePoolOptions::new()
+            .max_connections(SQLITE_MAX_CONNECTIONS)
+            .acquire_timeout(ACQUIRE_TIMEOUT)
+            .connect_with(options.clone())
+            .await;
+        match connected {
+            Err(e) if is_sqlite_busy(&e) && std::time::Instant::now() < deadline => {
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(Duration::from_millis(200));
+            }
+            other => return other.map_err(|source| StoreError::Connect { url: shown.to_owned(), source }),
+        }
+    }
+}
+
+/// SQLITE_BUSY, with or without its extended codes (BUSY_RECOVERY, BUSY_SNAPSHOT, ...).
+fn is_sqlite_busy(error: &sqlx::Error) -> bool {
+    let sqlx::Error::Database(db) = error else { return false };
+    db.code().and_then(|code| code.parse::<i32>().ok()).is_some_and(|code| code & 0xff == 5)
 }
 
 fn create_parent_folder(file: &Path) -> Result<(), StoreError> {
