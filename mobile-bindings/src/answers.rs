@@ -87,21 +87,10 @@ pub fn ballot(campaign: &Campaign, hamlet: &UnitId, key: &AnswerKey) -> Result<V
     }
 }
 
-/// Answers as the JSON the local store keeps for a sealed campaign's drafts.
+/// Answers as the JSON the local store keeps for a sealed campaign's drafts: the object a
+/// sealed object holds ([`hamlet_sync_core::sealed::answers_json`]).
 pub fn to_json(answers: &BTreeMap<AnswerKey, AnswerValue>) -> String {
-    let map: serde_json::Map<String, serde_json::Value> = answers
-        .iter()
-        .map(|(k, v)| {
-            let value = match v {
-                AnswerValue::Level(l) => serde_json::Value::from(l.code()),
-                AnswerValue::YesNo(b) => serde_json::Value::from(*b),
-                AnswerValue::Number(n) => serde_json::Value::from(*n),
-                AnswerValue::Comment(s) => serde_json::Value::from(s.as_str()),
-            };
-            (k.to_string(), value)
-        })
-        .collect();
-    serde_json::Value::Object(map).to_string()
+    serde_json::Value::Object(hamlet_sync_core::sealed::answers_json(answers)).to_string()
 }
 
 /// Reads answers written by [`to_json`] against the campaign's form (what no longer fits is

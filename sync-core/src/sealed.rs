@@ -330,8 +330,10 @@ pub fn open(
     Ok(Opened { version, answers: read_plaintext(&plaintext)? })
 }
 
-fn plaintext(answers: &BTreeMap<AnswerKey, AnswerValue>) -> Vec<u8> {
-    let map: serde_json::Map<String, serde_json::Value> = answers
+/// Answers as the JSON object a sealed object holds: answer key → level code, yes/no, number or
+/// comment. The phone keeps its drafts' plaintext in the same form.
+pub fn answers_json(answers: &BTreeMap<AnswerKey, AnswerValue>) -> serde_json::Map<String, serde_json::Value> {
+    answers
         .iter()
         .map(|(k, v)| {
             let value = match v {
@@ -342,9 +344,11 @@ fn plaintext(answers: &BTreeMap<AnswerKey, AnswerValue>) -> Vec<u8> {
             };
             (k.to_string(), value)
         })
-        .collect();
-    let body = serde_json::json!({ "answers": map });
-    body.to_string().into_bytes()
+        .collect()
+}
+
+fn plaintext(answers: &BTreeMap<AnswerKey, AnswerValue>) -> Vec<u8> {
+    serde_json::json!({ "answers": answers_json(answers) }).to_string().into_bytes()
 }
 
 fn read_plaintext(bytes: &[u8]) -> Result<BTreeMap<String, Scalar>, OpenError> {
